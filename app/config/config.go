@@ -1,0 +1,229 @@
+// Package config reads the service's settings from command-line flags, with
+// environment variables of the same meaning as fallbacks, and validates them.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the validated configuration of one server process.
+type Config struct {
+	// Addr is the address to listen on (ADDR).
+	Addr string
+	// DatabasePath is the SQLite file (DATABASE_PATH).
+	DatabasePath string
+	// SecretKey signs tokens when set (SECRET_KEY); otherwise a key is
+	// generated once and kept in the database.
+	SecretKey []byte
+	// TokenLifetime is how long an access token and its session live
+	// (ACCESS_TOKEN_EXPIRE_MINUTES).
+	TokenLifetime time.Duration
+	// BcryptCost is the cost of new password hashes (BCRYPT_COST).
+	BcryptCost int
+	// LogLevel is the minimum level logged (LOG_LEVEL).
+	LogLevel slog.Level
+	// CookieSecure is "auto" (Secure when the request came over HTTPS),
+	// "true" or "false" (COOKIE_SECURE).
+	CookieSecure string
+	// TrustedProxies lists the proxies whose X-Forwarded-For is believed
+	// (TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
+	// LoginFailuresPerAccount is how many failed sign-ins an account may
+	// have within LoginWindow before it is throttled.
+	LoginFailuresPerAccount int
+	// LoginFailuresPerIP is the ceiling of failed sign-ins from one client
+	// address within LoginWindow.
+	LoginFailuresPerIP int
+	// LoginWindow is the period over which failures are counted.
+	LoginWindow time.Duration
+	// RegistrationsPerIP is how many accounts one client address may
+	// register per hour.
+	RegistrationsPerIP int
+	// HashWorkers is how many bcrypt computations run at once.
+	HashWorkers int
+	// HashQueue is how many more may wait for a worker before requests
+	// are shed with 503.
+	HashQueue int
+	// Dev reloads templates from disk on every request.
+	Dev bool
+}
+
+// Usage is printed above the flag list by --help.
+const Usage = `Usage: fiberauth [flags]
+
+Every flag can also be set by the environment variable named in its
+description; a flag given on the command line wins.
+
+`
+
+// Parse reads args (without the program name) and the environment through
+// getenv. It returns flag.ErrHelp after printing help to out when asked.
+func Parse(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("fiberauth", flag.ContinueOnError)
+	fs.SetOutput(out)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	addr := fs.String("addr", env("ADDR", "127.0.0.1:8000"), "address to listen on (ADDR)")
+	dbPath := fs.String("database-path", env("DATABASE_PATH", "app.db"), "SQLite database file, created if missing (DATABASE_PATH)")
+	secret := fs.String("secret-key", env("SECRET_KEY", ""), "HS256 signing key, at least 32 bytes; when empty a random key is generated once and stored in the database (SECRET_KEY; prefer the variable, flags show in process lists)")
+	expire := fs.String("access-token-expire-minutes", env("ACCESS_TOKEN_EXPIRE_MINUTES", "30"), "lifetime of tokens and sessions in minutes, 1 to 525600 (ACCESS_TOKEN_EXPIRE_MINUTES)")
+	cost := fs.String("bcrypt-cost", env("BCRYPT_COST", "12"), "bcrypt cost of new password hashes, 4 to 31 (BCRYPT_COST)")
+	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	cookieSecure := fs.String("cookie-secure", env("COOKIE_SECURE", "auto"), "Secure attribute of cookies: auto (when the request came over HTTPS), true or false (COOKIE_SECURE)")
+	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is trusted; empty trusts none (TRUSTED_PROXIES)")
+	perAccount := fs.String("login-failures-per-account", env("LOGIN_FAILURES_PER_ACCOUNT", "5"), "failed sign-ins per account within the login window before it is throttled (LOGIN_FAILURES_PER_ACCOUNT)")
+	perIP := fs.String("login-failures-per-ip", env("LOGIN_FAILURES_PER_IP", "50"), "failed sign-ins per client address within the login window before it is throttled (LOGIN_FAILURES_PER_IP)")
+	window := fs.String("login-window", env("LOGIN_WINDOW", "15m"), "period over which failed sign-ins are counted, e.g. 15m (LOGIN_WINDOW)")
+	regs := fs.String("registrations-per-ip", env("REGISTRATIONS_PER_IP", "300"), "accounts one client address may register per hour (REGISTRATIONS_PER_IP)")
+	workers := fs.String("hash-workers", env("HASH_WORKERS", "0"), "bcrypt computations run at once; 0 means one per CPU (HASH_WORKERS)")
+	queue := fs.String("hash-queue", env("HASH_QUEUE", "0"), "sign-ins that may wait for a bcrypt worker before more are refused with 503; 0 means 8 per worker (HASH_QUEUE)")
+	dev := fs.Bool("dev", env("DEV", "") == "1" || env("DEV", "") == "true", "development mode: reload templates from ./views on each request (DEV)")
+	fs.Usage = func() {
+		fmt.Fprint(out, Usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+
+	c := Config{Addr: *addr, DatabasePath: *dbPath, CookieSecure: strings.ToLower(*cookieSecure), Dev: *dev}
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if _, _, err := splitHostPort(c.Addr); err != nil {
+		bad("ADDR %q is not host:port: %v", c.Addr, err)
+	}
+	if strings.TrimSpace(c.DatabasePath) == "" {
+		bad("DATABASE_PATH is empty")
+	}
+	if *secret != "" {
+		if len(*secret) < 32 {
+			bad("SECRET_KEY is %d bytes; it must be at least 32 bytes (for example: openssl rand -hex 32)", len(*secret))
+		}
+		c.SecretKey = []byte(*secret)
+	}
+	if n, err := intIn(*expire, 1, 525600); err != nil {
+		bad("ACCESS_TOKEN_EXPIRE_MINUTES %q: %v", *expire, err)
+	} else {
+		c.TokenLifetime = time.Duration(n) * time.Minute
+	}
+	if n, err := intIn(*cost, 4, 31); err != nil {
+		bad("BCRYPT_COST %q: %v", *cost, err)
+	} else {
+		c.BcryptCost = n
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		bad("LOG_LEVEL %q: must be debug, info, warn or error", *level)
+	}
+	switch c.CookieSecure {
+	case "auto", "true", "false":
+	case "1", "yes", "on":
+		c.CookieSecure = "true"
+	case "0", "no", "off":
+		c.CookieSecure = "false"
+	default:
+		bad("COOKIE_SECURE %q: must be auto, true or false", *cookieSecure)
+	}
+	for _, p := range strings.Split(*proxies, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		pfx, err := parsePrefix(p)
+		if err != nil {
+			bad("TRUSTED_PROXIES entry %q is not an IP address or CIDR", p)
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, pfx)
+	}
+	if n, err := intIn(*perAccount, 1, 1000000); err != nil {
+		bad("LOGIN_FAILURES_PER_ACCOUNT %q: %v", *perAccount, err)
+	} else {
+		c.LoginFailuresPerAccount = n
+	}
+	if n, err := intIn(*perIP, 1, 100000000); err != nil {
+		bad("LOGIN_FAILURES_PER_IP %q: %v", *perIP, err)
+	} else {
+		c.LoginFailuresPerIP = n
+	}
+	if d, err := time.ParseDuration(*window); err != nil || d < time.Second || d > 24*time.Hour {
+		bad("LOGIN_WINDOW %q: must be a duration between 1s and 24h, such as 15m", *window)
+	} else {
+		c.LoginWindow = d
+	}
+	if n, err := intIn(*regs, 1, 100000000); err != nil {
+		bad("REGISTRATIONS_PER_IP %q: %v", *regs, err)
+	} else {
+		c.RegistrationsPerIP = n
+	}
+	if n, err := intIn(*workers, 0, 1024); err != nil {
+		bad("HASH_WORKERS %q: %v", *workers, err)
+	} else {
+		c.HashWorkers = n
+	}
+	if n, err := intIn(*queue, 0, 1000000); err != nil {
+		bad("HASH_QUEUE %q: %v", *queue, err)
+	} else {
+		c.HashQueue = n
+	}
+	if len(errs) > 0 {
+		// One line, so that a start-up failure reads as one message.
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return Config{}, errors.New(strings.Join(msgs, "; "))
+	}
+	return c, nil
+}
+
+func intIn(s string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0, errors.New("not a whole number")
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("must be between %d and %d", lo, hi)
+	}
+	return n, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", 0, errors.New("missing port")
+	}
+	port, err := strconv.Atoi(addr[i+1:])
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, errors.New("port must be a number from 0 to 65535")
+	}
+	return addr[:i], port, nil
+}

@@ -1,0 +1,133 @@
+// Package password hashes and verifies passwords with bcrypt on a bounded
+// pool of workers, so that a flood of sign-ins cannot take every CPU away
+// from the rest of the service.
+package password
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"runtime"
+	"sync/atomic"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// MaxBytes is the longest password bcrypt can take in full. Longer ones are
+// refused at registration and never match at sign-in.
+const MaxBytes = 72
+
+// ErrBusy means every worker is busy and the queue is full: the caller
+// should answer 503 with Retry-After.
+var ErrBusy = errors.New("password: hashing capacity exhausted")
+
+// ErrMismatch means the password does not match the hash.
+var ErrMismatch = errors.New("password: mismatch")
+
+// Hasher runs bcrypt with at most workers computations at once and at most
+// queue callers waiting for one.
+type Hasher struct {
+	cost    int
+	slots   chan struct{}
+	limit   int64
+	pending atomic.Int64
+	dummy   []byte
+}
+
+// NewHasher returns a Hasher for cost. workers <= 0 means one per CPU;
+// queue <= 0 means eight per worker. It computes a dummy hash at cost so
+// that unknown users cost the same as known ones.
+func NewHasher(cost, workers, queue int) (*Hasher, error) {
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	if queue <= 0 {
+		queue = 8 * workers
+	}
+	h := &Hasher{cost: cost, slots: make(chan struct{}, workers), limit: int64(workers + queue)}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	dummy, err := bcrypt.GenerateFromPassword(secret[:24], cost)
+	if err != nil {
+		return nil, err
+	}
+	h.dummy = dummy
+	return h, nil
+}
+
+// Cost is the bcrypt cost of new hashes.
+func (h *Hasher) Cost() int { return h.cost }
+
+// acquire waits for a worker slot. It refuses at once when too many callers
+// are already waiting, and gives up when ctx ends.
+func (h *Hasher) acquire(ctx context.Context) (func(), error) {
+	if h.pending.Add(1) > h.limit {
+		h.pending.Add(-1)
+		return nil, ErrBusy
+	}
+	select {
+	case h.slots <- struct{}{}:
+		return func() { <-h.slots; h.pending.Add(-1) }, nil
+	case <-ctx.Done():
+		h.pending.Add(-1)
+		return nil, ErrBusy
+	}
+}
+
+// Hash returns the bcrypt hash of pw. pw must be at most MaxBytes long.
+func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
+	if len(pw) > MaxBytes {
+		return "", bcrypt.ErrPasswordTooLong
+	}
+	release, err := h.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	b, err := bcrypt.GenerateFromPassword([]byte(pw), h.cost)
+	return string(b), err
+}
+
+// Verify compares pw with hash. An empty hash (an unknown user) is compared
+// against the dummy hash, so that it costs the same and never matches. A
+// password longer than MaxBytes never matches, even when its first MaxBytes
+// bytes would. It returns nil on a match, ErrMismatch, or ErrBusy.
+func (h *Hasher) Verify(ctx context.Context, hash, pw string) error {
+	release, err := h.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	target := []byte(hash)
+	known := 1
+	if hash == "" {
+		target = h.dummy
+		known = 0
+	}
+	fits := 1
+	if len(pw) > MaxBytes {
+		fits = 0
+	}
+	p := []byte(pw)
+	if len(p) > MaxBytes {
+		p = p[:MaxBytes]
+	}
+	match := 0
+	if bcrypt.CompareHashAndPassword(target, p) == nil {
+		match = 1
+	}
+	if subtle.ConstantTimeSelect(known&fits, match, 0) == 1 {
+		return nil
+	}
+	return ErrMismatch
+}
+
+// NeedsRehash reports whether hash was made with another cost than the
+// configured one.
+func (h *Hasher) NeedsRehash(hash string) bool {
+	c, err := bcrypt.Cost([]byte(hash))
+	return err == nil && c != h.cost
+}

@@ -1,0 +1,161 @@
+package app
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"fiberauth/db"
+)
+
+// page is what every template receives. Layout pieces (partials/head and
+// partials/foot) are included by each page rather than wrapped around it
+// with the engine's layout feature, whose rendering takes a global lock.
+type page struct {
+	Title  string
+	CSRF   string
+	User   *db.User
+	Notice string
+	Error  string
+	Next   string
+	Fields []fieldView
+
+	// Profile.
+	Sessions []sessionView
+	Events   []db.Event
+
+	// Error page.
+	Heading   string
+	Message   string
+	RequestID string
+	Back      string
+	BackLabel string
+}
+
+// fieldView is one labelled form field.
+type fieldView struct {
+	Name, Label, Type, Autocomplete, Value, Error, Hint string
+	Required, Autofocus                                 bool
+	MaxLength                                           int
+}
+
+type sessionView struct {
+	db.Session
+	Current bool
+}
+
+// render writes a page with status. The engine renders into a buffer, so
+// a template error becomes a 500 instead of a half-written page.
+func (s *Server) render(c *fiber.Ctx, status int, name string, p page) error {
+	if p.CSRF == "" {
+		p.CSRF, _ = c.Locals(csrfLocal).(string)
+	}
+	if p.User == nil {
+		if pr := currentUser(c); pr != nil {
+			p.User = &pr.User
+		}
+	}
+	c.Status(status)
+	return c.Render(name, p)
+}
+
+// renderErrorPage shows an error to a browser.
+func (s *Server) renderErrorPage(c *fiber.Ctx, status int, msg, rid string) error {
+	p := page{Title: http.StatusText(status), Heading: http.StatusText(status), Message: msg,
+		Back: "/", BackLabel: "Go to the start page"}
+	switch {
+	case status >= 500:
+		p.Heading = "Something went wrong"
+		p.Message = "The server could not finish your request. Please try again; if it keeps happening, quote the request id below."
+		p.RequestID = rid
+	case status == http.StatusForbidden:
+		p.Heading = "Please reload and try again"
+		p.Back = reloadTarget(c)
+		p.BackLabel = "Reload the form"
+	case status == http.StatusTooManyRequests:
+		p.Heading = "Too many attempts"
+		p.Message = "Too many attempts. Wait a little, then try again."
+	case status == http.StatusNotFound:
+		p.Heading = "Page not found"
+		p.Message = "There is no page at this address."
+	}
+	if p.Message == "" {
+		p.Message = http.StatusText(status)
+	}
+	// Error pages carry no account data and no forms that need a token.
+	p.CSRF = "-"
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	if err := c.Render("error", p); err != nil {
+		return c.Status(status).SendString(p.Message)
+	}
+	return nil
+}
+
+// reloadTarget is the page to go back to after a refused form: the form
+// page itself for the pages that have one.
+func reloadTarget(c *fiber.Ctx) string {
+	switch p := c.Path(); {
+	case p == "/login" || p == "/register" || p == "/profile/password" || p == "/profile/delete":
+		return p
+	case strings.HasPrefix(p, "/profile") || p == "/logout":
+		return "/profile"
+	}
+	return "/"
+}
+
+// formatTime shows a time to a person, in UTC.
+func formatTime(t time.Time) string {
+	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
+}
+
+// eventLabel names an event kind for a person.
+func eventLabel(kind string) string {
+	switch kind {
+	case db.EventSignIn:
+		return "Signed in"
+	case db.EventSignInFailed:
+		return "Failed sign-in (wrong password)"
+	case db.EventPasswordChange:
+		return "Password changed"
+	case db.EventPasswordFailed:
+		return "Wrong password given for an account change"
+	case db.EventSessionEnded:
+		return "Session ended"
+	case db.EventSignOut:
+		return "Signed out"
+	}
+	return kind
+}
+
+// safeNext returns next when it is a path on this site, else "". It refuses
+// absolute URLs, scheme-relative //host, backslashes (which browsers read as
+// slashes), control characters and white space (which browsers strip).
+func safeNext(next string) string {
+	if next == "" || len(next) > 1024 || next[0] != '/' {
+		return ""
+	}
+	if len(next) > 1 && (next[1] == '/' || next[1] == '\\') {
+		return ""
+	}
+	for i := 0; i < len(next); i++ {
+		b := next[i]
+		if b <= 0x20 || b == 0x7f || b == '\\' || b >= 0x80 {
+			return ""
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+		return ""
+	}
+	// A decoded path that starts with // or /\ could still confuse a proxy.
+	if strings.HasPrefix(u.Path, "//") || strings.HasPrefix(u.Path, "/\\") {
+		return ""
+	}
+	return next
+}
+
+func queryEscape(s string) string { return url.QueryEscape(s) }
