@@ -158,4 +158,6 @@ func safeNext(next string) string {
 	return next
 }
 
-func queryEscape(s string) string { return url.QueryEscape(s) }
+// queryEscape escapes a query value, leaving slashes readable
+// (/login?next=/profile).
+func queryEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "%2F", "/") }

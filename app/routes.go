@@ -29,14 +29,16 @@ func (s *Server) routes() {
 	a.Post("/revoke", s.apiRevoke)
 	a.Get("/healthz", s.healthz)
 
-	me := a.Group("/users/me", s.requireAPI)
-	me.Get("", s.apiMe)
-	me.Get("/sessions", s.apiListSessions)
-	me.Delete("/sessions", s.apiEndOtherSessions)
-	me.Delete("/sessions/:id", s.apiEndSession)
-	me.Post("/password", s.apiChangePassword)
-	me.Get("/events", s.apiEvents)
-	me.Delete("", s.apiDeleteAccount)
+	// Guards are attached per route, not with Use on a prefix, so that an
+	// unknown path or method answers 404 or 405 rather than 401.
+	auth := s.requireAPI
+	a.Get("/users/me", auth, s.apiMe)
+	a.Delete("/users/me", auth, s.apiDeleteAccount)
+	a.Get("/users/me/sessions", auth, s.apiListSessions)
+	a.Delete("/users/me/sessions", auth, s.apiEndOtherSessions)
+	a.Delete("/users/me/sessions/:id", auth, s.apiEndSession)
+	a.Post("/users/me/password", auth, s.apiChangePassword)
+	a.Get("/users/me/events", auth, s.apiEvents)
 
 	// Browser pages.
 	a.Get("/", s.pageIndex)
@@ -46,12 +48,12 @@ func (s *Server) routes() {
 	a.Post("/register", s.csrfCheck, s.submitRegister)
 	a.Post("/logout", s.csrfCheck, s.submitLogout)
 
-	profile := a.Group("/profile", s.requirePage)
-	profile.Get("", s.csrfIssue, s.pageProfile)
-	profile.Post("/sessions/others/end", s.csrfCheck, s.submitEndOtherSessions)
-	profile.Post("/sessions/:id/end", s.csrfCheck, s.submitEndSession)
-	profile.Get("/password", s.csrfIssue, s.pagePassword)
-	profile.Post("/password", s.csrfCheck, s.submitPassword)
-	profile.Get("/delete", s.csrfIssue, s.pageDelete)
-	profile.Post("/delete", s.csrfCheck, s.submitDelete)
+	page := s.requirePage
+	a.Get("/profile", page, s.csrfIssue, s.pageProfile)
+	a.Post("/profile/sessions/others/end", page, s.csrfCheck, s.submitEndOtherSessions)
+	a.Post("/profile/sessions/:id/end", page, s.csrfCheck, s.submitEndSession)
+	a.Get("/profile/password", page, s.csrfIssue, s.pagePassword)
+	a.Post("/profile/password", page, s.csrfCheck, s.submitPassword)
+	a.Get("/profile/delete", page, s.csrfIssue, s.pageDelete)
+	a.Post("/profile/delete", page, s.csrfCheck, s.submitDelete)
 }
