@@ -17,6 +17,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"fiberauth/app/config"
+	"fiberauth/app/token"
 	"fiberauth/db"
 )
 
@@ -234,3 +235,14 @@ func wantStatus(t testing.TB, res response, want int) {
 type fiberCtx = fiber.Ctx
 
 var inputID = regexp.MustCompile(`<input id="([^"]+)"`)
+
+type sessionTime = time.Time
+
+func mustClaims(t testing.TB, ts *testServer, raw string) *token.Claims {
+	t.Helper()
+	c, err := ts.s.tokens.Verify(raw)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return c
+}
