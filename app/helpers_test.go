@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -245,4 +246,18 @@ func mustClaims(t testing.TB, ts *testServer, raw string) *token.Claims {
 		t.Fatalf("verify: %v", err)
 	}
 	return c
+}
+
+// startTestListener serves a test server on a loopback port and returns its
+// base URL.
+func startTestListener(t *testing.T, env ...string) string {
+	t.Helper()
+	ts := newTestServer(t, env...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ts.s.App().Listener(ln)
+	t.Cleanup(func() { ts.s.App().Shutdown() })
+	return "http://" + ln.Addr().String()
 }

@@ -131,3 +131,6 @@ func (h *Hasher) NeedsRehash(hash string) bool {
 	c, err := bcrypt.Cost([]byte(hash))
 	return err == nil && c != h.cost
 }
+
+// DummyHash returns the hash unknown users are checked against.
+func (h *Hasher) DummyHash() []byte { return h.dummy }
