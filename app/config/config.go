@@ -69,27 +69,34 @@ description; a flag given on the command line wins.
 func Parse(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("fiberauth", flag.ContinueOnError)
 	fs.SetOutput(out)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
+	// Flags are declared with the built-in defaults, so that --help shows
+	// those (and never a secret taken from the environment); the
+	// environment is consulted after parsing for flags not given.
+	type setting struct {
+		env string
+		val *string
 	}
-	addr := fs.String("addr", env("ADDR", "127.0.0.1:8000"), "address to listen on (ADDR)")
-	dbPath := fs.String("database-path", env("DATABASE_PATH", "app.db"), "SQLite database file, created if missing (DATABASE_PATH)")
-	secret := fs.String("secret-key", env("SECRET_KEY", ""), "HS256 signing key, at least 32 bytes; when empty a random key is generated once and stored in the database (SECRET_KEY; prefer the variable, flags show in process lists)")
-	expire := fs.String("access-token-expire-minutes", env("ACCESS_TOKEN_EXPIRE_MINUTES", "30"), "lifetime of tokens and sessions in minutes, 1 to 525600 (ACCESS_TOKEN_EXPIRE_MINUTES)")
-	cost := fs.String("bcrypt-cost", env("BCRYPT_COST", "12"), "bcrypt cost of new password hashes, 4 to 31 (BCRYPT_COST)")
-	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
-	cookieSecure := fs.String("cookie-secure", env("COOKIE_SECURE", "auto"), "Secure attribute of cookies: auto (when the request came over HTTPS), true or false (COOKIE_SECURE)")
-	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is trusted; empty trusts none (TRUSTED_PROXIES)")
-	perAccount := fs.String("login-failures-per-account", env("LOGIN_FAILURES_PER_ACCOUNT", "5"), "failed sign-ins per account within the login window before it is throttled (LOGIN_FAILURES_PER_ACCOUNT)")
-	perIP := fs.String("login-failures-per-ip", env("LOGIN_FAILURES_PER_IP", "50"), "failed sign-ins per client address within the login window before it is throttled (LOGIN_FAILURES_PER_IP)")
-	window := fs.String("login-window", env("LOGIN_WINDOW", "15m"), "period over which failed sign-ins are counted, e.g. 15m (LOGIN_WINDOW)")
-	regs := fs.String("registrations-per-ip", env("REGISTRATIONS_PER_IP", "300"), "accounts one client address may register per hour (REGISTRATIONS_PER_IP)")
-	workers := fs.String("hash-workers", env("HASH_WORKERS", "0"), "bcrypt computations run at once; 0 means one per CPU (HASH_WORKERS)")
-	queue := fs.String("hash-queue", env("HASH_QUEUE", "0"), "sign-ins that may wait for a bcrypt worker before more are refused with 503; 0 means 8 per worker (HASH_QUEUE)")
-	dev := fs.Bool("dev", env("DEV", "") == "1" || env("DEV", "") == "true", "development mode: reload templates from ./views on each request (DEV)")
+	settings := map[string]setting{}
+	str := func(name, env, def, usage string) *string {
+		v := fs.String(name, def, usage+" ("+env+")")
+		settings[name] = setting{env: env, val: v}
+		return v
+	}
+	addr := str("addr", "ADDR", "127.0.0.1:8000", "address to listen on")
+	dbPath := str("database-path", "DATABASE_PATH", "app.db", "SQLite database file, created if missing")
+	secret := str("secret-key", "SECRET_KEY", "", "HS256 signing key, at least 32 bytes; when empty a random key is generated once and stored in the database; prefer the variable, since flags show in process lists")
+	expire := str("access-token-expire-minutes", "ACCESS_TOKEN_EXPIRE_MINUTES", "30", "lifetime of tokens and sessions in minutes, 1 to 525600")
+	cost := str("bcrypt-cost", "BCRYPT_COST", "12", "bcrypt cost of new password hashes, 4 to 31")
+	level := str("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	cookieSecure := str("cookie-secure", "COOKIE_SECURE", "auto", "Secure attribute of cookies: auto (when the request came over HTTPS), true or false")
+	proxies := str("trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are trusted; empty trusts none")
+	perAccount := str("login-failures-per-account", "LOGIN_FAILURES_PER_ACCOUNT", "5", "failed sign-ins per account within the login window before it is throttled")
+	perIP := str("login-failures-per-ip", "LOGIN_FAILURES_PER_IP", "50", "failed sign-ins per client address within the login window before it is throttled")
+	window := str("login-window", "LOGIN_WINDOW", "15m", "period over which failed sign-ins are counted")
+	regs := str("registrations-per-ip", "REGISTRATIONS_PER_IP", "300", "accounts one client address may register per hour")
+	workers := str("hash-workers", "HASH_WORKERS", "0", "bcrypt computations run at once; 0 means one per CPU")
+	queue := str("hash-queue", "HASH_QUEUE", "0", "sign-ins that may wait for a bcrypt worker before more are refused with 503; 0 means 8 per worker")
+	dev := str("dev", "DEV", "false", "development mode: reload templates from ./views on each request (true or false)")
 	fs.Usage = func() {
 		fmt.Fprint(out, Usage)
 		fs.PrintDefaults()
@@ -100,8 +107,15 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, st := range settings {
+		if v := getenv(st.env); !given[name] && v != "" {
+			*st.val = v
+		}
+	}
 
-	c := Config{Addr: *addr, DatabasePath: *dbPath, CookieSecure: strings.ToLower(*cookieSecure), Dev: *dev}
+	c := Config{Addr: *addr, DatabasePath: *dbPath, CookieSecure: strings.ToLower(*cookieSecure)}
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
@@ -180,6 +194,13 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		bad("HASH_QUEUE %q: %v", *queue, err)
 	} else {
 		c.HashQueue = n
+	}
+	switch strings.ToLower(*dev) {
+	case "1", "true", "yes", "on":
+		c.Dev = true
+	case "", "0", "false", "no", "off":
+	default:
+		bad("DEV %q: must be true or false", *dev)
 	}
 	if len(errs) > 0 {
 		// One line, so that a start-up failure reads as one message.

@@ -1,0 +1,87 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8000" || c.DatabasePath != "app.db" || c.TokenLifetime != 30*time.Minute ||
+		c.BcryptCost != 12 || c.SecretKey != nil || c.CookieSecure != "auto" || len(c.TrustedProxies) != 0 ||
+		c.LoginFailuresPerAccount != 5 || c.LoginWindow != 15*time.Minute {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestEnvAndFlags(t *testing.T) {
+	e := env(map[string]string{"ADDR": "0.0.0.0:9000", "BCRYPT_COST": "4", "ACCESS_TOKEN_EXPIRE_MINUTES": "5",
+		"SECRET_KEY": strings.Repeat("k", 32), "TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16", "LOG_LEVEL": "debug"})
+	c, err := Parse([]string{"--addr", "127.0.0.1:1"}, e, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:1" {
+		t.Errorf("flag did not win over the environment: %q", c.Addr)
+	}
+	if c.BcryptCost != 4 || c.TokenLifetime != 5*time.Minute || string(c.SecretKey) != strings.Repeat("k", 32) || len(c.TrustedProxies) != 2 {
+		t.Errorf("environment not applied: %+v", c)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"short secret", map[string]string{"SECRET_KEY": "short"}, "SECRET_KEY is 5 bytes; it must be at least 32 bytes"},
+		{"cost too low", map[string]string{"BCRYPT_COST": "3"}, "BCRYPT_COST"},
+		{"cost too high", map[string]string{"BCRYPT_COST": "32"}, "BCRYPT_COST"},
+		{"cost not a number", map[string]string{"BCRYPT_COST": "twelve"}, "BCRYPT_COST"},
+		{"expiry zero", map[string]string{"ACCESS_TOKEN_EXPIRE_MINUTES": "0"}, "ACCESS_TOKEN_EXPIRE_MINUTES"},
+		{"expiry negative", map[string]string{"ACCESS_TOKEN_EXPIRE_MINUTES": "-5"}, "ACCESS_TOKEN_EXPIRE_MINUTES"},
+		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"addr", map[string]string{"ADDR": "nonsense"}, "ADDR"},
+		{"cookie secure", map[string]string{"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"},
+		{"trusted proxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.1,not-an-ip"}, "TRUSTED_PROXIES"},
+		{"window", map[string]string{"LOGIN_WINDOW": "forever"}, "LOGIN_WINDOW"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(nil, env(tt.env), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one naming %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is more than one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryVariableAndNoSecret(t *testing.T) {
+	var out bytes.Buffer
+	secret := strings.Repeat("s", 40)
+	_, err := Parse([]string{"--help"}, env(map[string]string{"SECRET_KEY": secret}), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	for _, v := range []string{"ADDR", "DATABASE_PATH", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "BCRYPT_COST", "LOG_LEVEL", "COOKIE_SECURE", "TRUSTED_PROXIES"} {
+		if !strings.Contains(out.String(), v) {
+			t.Errorf("--help does not mention %s", v)
+		}
+	}
+	if strings.Contains(out.String(), secret) {
+		t.Error("--help prints the secret key")
+	}
+}
