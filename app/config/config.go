@@ -95,7 +95,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	window := str("login-window", "LOGIN_WINDOW", "15m", "period over which failed sign-ins are counted")
 	regs := str("registrations-per-ip", "REGISTRATIONS_PER_IP", "300", "accounts one client address may register per hour")
 	workers := str("hash-workers", "HASH_WORKERS", "0", "bcrypt computations run at once; 0 means one per CPU")
-	queue := str("hash-queue", "HASH_QUEUE", "0", "sign-ins that may wait for a bcrypt worker before more are refused with 503; 0 means 8 per worker")
+	queue := str("hash-queue", "HASH_QUEUE", "0", "sign-ins that may wait for a bcrypt worker before more are refused with 503 (none waits longer than 5s); 0 means 128 per worker")
 	dev := str("dev", "DEV", "false", "development mode: reload templates from ./views on each request (true or false)")
 	fs.Usage = func() {
 		fmt.Fprint(out, Usage)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -25,8 +26,12 @@ var ErrBusy = errors.New("password: hashing capacity exhausted")
 // ErrMismatch means the password does not match the hash.
 var ErrMismatch = errors.New("password: mismatch")
 
+// MaxWait is how long a caller waits for a worker before it is shed with
+// ErrBusy: past that, a client is better told to retry than kept waiting.
+const MaxWait = 5 * time.Second
+
 // Hasher runs bcrypt with at most workers computations at once and at most
-// queue callers waiting for one.
+// queue callers waiting for one, none of them longer than MaxWait.
 type Hasher struct {
 	cost    int
 	slots   chan struct{}
@@ -36,14 +41,14 @@ type Hasher struct {
 }
 
 // NewHasher returns a Hasher for cost. workers <= 0 means one per CPU;
-// queue <= 0 means eight per worker. It computes a dummy hash at cost so
+// queue <= 0 means 128 per worker. It computes a dummy hash at cost so
 // that unknown users cost the same as known ones.
 func NewHasher(cost, workers, queue int) (*Hasher, error) {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
 	if queue <= 0 {
-		queue = 8 * workers
+		queue = 128 * workers
 	}
 	h := &Hasher{cost: cost, slots: make(chan struct{}, workers), limit: int64(workers + queue)}
 	secret := make([]byte, 32)
@@ -62,7 +67,7 @@ func NewHasher(cost, workers, queue int) (*Hasher, error) {
 func (h *Hasher) Cost() int { return h.cost }
 
 // acquire waits for a worker slot. It refuses at once when too many callers
-// are already waiting, and gives up when ctx ends.
+// are already waiting, and gives up after MaxWait or when ctx ends.
 func (h *Hasher) acquire(ctx context.Context) (func(), error) {
 	if h.pending.Add(1) > h.limit {
 		h.pending.Add(-1)
@@ -70,11 +75,24 @@ func (h *Hasher) acquire(ctx context.Context) (func(), error) {
 	}
 	select {
 	case h.slots <- struct{}{}:
-		return func() { <-h.slots; h.pending.Add(-1) }, nil
-	case <-ctx.Done():
-		h.pending.Add(-1)
-		return nil, ErrBusy
+		return h.release, nil
+	default:
 	}
+	t := time.NewTimer(MaxWait)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return h.release, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	h.pending.Add(-1)
+	return nil, ErrBusy
+}
+
+func (h *Hasher) release() {
+	<-h.slots
+	h.pending.Add(-1)
 }
 
 // Hash returns the bcrypt hash of pw. pw must be at most MaxBytes long.

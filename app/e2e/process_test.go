@@ -1,0 +1,396 @@
+// Package e2e tests the built program from outside: as a separate process
+// (crashes, restarts, signals, start-up failures, load) and through a real
+// browser.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the program built once for every test in this package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fiberauth-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "fiberauth")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Dir = filepath.Join("..", "..")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the program:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one running server process.
+type proc struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	base   string
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+var listening = regexp.MustCompile(`msg=listening addr=(http://[0-9.:]+)`)
+
+// baseEnv is what every process gets: cheap bcrypt, a free port.
+func baseEnv(dbPath string, extra ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"DATABASE_PATH=" + dbPath, "ADDR=127.0.0.1:0", "BCRYPT_COST=4"}
+	return append(env, extra...)
+}
+
+// start runs the program with env and waits until it listens.
+func start(t testing.TB, env []string) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command(binary), done: make(chan struct{})}
+	p.cmd.Env = env
+	pipe, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.stderr.WriteString(line + "\n")
+			p.mu.Unlock()
+			if m := listening.FindStringSubmatch(line); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	select {
+	case p.base = <-found:
+	case <-p.done:
+		t.Fatalf("server exited before listening: %v\n%s", p.err, p.log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not listen within 30s\n%s", p.log())
+	}
+	return p
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// stop sends sig and waits for the exit, returning how long it took.
+func (p *proc) stop(sig os.Signal) (time.Duration, error) {
+	begin := time.Now()
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		return time.Since(begin), fmt.Errorf("did not exit within 20s after %v", sig)
+	}
+	return time.Since(begin), p.err
+}
+
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+// register posts a registration and returns the status.
+func register(base, username, password string) (int, error) {
+	body := fmt.Sprintf(`{"username":%q,"email":%q,"password":%q}`, username, username+"@example.com", password)
+	res, err := client.Post(base+"/register/user", "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// token signs in and returns the status and the token.
+func token(base, username, password string) (int, string, error) {
+	res, err := client.PostForm(base+"/token", url.Values{"username": {username}, "password": {password}})
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(res.Body).Decode(&body)
+	return res.StatusCode, body.AccessToken, nil
+}
+
+// me calls GET /users/me with a bearer token and returns the status.
+func me(base, tok string) (int, error) {
+	req, _ := http.NewRequest(http.MethodGet, base+"/users/me", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+const password = "correct horse battery"
+
+func TestRestartKeepsTokensAndRevocations(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "app.db")
+	p := start(t, baseEnv(db))
+	if st, err := register(p.base, "alice", password); err != nil || st != 201 {
+		t.Fatalf("register: %d %v", st, err)
+	}
+	_, kept, _ := token(p.base, "alice", password)
+	_, revoked, _ := token(p.base, "alice", password)
+	res, err := client.PostForm(p.base+"/revoke", url.Values{"token": {revoked}})
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("revoke: %v %v", res, err)
+	}
+	res.Body.Close()
+	if _, err := p.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, p.log())
+	}
+
+	p = start(t, baseEnv(db))
+	if st, _ := me(p.base, kept); st != 200 {
+		t.Errorf("token issued before the restart: %d, want 200", st)
+	}
+	if st, _ := me(p.base, revoked); st != 401 {
+		t.Errorf("token revoked before the restart: %d, want 401", st)
+	}
+}
+
+func TestConcurrentRegistrations(t *testing.T) {
+	p := start(t, baseEnv(filepath.Join(t.TempDir(), "app.db")))
+	count := func(n int, name func(i int) string) map[int]int {
+		statuses := map[int]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				<-gate
+				st, err := register(p.base, name(i), password)
+				if err != nil {
+					t.Errorf("request %d: %v", i, err)
+				}
+				mu.Lock()
+				statuses[st]++
+				mu.Unlock()
+			}(i)
+		}
+		close(gate)
+		wg.Wait()
+		return statuses
+	}
+	same := count(40, func(int) string { return "samename" })
+	if same[201] != 1 || same[409] != 39 || len(same) != 2 {
+		t.Errorf("40 registrations of one username: %v, want 1×201 and 39×409", same)
+	}
+	distinct := count(150, func(i int) string { return fmt.Sprintf("user%03d", i) })
+	if distinct[201] != 150 {
+		t.Errorf("150 registrations of distinct usernames: %v, want 150×201", distinct)
+	}
+	if strings.Contains(p.log(), "database is locked") {
+		t.Error("the log mentions \"database is locked\"")
+	}
+}
+
+func TestMixedLoad(t *testing.T) {
+	p := start(t, baseEnv(filepath.Join(t.TempDir(), "app.db")))
+	const users = 20
+	toks := make([]string, users)
+	for i := range toks {
+		name := fmt.Sprintf("mixed%02d", i)
+		if st, _ := register(p.base, name, password); st != 201 {
+			t.Fatalf("register %s: %d", name, st)
+		}
+		_, toks[i], _ = token(p.base, name, password)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	bad := map[string]int{}
+	deadline := time.Now().Add(3 * time.Second)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				u := (w + i) % users
+				var st int
+				var err error
+				if i%4 == 0 {
+					st, _, err = token(p.base, fmt.Sprintf("mixed%02d", u), password)
+				} else {
+					st, err = me(p.base, toks[u])
+				}
+				if err != nil || st != 200 {
+					mu.Lock()
+					bad[fmt.Sprintf("%d %v", st, err)]++
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Errorf("failures under mixed load: %v", bad)
+	}
+	if strings.Contains(p.log(), "database is locked") {
+		t.Error("the log mentions \"database is locked\"")
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	p := start(t, baseEnv(filepath.Join(t.TempDir(), "app.db"), "BCRYPT_COST=12"))
+	register(p.base, "alice", password) // cost 12: about a quarter second of bcrypt
+	// Start sign-ins (each a cost-12 bcrypt), then SIGTERM while they run.
+	const n = 4
+	results := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			st, _, err := token(p.base, "alice", password)
+			if err != nil {
+				st = -1
+			}
+			results <- st
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	took, err := p.stop(syscall.SIGTERM)
+	if err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.log())
+	}
+	if took > 10*time.Second {
+		t.Errorf("exit took %v, want under 10s", took)
+	}
+	for i := 0; i < n; i++ {
+		if st := <-results; st != 200 {
+			t.Errorf("in-flight request finished with %d, want 200", st)
+		}
+	}
+	if !strings.Contains(p.log(), "msg=stopped") {
+		t.Errorf("no clean stop in the log:\n%s", p.log())
+	}
+}
+
+// runFails runs the program and expects it to exit non-zero with one clear
+// line on stderr.
+func runFails(t *testing.T, env []string, want string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err == nil {
+		t.Fatalf("exited 0, want a failure")
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() <= 0 {
+		t.Fatalf("exit: %v", err)
+	}
+	out := strings.TrimSpace(stderr.String())
+	if strings.Count(out, "\n") != 0 {
+		t.Errorf("stderr is not one line:\n%s", out)
+	}
+	if strings.Contains(out, "panic") || strings.Contains(out, "goroutine") {
+		t.Errorf("panic trace on stderr:\n%s", out)
+	}
+	if !strings.Contains(out, want) {
+		t.Errorf("stderr %q does not say %q", out, want)
+	}
+	return out
+}
+
+func TestBadStartupConditions(t *testing.T) {
+	dir := t.TempDir()
+	notDB := filepath.Join(dir, "notes.db")
+	const notes = "not a database, but precious"
+	os.WriteFile(notDB, []byte(notes), 0o600)
+	readOnly := filepath.Join(dir, "ro")
+	os.Mkdir(readOnly, 0o500)
+
+	// An existing database must survive every refused start untouched.
+	good := filepath.Join(dir, "good.db")
+	p := start(t, baseEnv(good))
+	register(p.base, "alice", password)
+	busy := strings.TrimPrefix(p.base, "http://")
+
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"missing directory", baseEnv(filepath.Join(dir, "missing", "app.db")), "does not exist"},
+		{"not SQLite", baseEnv(notDB), "not a SQLite database"},
+		{"directory is a file", baseEnv(filepath.Join(notDB, "app.db")), "not a directory"},
+		{"port in use", append(baseEnv(good), "ADDR="+busy), "address already in use"},
+		{"short SECRET_KEY", append(baseEnv(good), "SECRET_KEY=too-short"), "SECRET_KEY"},
+		{"bad BCRYPT_COST", append(baseEnv(good), "BCRYPT_COST=99"), "BCRYPT_COST"},
+		{"bad expiry", append(baseEnv(good), "ACCESS_TOKEN_EXPIRE_MINUTES=soon"), "ACCESS_TOKEN_EXPIRE_MINUTES"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere, so this case means nothing as root
+		tests = append(tests, struct {
+			name string
+			env  []string
+			want string
+		}{"unwritable directory", baseEnv(filepath.Join(readOnly, "app.db")), "cannot"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { runFails(t, tt.env, tt.want) })
+	}
+	if b, _ := os.ReadFile(notDB); string(b) != notes {
+		t.Error("the non-SQLite file was modified")
+	}
+	if st, _, _ := token(p.base, "alice", password); st != 200 {
+		t.Errorf("existing data damaged: sign-in gives %d", st)
+	}
+}
