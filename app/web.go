@@ -181,7 +181,15 @@ func (s *Server) submitLogout(c *fiber.Ctx) error {
 		s.event(c.UserContext(), c, p.User.ID, db.EventSignOut)
 	}
 	s.clearSessionCookie(c)
+	forgetPages(c)
 	return c.Redirect("/login?done=signed_out", fiber.StatusSeeOther)
+}
+
+// forgetPages asks the browser to drop its cached copies of this site's
+// pages, including the back/forward cache, so that the back button cannot
+// show account pages after signing out.
+func forgetPages(c *fiber.Ctx) {
+	c.Set("Clear-Site-Data", `"cache"`)
 }
 
 // pageProfile is GET /profile.
@@ -221,6 +229,7 @@ func (s *Server) submitEndSession(c *fiber.Ctx) error {
 	s.event(c.UserContext(), c, p.User.ID, db.EventSessionEnded)
 	if id == p.Session.ID {
 		s.clearSessionCookie(c)
+		forgetPages(c)
 		return c.Redirect("/login?done=signed_out", fiber.StatusSeeOther)
 	}
 	return c.Redirect("/profile?done=session_ended", fiber.StatusSeeOther)
@@ -302,6 +311,7 @@ func (s *Server) submitDelete(c *fiber.Ctx) error {
 		return err
 	}
 	s.clearSessionCookie(c)
+	forgetPages(c)
 	return c.Redirect("/login?done=account_deleted", fiber.StatusSeeOther)
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -396,7 +397,7 @@ func TestPageHeaders(t *testing.T) {
 					t.Errorf("CSP %q lacks %q", csp, d)
 				}
 			}
-			if strings.Contains(res.Body, "<script") || strings.Contains(res.Body, " style=") {
+			if hasInlineScript(res.Body) || strings.Contains(res.Body, " style=") {
 				t.Error("page has an inline script or style")
 			}
 			for _, ac := range []string{`autocomplete="`} {
@@ -442,4 +443,25 @@ func checkLabels(t *testing.T, path, body string) {
 func clearedCookie(c *http.Cookie) bool {
 	return c != nil && c.Value == "" && (c.MaxAge < 0 || (!c.Expires.IsZero() && c.Expires.Before(time.Now()))) &&
 		c.HttpOnly && c.Path == "/" && c.SameSite == http.SameSiteLaxMode
+}
+
+// hasInlineScript reports whether body has a script element without src.
+func hasInlineScript(body string) bool {
+	for _, tag := range scriptTag.FindAllString(body, -1) {
+		if !strings.Contains(tag, " src=") {
+			return true
+		}
+	}
+	return false
+}
+
+var scriptTag = regexp.MustCompile(`<script[^>]*>`)
+
+func TestInlineScriptCheck(t *testing.T) {
+	if !hasInlineScript(`<script>alert(1)</script>`) || !hasInlineScript(`<script type="module">x</script>`) {
+		t.Error("check misses inline scripts")
+	}
+	if hasInlineScript(`<script src="/static/js/account.js" defer></script>`) {
+		t.Error("check flags an external script")
+	}
 }

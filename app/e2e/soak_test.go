@@ -229,7 +229,9 @@ func TestSoakInProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard, ready) }()
+	go func() {
+		done <- app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard, ready)
+	}()
 	var base string
 	select {
 	case addr := <-ready:

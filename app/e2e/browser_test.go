@@ -1,0 +1,440 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"fiberauth/app"
+)
+
+// Browser tests need Debian's chromium. Without it they skip, unless
+// FIBERAUTH_REQUIRE_BROWSER=1 (set by .ci/run) makes them fail.
+const chromiumPath = "/usr/bin/chromium"
+
+// serveApp runs the real program (app.Run, as main does) on a free
+// loopback port with a fresh database and returns its base URL.
+func serveApp(t *testing.T, extra ...string) string {
+	t.Helper()
+	env := map[string]string{"DATABASE_PATH": filepath.Join(t.TempDir(), "app.db"), "ADDR": "127.0.0.1:0",
+		"BCRYPT_COST": "4", "LOG_LEVEL": "error"}
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard, ready) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case addr := <-ready:
+		return "http://" + addr
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	return ""
+}
+
+// chrome is one headless browser with its own profile, recording every
+// console error, uncaught exception, failed load and CSP violation of its
+// pages.
+type chrome struct {
+	t        *testing.T
+	ctx      context.Context
+	mu       sync.Mutex
+	problems []string
+}
+
+// cspProbe is installed in every document before its own scripts run (the
+// DevTools protocol injects it, so the page's CSP does not apply to it) and
+// keeps the page's CSP violations where the test can read them.
+const cspProbe = `window.__csp = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__csp.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile + ':' + e.lineNumber);
+});`
+
+// browserMissing skips the test, or fails it when FIBERAUTH_REQUIRE_BROWSER=1.
+func browserMissing(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("FIBERAUTH_REQUIRE_BROWSER") == "1" {
+		t.Fatalf("Chromium is required (FIBERAUTH_REQUIRE_BROWSER=1): %s", why)
+	}
+	t.Skipf("browser tests need Chromium (%s): install the Debian package chromium (apt-get install -y chromium)", why)
+}
+
+func newChrome(t *testing.T) *chrome {
+	t.Helper()
+	if _, err := exec.LookPath(chromiumPath); err != nil {
+		browserMissing(t, chromiumPath+" not found")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1000, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		browserMissing(t, "it did not start: "+err.Error())
+	}
+	c := &chrome{t: t, ctx: ctx}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				c.problem("%s (%s:%d)", m.String(), m.URL, m.Line)
+			}
+		}
+	}()
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument,
+		page.AddScriptToEvaluateOnNewDocumentParams{Source: cspProbe}); err != nil {
+		t.Fatalf("install the CSP probe: %v", err)
+	}
+	return c
+}
+
+func (c *chrome) problem(format string, a ...any) {
+	c.mu.Lock()
+	c.problems = append(c.problems, fmt.Sprintf(format, a...))
+	c.mu.Unlock()
+}
+
+// forgive drops recorded problems that contain s (an expected failed load,
+// such as the 401 document of a refused sign-in).
+func (c *chrome) forgive(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var keep []string
+	for _, p := range c.problems {
+		if !strings.Contains(p, s) {
+			keep = append(keep, p)
+		}
+	}
+	c.problems = keep
+}
+
+// do runs actions and fails the test on error.
+func (c *chrome) do(actions ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		c.t.Fatalf("browser: %v\nproblems so far: %v", err, c.problems)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](c *chrome, a chromedp.Action[T]) T {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		c.t.Fatalf("browser: %v", err)
+	}
+	return v
+}
+
+// checkPage fails the test for any console error, exception or CSP
+// violation seen so far, including those the probe caught on this page.
+func (c *chrome) checkPage() {
+	c.t.Helper()
+	if csp, err := chromedp.Run(c.ctx, chromedp.Evaluate[[]string](`window.__csp || []`)); err == nil {
+		for _, v := range csp {
+			c.problem("CSP violation: %s", v)
+		}
+	}
+	// Console messages arrive asynchronously; give the last ones a moment.
+	time.Sleep(100 * time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.problems {
+		c.t.Errorf("page problem: %s", p)
+	}
+	c.problems = nil
+}
+
+// screenshot saves the current page as a PNG into $FIBERAUTH_SCREENSHOTS
+// (default: the test's temporary directory).
+func (c *chrome) screenshot(name string) {
+	c.t.Helper()
+	dir := os.Getenv("FIBERAUTH_SCREENSHOTS")
+	if dir == "" {
+		dir = c.t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	png := get(c, chromedp.FullScreenshot(100))
+	path := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Logf("screenshot: %s", path)
+}
+
+// text returns the visible text of the page body.
+func (c *chrome) text() string {
+	c.t.Helper()
+	return get(c, chromedp.Text(chromedp.CSS("body")))
+}
+
+func (c *chrome) location() string {
+	c.t.Helper()
+	return get(c, chromedp.Location())
+}
+
+// submitForm types into the fields of the form on the page and clicks its
+// submit button, waiting for the next page to load.
+func (c *chrome) submitForm(form string, fields map[string]string) {
+	c.t.Helper()
+	var actions []chromedp.Action[chromedp.Void]
+	for name, v := range fields {
+		sel := chromedp.CSS(form + ` input[name="` + name + `"]`)
+		actions = append(actions, chromedp.Clear(sel), chromedp.SendKeys(sel, v))
+	}
+	actions = append(actions, clickAndWait(form+` button[type="submit"]`))
+	c.do(actions...)
+}
+
+// clickAndWait clicks the element sel and waits until a new document has
+// loaded.
+func clickAndWait(sel string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		origin := chromedp.Evaluate[float64](`performance.timeOrigin`)
+		before, err := origin(ctx, t)
+		if err != nil {
+			return chromedp.Void{}, err
+		}
+		if _, err := chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)(ctx, t); err != nil {
+			return chromedp.Void{}, err
+		}
+		for i := 0; i < 200; i++ {
+			if now, err := origin(ctx, t); err == nil && now != before {
+				if state, err := chromedp.Evaluate[string](`document.readyState`)(ctx, t); err == nil && state == "complete" {
+					return chromedp.Void{}, nil
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return chromedp.Void{}, fmt.Errorf("no new page after clicking %s", sel)
+	}
+}
+
+func (c *chrome) registerUser(base, username, email string) {
+	c.t.Helper()
+	c.do(chromedp.Navigate(base + "/register"))
+	c.submitForm(`form[action="/register"]`, map[string]string{"username": username, "email": email, "password": password})
+}
+
+func TestBrowserRegister(t *testing.T) {
+	base := serveApp(t)
+	c := newChrome(t)
+	c.registerUser(base, "alice", "alice@example.com")
+	if loc := c.location(); loc != base+"/profile" {
+		t.Errorf("after registering: at %s, want /profile", loc)
+	}
+	h1 := get(c, chromedp.Text(chromedp.CSS("h1")))
+	if h1 != "alice authorized" {
+		t.Errorf("heading %q, want %q", h1, "alice authorized")
+	}
+	c.checkPage()
+	c.screenshot("1-register-profile")
+}
+
+func TestBrowserLogoutAndBack(t *testing.T) {
+	base := serveApp(t)
+	c := newChrome(t)
+	c.registerUser(base, "alice", "alice@example.com")
+	c.do(clickAndWait(`main form[action="/logout"] button`))
+	if loc := c.location(); !strings.HasPrefix(loc, base+"/login") {
+		t.Errorf("after logout: at %s, want the login page", loc)
+	}
+	if !strings.Contains(c.text(), "You have been logged out.") {
+		t.Error("no logout confirmation")
+	}
+	// The browser's back button: history.back(), then wait for whatever the
+	// browser shows for the previous entry (/profile) to settle.
+	c.do(chromedp.Evaluate[chromedp.Void](`setTimeout(function () { history.back() }, 0); undefined`))
+	// Read the page through script evaluation: after a history traversal
+	// the DOM queries of the driver may still track the old document.
+	href := func() string { return get(c, chromedp.Evaluate[string](`location.href`)) }
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(href(), "done=signed_out") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	body := get(c, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	t.Logf("after back: at %s", href())
+	if strings.Contains(body, "alice authorized") || strings.Contains(body, "alice@example.com") {
+		t.Errorf("back button shows account data after logout (at %s):\n%s", href(), body)
+	}
+	c.checkPage()
+	c.screenshot("2-logout-back")
+}
+
+func TestBrowserLoginByEmailAndWrongPassword(t *testing.T) {
+	base := serveApp(t)
+	if st, err := register(base, "alice", password); err != nil || st != 201 {
+		t.Fatalf("register: %d %v", st, err)
+	}
+	c := newChrome(t)
+	c.do(chromedp.Navigate(base + "/login"))
+	c.submitForm(`form[action="/login"]`, map[string]string{"username": "alice@example.com", "password": password})
+	if loc := c.location(); loc != base+"/profile" || !strings.Contains(c.text(), "alice authorized") {
+		t.Fatalf("login by email: at %s", loc)
+	}
+	c.do(clickAndWait(`main form[action="/logout"] button`))
+
+	c.submitForm(`form[action="/login"]`, map[string]string{"username": "alice", "password": "not the password"})
+	if !strings.Contains(c.text(), "Incorrect username or password") {
+		t.Error("wrong password: no message")
+	}
+	kept := get(c, chromedp.Value(chromedp.CSS(`#username`)))
+	if kept != "alice" {
+		t.Errorf("typed username %q not kept", kept)
+	}
+	pwValue := get(c, chromedp.Value(chromedp.CSS(`#password`)))
+	if pwValue != "" {
+		t.Error("password field refilled")
+	}
+	// The 401 document of the refused sign-in is logged as a failed load;
+	// it is the expected answer, not a page error.
+	c.forgive("status of 401")
+	c.checkPage()
+	c.screenshot("3-login-wrong-password")
+}
+
+func TestBrowserCookieHiddenFromScripts(t *testing.T) {
+	base := serveApp(t)
+	c := newChrome(t)
+	c.registerUser(base, "alice", "alice@example.com")
+	cookies := get(c, chromedp.Evaluate[string](`document.cookie`))
+	if strings.Contains(cookies, "access_token") || strings.Contains(cookies, "eyJ") {
+		t.Errorf("document.cookie exposes the token: %q", cookies)
+	}
+	c.checkPage()
+	c.screenshot("4-cookie-hidden")
+}
+
+// attacker serves a page on another origin that auto-submits a form to the
+// app as soon as it loads.
+func attacker(t *testing.T, host, action string, fields map[string]string) string {
+	t.Helper()
+	var inputs strings.Builder
+	for k, v := range fields {
+		fmt.Fprintf(&inputs, `<input type="hidden" name="%s" value="%s">`, k, v)
+	}
+	body := `<!doctype html><html><body><form id="f" method="post" action="` + action + `">` + inputs.String() +
+		`</form><script>document.getElementById('f').submit()</script></body></html>`
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, body)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return "http://" + host + ":" + port + "/"
+}
+
+func TestBrowserCrossSiteForms(t *testing.T) {
+	base := serveApp(t)
+	if st, _ := register(base, "mallory", password); st != 201 {
+		t.Fatal("register mallory")
+	}
+	c := newChrome(t)
+	c.registerUser(base, "alice", "alice@example.com")
+	tests := []struct {
+		name, host, path string
+		fields           map[string]string
+	}{
+		// localhost is another site than 127.0.0.1; 127.0.0.1 on another
+		// port is the same site but another origin.
+		{"cross-site logout", "localhost", "/logout", map[string]string{"csrf_token": "guess"}},
+		{"same-site other-origin logout", "127.0.0.1", "/logout", map[string]string{"csrf_token": "guess"}},
+		{"cross-site login as the attacker", "localhost", "/login", map[string]string{"username": "mallory", "password": password}},
+		{"same-site other-origin login as the attacker", "127.0.0.1", "/login", map[string]string{"username": "mallory", "password": password}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evil := attacker(t, tt.host, base+tt.path, tt.fields)
+			c.do(chromedp.Navigate(evil))
+			// Wait for the auto-submitted form to land on the app.
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.HasPrefix(c.location(), base) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			c.do(chromedp.WaitReady(chromedp.CSS("body")))
+			landed := c.text()
+			if !strings.Contains(landed, "Reload") {
+				t.Errorf("the forged %s was not refused; the page says:\n%s", tt.path, landed)
+			}
+			c.screenshot(fmt.Sprintf("5-cross-site-%d", i+1))
+			c.do(chromedp.Navigate(base + "/profile"))
+			if body := c.text(); !strings.Contains(body, "alice authorized") {
+				t.Errorf("the session changed after the forged %s; /profile says:\n%s", tt.path, body)
+			}
+			// The 403 document is the expected refusal, not a page error.
+			c.forgive("status of 403")
+			c.checkPage()
+		})
+	}
+	c.screenshot("5-cross-site-final-profile")
+}
+
+func TestBrowserEndAnotherSession(t *testing.T) {
+	base := serveApp(t)
+	c := newChrome(t)
+	c.registerUser(base, "alice", "alice@example.com")
+	_, other, err := token(base, "alice", password)
+	if err != nil || other == "" {
+		t.Fatalf("token: %v", err)
+	}
+	c.do(chromedp.Navigate(base + "/profile"))
+	if !strings.Contains(c.text(), "This device") {
+		t.Fatal("the current session is not marked")
+	}
+	c.do(clickAndWait(`form[action^="/profile/sessions/"][action$="/end"]:not([action*="others"]) button`))
+	if !strings.Contains(c.text(), "The session has been ended.") {
+		t.Errorf("no confirmation; page says:\n%s", c.text())
+	}
+	if st, _ := me(base, other); st != 401 {
+		t.Errorf("the ended session's token gives %d, want 401", st)
+	}
+	if !strings.Contains(c.text(), "alice authorized") {
+		t.Error("ending the other session signed this browser out")
+	}
+	c.checkPage()
+	c.screenshot("6-end-other-session")
+}
