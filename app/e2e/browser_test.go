@@ -37,7 +37,9 @@ func serveApp(t *testing.T, extra ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard, ready) }()
+	go func() {
+		done <- app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard, ready)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case addr := <-ready:
