@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"fiberauth/app/openapi"
 	"fiberauth/app/password"
 	"fiberauth/app/valid"
 	"fiberauth/db"
@@ -385,4 +386,10 @@ func (s *Server) apiDeleteAccount(c *fiber.Ctx) error {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
+}
+
+// openAPI is GET /openapi.json.
+func (s *Server) openAPI(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	return c.Send(openapi.Document)
 }

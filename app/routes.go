@@ -28,6 +28,8 @@ func (s *Server) routes() {
 	a.Post("/token", s.apiToken)
 	a.Post("/revoke", s.apiRevoke)
 	a.Get("/healthz", s.healthz)
+	a.Get("/openapi.json", s.openAPI)
+	a.Get("/docs", s.docs)
 
 	// Guards are attached per route, not with Use on a prefix, so that an
 	// unknown path or method answers 404 or 405 rather than 401.

@@ -330,3 +330,12 @@ func userFacing(c *fiber.Ctx, err error) *Error {
 	}
 	return e
 }
+
+// docs is GET /docs, the interactive API documentation (Swagger UI,
+// vendored under static/vendor). It runs under the same Content-Security-
+// Policy as every other page: the UI is started from static/js/docs.js, not
+// from an inline script, and needs no inline styles.
+func (s *Server) docs(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	return c.Render("docs", page{Title: "API docs"})
+}

@@ -8,7 +8,7 @@ import (
 	"net/http"
 )
 
-//go:embed css js favicon.svg
+//go:embed css js vendor favicon.svg
 var files embed.FS
 
 // FS returns the assets as an http.FileSystem rooted at this folder.

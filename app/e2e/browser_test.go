@@ -440,3 +440,41 @@ func TestBrowserEndAnotherSession(t *testing.T) {
 	c.checkPage()
 	c.screenshot("6-end-other-session")
 }
+
+func TestBrowserAPIDocs(t *testing.T) {
+	base := serveApp(t)
+	if st, err := register(base, "alice", password); err != nil || st != 201 {
+		t.Fatalf("register: %d %v", st, err)
+	}
+	c := newChrome(t)
+	c.do(chromedp.Navigate(base + "/docs"))
+	c.do(chromedp.WaitVisible(chromedp.CSS(`.auth-wrapper .btn.authorize`)),
+		chromedp.Click(chromedp.CSS(`.auth-wrapper .btn.authorize`), chromedp.NodeVisible))
+	c.do(chromedp.WaitVisible(chromedp.CSS(`#oauth_username`)),
+		chromedp.SendKeys(chromedp.CSS(`#oauth_username`), "alice"),
+		chromedp.SendKeys(chromedp.CSS(`#oauth_password`), password),
+		chromedp.Click(chromedp.CSS(`.auth-container .auth-btn-wrapper .authorize`), chromedp.NodeVisible),
+	)
+	// Swagger UI turns the Authorize button of the form into Logout once
+	// /token has answered with a token.
+	authorized := get(c, chromedp.Poll[bool](`document.querySelector('.auth-container .auth-btn-wrapper').innerText.includes('Logout')`,
+		chromedp.WithPollingTimeout(15*time.Second)))
+	c.screenshot("7-docs-authorized")
+	if !authorized {
+		t.Fatalf("Authorize did not obtain a token")
+	}
+	c.do(chromedp.Click(chromedp.CSS(`.modal-ux .close-modal`), chromedp.NodeVisible),
+		chromedp.WaitNotPresent(chromedp.CSS(`.modal-ux`)),
+		chromedp.Click(chromedp.CSS(`#operations-account-readMe .opblock-summary-control`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`#operations-account-readMe .try-out__btn`), chromedp.NodeVisible),
+		chromedp.Click(chromedp.CSS(`#operations-account-readMe .execute`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS(`#operations-account-readMe .live-responses-table tbody .response-col_status`)),
+	)
+	status := get(c, chromedp.Text(chromedp.CSS(`#operations-account-readMe .live-responses-table tbody .response-col_status`)))
+	body := get(c, chromedp.Text(chromedp.CSS(`#operations-account-readMe .live-responses-table tbody .response-col_description`)))
+	if !strings.Contains(status, "200") || !strings.Contains(body, "alice authorized") {
+		t.Errorf("Try it out on GET /users/me: status %q, body %q", status, body)
+	}
+	c.checkPage()
+	c.screenshot("7-docs-try-it-out")
+}
