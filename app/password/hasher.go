@@ -152,3 +152,19 @@ func (h *Hasher) NeedsRehash(hash string) bool {
 
 // DummyHash returns the hash unknown users are checked against.
 func (h *Hasher) DummyHash() []byte { return h.dummy }
+
+// Saturate takes every worker and queue place, so that each caller is shed
+// at once with ErrBusy until release is called. Tests use it to reach the
+// overload path without real load.
+func (h *Hasher) Saturate() (release func()) {
+	for i := 0; i < cap(h.slots); i++ {
+		h.slots <- struct{}{}
+	}
+	h.pending.Add(h.limit)
+	return func() {
+		h.pending.Add(-h.limit)
+		for i := 0; i < cap(h.slots); i++ {
+			<-h.slots
+		}
+	}
+}

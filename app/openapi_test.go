@@ -1,0 +1,406 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+	"github.com/pb33f/libopenapi-validator/schema_validation"
+
+	"fiberauth/app/openapi"
+)
+
+// spec is the part of the OpenAPI document the drift tests read.
+type spec struct {
+	OpenAPI string                                `json:"openapi"`
+	Paths   map[string]map[string]json.RawMessage `json:"paths"`
+}
+
+func loadSpec(t *testing.T) (spec, map[string][]string) {
+	t.Helper()
+	var sp spec
+	if err := json.Unmarshal(openapi.Document, &sp); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	statuses := map[string][]string{}
+	for path, ops := range sp.Paths {
+		for method, raw := range ops {
+			var op struct {
+				Responses map[string]json.RawMessage `json:"responses"`
+			}
+			json.Unmarshal(raw, &op)
+			key := strings.ToUpper(method) + " " + path
+			for code := range op.Responses {
+				statuses[key] = append(statuses[key], code)
+			}
+			sort.Strings(statuses[key])
+		}
+	}
+	return sp, statuses
+}
+
+// jsonRoute tells whether a registered route belongs to the JSON API (and so
+// must be documented), as opposed to browser pages and static files.
+func jsonRoute(path string) bool {
+	return !strings.HasPrefix(path, "/static") && !strings.HasPrefix(path, "/profile") &&
+		path != "/" && path != "/login" && path != "/register" && path != "/logout" && path != "/docs"
+}
+
+func TestOpenAPIIsValid31(t *testing.T) {
+	doc, err := libopenapi.NewDocument(openapi.Document)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if v := doc.GetVersion(); v != "3.1.0" {
+		t.Errorf("version %q, want 3.1.0", v)
+	}
+	ok, errs := schema_validation.ValidateOpenAPIDocument(doc)
+	for _, e := range errs {
+		t.Errorf("invalid OpenAPI 3.1: %s: %s (%s)", e.Message, e.Reason, e.Context)
+	}
+	if !ok && len(errs) == 0 {
+		t.Error("document refused without a reason")
+	}
+	// The validator must be able to tell: a broken copy fails.
+	broken, _ := libopenapi.NewDocument(bytes.Replace(openapi.Document, []byte(`"openapi": "3.1.0"`), []byte(`"openapi": "3.1.0", "paths2": 5`), 1))
+	if ok, _ := schema_validation.ValidateOpenAPIDocument(broken); ok {
+		t.Error("the validator accepted a document with an unknown top-level field")
+	}
+}
+
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	ts := newTestServer(t)
+	sp, _ := loadSpec(t)
+	documented := map[string]bool{}
+	for path, ops := range sp.Paths {
+		for method := range ops {
+			documented[strings.ToUpper(method)+" "+path] = true
+		}
+	}
+	registered := map[string]bool{}
+	for _, r := range ts.s.App().GetRoutes(true) {
+		switch r.Method {
+		case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		default:
+			continue
+		}
+		if !jsonRoute(r.Path) {
+			continue
+		}
+		path := r.Path
+		for _, p := range r.Params {
+			path = strings.Replace(path, ":"+p, "{"+p+"}", 1)
+		}
+		registered[r.Method+" "+path] = true
+	}
+	for k := range registered {
+		if !documented[k] {
+			t.Errorf("route %s is not in openapi.json", k)
+		}
+	}
+	for k := range documented {
+		if !registered[k] {
+			t.Errorf("openapi.json names %s, which is not a route", k)
+		}
+	}
+	if len(registered) < 10 {
+		t.Errorf("only %d JSON routes found: the walk is broken", len(registered))
+	}
+}
+
+// provoke is a request that makes a handler answer one documented status.
+type provoke func(t *testing.T, f *fixture) (*http.Request, response)
+
+// fixture is a server with a signed-in user, for provoking answers.
+type fixture struct {
+	ts  *testServer
+	tok string
+	srv string // a real listener, for what app.Test cannot send
+}
+
+func (f *fixture) send(t *testing.T, method, path, ctype, body string, header ...string) (*http.Request, response) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res := f.ts.do(req)
+	// A fresh request with the same body for the response validator.
+	again := httptest.NewRequest(method, path, strings.NewReader(body))
+	again.Header = req.Header.Clone()
+	return again, res
+}
+
+const (
+	formType = "application/x-www-form-urlencoded"
+	jsonType = "application/json"
+)
+
+// busy saturates the bcrypt pool for the duration of fn.
+func busy(f *fixture, fn func()) {
+	release := f.ts.s.hasher.Saturate()
+	defer release()
+	fn()
+}
+
+func bigBody(t *testing.T, f *fixture, path, ctype string) (*http.Request, response) {
+	t.Helper()
+	body := strings.Repeat("a", bodyLimit+1)
+	res, err := http.Post(f.srv+path, ctype, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)), response{Response: res, Body: string(b)}
+}
+
+// throttled makes the next attempt from the test client answer 429.
+func throttled(f *fixture, key string) {
+	for i := 0; i < f.ts.s.cfg.LoginFailuresPerAccount; i++ {
+		f.ts.s.loginAccount.Add(key)
+	}
+}
+
+var provocations = map[string]provoke{
+	"POST /register/user 201": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/register/user", jsonType, `{"username":"newuser","email":"new@example.com","password":"`+pw+`"}`)
+	},
+	"POST /register/user 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/register/user", jsonType, `{"username":"alice","email":"other@example.com","password":"`+pw+`"}`)
+	},
+	"POST /register/user 413": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return bigBody(t, f, "/register/user", jsonType)
+	},
+	"POST /register/user 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/register/user", jsonType, `{"username":"x"}`)
+	},
+	"POST /register/user 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+		for i := 0; i < f.ts.s.cfg.RegistrationsPerIP; i++ {
+			f.ts.s.registerIP.Add("0.0.0.0")
+		}
+		defer f.ts.s.registerIP.Reset("0.0.0.0")
+		return f.send(t, "POST", "/register/user", jsonType, `{"username":"newuser2","email":"new2@example.com","password":"`+pw+`"}`)
+	},
+	"POST /register/user 503": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+		busy(f, func() {
+			req, res = f.send(t, "POST", "/register/user", jsonType, `{"username":"newuser3","email":"new3@example.com","password":"`+pw+`"}`)
+		})
+		return
+	},
+	"POST /token 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/token", formType, "grant_type=password&username=alice&password="+url.QueryEscape(pw))
+	},
+	"POST /token 400": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/token", formType, "grant_type=client_credentials&username=alice&password=x")
+	},
+	"POST /token 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/token", formType, "username=alice&password=wrong")
+	},
+	"POST /token 413": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return bigBody(t, f, "/token", formType)
+	},
+	"POST /token 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/token", formType, "username=a%00b&password=x")
+	},
+	"POST /token 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+		throttled(f, "locked")
+		return f.send(t, "POST", "/token", formType, "username=locked&password=x")
+	},
+	"POST /token 503": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+		busy(f, func() { req, res = f.send(t, "POST", "/token", formType, "username=alice&password=x") })
+		return
+	},
+	"POST /revoke 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/revoke", formType, "token=not-a-token")
+	},
+	"POST /revoke 400": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/revoke", formType, "")
+	},
+	"GET /users/me 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/users/me", "", "", bearer(f.tok)...)
+	},
+	"GET /users/me 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/users/me", "", "")
+	},
+	"DELETE /users/me 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		f.ts.register("doomed", "doomed@example.com", pw)
+		return f.send(t, "DELETE", "/users/me", jsonType, `{"password":"`+pw+`"}`, bearer(f.ts.token("doomed", pw))...)
+	},
+	"DELETE /users/me 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me", jsonType, `{"password":"x"}`, bearer("bad")...)
+	},
+	"DELETE /users/me 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me", jsonType, `{"password":"wrong"}`, bearer(f.tok)...)
+	},
+	"DELETE /users/me 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me", jsonType, `{}`, bearer(f.tok)...)
+	},
+	"DELETE /users/me 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+		throttled(f, "alice")
+		defer f.ts.s.loginAccount.Reset("alice")
+		return f.send(t, "DELETE", "/users/me", jsonType, `{"password":"x"}`, bearer(f.tok)...)
+	},
+	"DELETE /users/me 503": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+		busy(f, func() {
+			req, res = f.send(t, "DELETE", "/users/me", jsonType, `{"password":"x"}`, bearer(f.tok)...)
+		})
+		return
+	},
+	"GET /users/me/sessions 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/users/me/sessions", "", "", bearer(f.tok)...)
+	},
+	"GET /users/me/sessions 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/users/me/sessions", "", "")
+	},
+	"DELETE /users/me/sessions 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/sessions", "", "", bearer(f.tok)...)
+	},
+	"DELETE /users/me/sessions 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/sessions", "", "")
+	},
+	"DELETE /users/me/sessions 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/sessions", "", "", "Cookie", cookieName+"="+f.tok)
+	},
+	"DELETE /users/me/sessions/{id} 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		other := mustClaims(t, f.ts, f.ts.token("alice", pw)).SessionID
+		return f.send(t, "DELETE", "/users/me/sessions/"+other, "", "", bearer(f.tok)...)
+	},
+	"DELETE /users/me/sessions/{id} 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/sessions/x", "", "")
+	},
+	"DELETE /users/me/sessions/{id} 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/sessions/x", "", "", "Cookie", cookieName+"="+f.tok)
+	},
+	"DELETE /users/me/sessions/{id} 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/sessions/nonexistent", "", "", bearer(f.tok)...)
+	},
+	"POST /users/me/password 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		f.ts.register("changer", "changer@example.com", pw)
+		return f.send(t, "POST", "/users/me/password", jsonType, `{"current_password":"`+pw+`","new_password":"another passphrase"}`, bearer(f.ts.token("changer", pw))...)
+	},
+	"POST /users/me/password 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/users/me/password", jsonType, `{}`)
+	},
+	"POST /users/me/password 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/users/me/password", jsonType, `{"current_password":"wrong","new_password":"another passphrase"}`, bearer(f.tok)...)
+	},
+	"POST /users/me/password 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/users/me/password", jsonType, `{"current_password":"x","new_password":"short"}`, bearer(f.tok)...)
+	},
+	"POST /users/me/password 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+		throttled(f, "alice")
+		defer f.ts.s.loginAccount.Reset("alice")
+		return f.send(t, "POST", "/users/me/password", jsonType, `{"current_password":"x","new_password":"another passphrase"}`, bearer(f.tok)...)
+	},
+	"POST /users/me/password 503": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+		busy(f, func() {
+			req, res = f.send(t, "POST", "/users/me/password", jsonType, `{"current_password":"x","new_password":"another passphrase"}`, bearer(f.tok)...)
+		})
+		return
+	},
+	"GET /users/me/events 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/users/me/events", "", "", bearer(f.tok)...)
+	},
+	"GET /users/me/events 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/users/me/events", "", "")
+	},
+	"GET /healthz 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/healthz", "", "")
+	},
+	"GET /healthz 503": func(t *testing.T, f *fixture) (*http.Request, response) {
+		broken := newTestServer(t)
+		broken.store.Close()
+		req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+		return httptest.NewRequest(http.MethodGet, "/healthz", nil), broken.do(req)
+	},
+	"GET /openapi.json 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/openapi.json", "", "")
+	},
+}
+
+// Every status the document lists is provoked from the real handler, and
+// each answer is checked against the documented response schema.
+func TestOpenAPIStatusesAreReal(t *testing.T) {
+	_, statuses := loadSpec(t)
+	doc, err := libopenapi.NewDocument(openapi.Document)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, errs := validator.NewValidator(doc)
+	if len(errs) > 0 {
+		t.Fatalf("validator: %v", errs)
+	}
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	f := &fixture{ts: ts, tok: ts.token("alice", pw)}
+	ln := startTestListener(t)
+	f.srv = ln
+	for key, codes := range statuses {
+		for _, code := range codes {
+			name := key + " " + code
+			t.Run(name, func(t *testing.T) {
+				p, ok := provocations[name]
+				if !ok {
+					t.Fatalf("openapi.json documents %s but no test provokes it", name)
+				}
+				req, res := p(t, f)
+				want, _ := strconv.Atoi(code)
+				wantStatus(t, res, want)
+				if res.StatusCode == http.StatusRequestEntityTooLarge {
+					return // answered before routing; its body is the generic error shape
+				}
+				res.Response.Body = io.NopCloser(strings.NewReader(res.Body))
+				if ok, verrs := v.ValidateHttpResponse(req, res.Response); !ok {
+					for _, e := range verrs {
+						t.Errorf("response does not match the document: %s: %s", e.Message, e.Reason)
+					}
+				}
+			})
+		}
+	}
+	for name := range provocations {
+		parts := strings.SplitN(name, " ", 3)
+		found := false
+		for _, c := range statuses[parts[0]+" "+parts[1]] {
+			found = found || c == parts[2]
+		}
+		if !found {
+			t.Errorf("the tests provoke %s, which openapi.json does not document", name)
+		}
+	}
+}
+
+func TestDocsPage(t *testing.T) {
+	ts := newTestServer(t)
+	res := ts.get("/docs")
+	wantStatus(t, res, http.StatusOK)
+	for _, want := range []string{"/static/vendor/swagger-ui/swagger-ui-bundle.js", "/static/js/docs.js", `id="swagger-ui"`} {
+		if !strings.Contains(res.Body, want) {
+			t.Errorf("docs page lacks %q", want)
+		}
+	}
+	if hasInlineScript(res.Body) {
+		t.Error("docs page has an inline script")
+	}
+	for _, asset := range []string{"/static/vendor/swagger-ui/swagger-ui-bundle.js", "/static/vendor/swagger-ui/swagger-ui.css", "/static/js/docs.js"} {
+		wantStatus(t, ts.get(asset), http.StatusOK)
+	}
+	spec := ts.get("/openapi.json")
+	wantStatus(t, spec, http.StatusOK)
+	if !strings.HasPrefix(spec.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("openapi.json Content-Type = %q", spec.Header.Get("Content-Type"))
+	}
+}
