@@ -176,14 +176,22 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok"})
 }
 
+// meJSON is the body of GET /users/me.
+type meJSON struct {
+	CreatedAt   string `json:"created_at"`
+	Description string `json:"description"`
+	Email       string `json:"email"`
+	Username    string `json:"username"`
+}
+
 // apiMe is GET /users/me.
 func (s *Server) apiMe(c *fiber.Ctx) error {
 	u := currentUser(c).User
-	return c.JSON(fiber.Map{
-		"description": u.Username + " authorized",
-		"username":    u.Username,
-		"email":       u.Email,
-		"created_at":  u.CreatedAt.UTC().Format(time.RFC3339),
+	return c.JSON(meJSON{
+		Description: u.Username + " authorized",
+		Username:    u.Username,
+		Email:       u.Email,
+		CreatedAt:   u.CreatedAt.UTC().Format(time.RFC3339),
 	})
 }
 
@@ -258,7 +266,12 @@ func (s *Server) checkPassword(c *fiber.Ctx, u db.User, pw string) error {
 	if w := s.loginIP.Wait(ip); w > 0 {
 		return errThrottled(w)
 	}
-	switch err := s.hasher.Verify(c.UserContext(), u.PasswordHash, pw); {
+	// The session's copy of the account carries no password hash: read it.
+	fresh, err := s.store.UserByID(c.UserContext(), u.ID)
+	if err != nil {
+		return err
+	}
+	switch err := s.hasher.Verify(c.UserContext(), fresh.PasswordHash, pw); {
 	case errors.Is(err, password.ErrBusy):
 		return errBusy
 	case errors.Is(err, password.ErrMismatch):

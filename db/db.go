@@ -42,6 +42,7 @@ type Store struct {
 	r    *sql.DB
 
 	stmtSessionWithUser *sql.Stmt
+	cache               *sessionCache
 }
 
 // sqliteHeader is the first 16 bytes of every SQLite 3 database file.
@@ -81,7 +82,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{path: path, w: w}
+	s := &Store{path: path, w: w, cache: newSessionCache()}
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("cannot open database %s: %s", path, describe(err))
@@ -232,8 +233,8 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 func (s *Store) prepare(ctx context.Context) error {
 	var err error
 	s.stmtSessionWithUser, err = s.r.PrepareContext(ctx, `SELECT
-		s.id, s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent,
-		u.id, u.username, u.email, u.password_hash, u.created_at
+		s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent,
+		u.username, u.email, u.created_at
 		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`)
 	return err
 }

@@ -191,3 +191,79 @@ func TestIntegrity(t *testing.T) {
 		t.Errorf("integrity_check = %q, %v", res, err)
 	}
 }
+
+// Once a delete has returned, no read gives the session back, even with
+// readers racing to cache it.
+func TestSessionCacheNeverResurrects(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	u, _ := s.CreateUser(ctx, newUser("alice"))
+	now := time.Now()
+	for i := 0; i < 100; i++ {
+		id := fmt.Sprintf("s%d", i)
+		if err := s.CreateSession(ctx, Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for r := 0; r < 4; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						s.SessionWithUser(ctx, id)
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Millisecond)
+		var err error
+		switch i % 3 {
+		case 0:
+			err = s.DeleteSession(ctx, id)
+		case 1:
+			_, err = s.DeleteOtherSessions(ctx, u.ID, "none")
+		case 2:
+			err = s.DeleteUserSession(ctx, u.ID, id)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 50; j++ {
+			if _, _, err := s.SessionWithUser(ctx, id); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("round %d: session %s readable after its deletion: %v", i, id, err)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		if _, _, err := s.SessionWithUser(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("round %d: session %s cached again after its deletion", i, id)
+		}
+	}
+}
+
+// A change made behind the store's back (another process) is seen once the
+// cache entry's lifetime has passed.
+func TestSessionCacheTTL(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	u, _ := s.CreateUser(ctx, newUser("alice"))
+	now := time.Now()
+	s.CreateSession(ctx, Session{ID: "x", UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now})
+	if _, _, err := s.SessionWithUser(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id = 'x'`); err != nil {
+		t.Fatal(err)
+	}
+	clock := now
+	s.cache.now = func() time.Time { return clock }
+	clock = now.Add(cacheTTL + time.Second)
+	if _, _, err := s.SessionWithUser(ctx, "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after the TTL: %v, want ErrNotFound", err)
+	}
+}

@@ -31,29 +31,37 @@ func (s *Store) CreateSession(ctx context.Context, se Session) error {
 	return err
 }
 
-// SessionWithUser returns a session and its account in one query.
+// SessionWithUser returns a session and its account (without the password
+// hash) in one query, or from the session cache.
 func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, error) {
-	var se Session
+	if se, u, ok := s.cache.get(id); ok {
+		return se, u, nil
+	}
+	gen := s.cache.generation()
+	se := Session{ID: id}
 	var u User
 	var created, expires, used, ucreated int64
 	err := s.stmtSessionWithUser.QueryRowContext(ctx, id).Scan(
-		&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent,
-		&u.ID, &u.Username, &u.Email, &u.PasswordHash, &ucreated)
+		&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent,
+		&u.Username, &u.Email, &ucreated)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Session{}, User{}, ErrNotFound
 		}
 		return Session{}, User{}, err
 	}
+	u.ID = se.UserID
 	se.CreatedAt = time.Unix(created, 0)
 	se.ExpiresAt = time.Unix(expires, 0)
 	se.LastUsedAt = time.Unix(used, 0)
 	u.CreatedAt = time.Unix(ucreated, 0)
+	s.cache.put(gen, se, u)
 	return se, u, nil
 }
 
 // TouchSession records that a session was used at t.
 func (s *Store) TouchSession(ctx context.Context, id string, t time.Time) error {
+	defer s.cache.invalidate(id)
 	_, err := s.w.ExecContext(ctx, `UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?`,
 		t.Unix(), id, t.Unix())
 	return err
@@ -61,6 +69,7 @@ func (s *Store) TouchSession(ctx context.Context, id string, t time.Time) error 
 
 // DeleteSession ends a session. It reports ErrNotFound when there was none.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	defer s.cache.invalidate(id)
 	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id)
 	return oneRow(res, err)
 }
@@ -68,6 +77,7 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 // DeleteUserSession ends one session of userID; ErrNotFound when userID has
 // no session with that id (whether or not another account has one).
 func (s *Store) DeleteUserSession(ctx context.Context, userID int64, id string) error {
+	defer s.cache.invalidate(id)
 	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id = ? AND user_id = ?`, id, userID)
 	return oneRow(res, err)
 }
@@ -75,6 +85,7 @@ func (s *Store) DeleteUserSession(ctx context.Context, userID int64, id string) 
 // DeleteOtherSessions ends every session of userID except keep and returns
 // how many it ended.
 func (s *Store) DeleteOtherSessions(ctx context.Context, userID int64, keep string) (int64, error) {
+	defer s.cache.invalidateUser(userID)
 	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keep)
 	if err != nil {
 		return 0, err
@@ -108,6 +119,7 @@ func (s *Store) ListSessions(ctx context.Context, userID int64, now time.Time) (
 // Prune deletes sessions that expired before now and events older than
 // eventsBefore, and returns how many of each it removed.
 func (s *Store) Prune(ctx context.Context, now, eventsBefore time.Time) (sessions, events int64, err error) {
+	defer s.cache.clear()
 	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, now.Unix())
 	if err != nil {
 		return 0, 0, err

@@ -87,6 +87,7 @@ func (s *Store) SetPasswordHash(ctx context.Context, userID int64, hash string) 
 // ChangePassword replaces the password hash and, in the same transaction,
 // ends every session of the account except keepSession.
 func (s *Store) ChangePassword(ctx context.Context, userID int64, hash, keepSession string) error {
+	defer s.cache.invalidateUser(userID)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -104,6 +105,7 @@ func (s *Store) ChangePassword(ctx context.Context, userID int64, hash, keepSess
 
 // DeleteUser removes an account; its sessions and events go with it.
 func (s *Store) DeleteUser(ctx context.Context, userID int64) error {
+	defer s.cache.invalidateUser(userID)
 	res, err := s.w.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, userID)
 	return oneRow(res, err)
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -18,6 +20,9 @@ const (
 	Issuer   = "fiberauth"
 	Audience = "fiberauth"
 )
+
+// leeway is the clock skew tolerated on exp, nbf and iat.
+const leeway = 5 * time.Second
 
 // MaxLength is the longest token accepted; longer input is refused before
 // any parsing. Tokens issued here are about 300 bytes.
@@ -45,7 +50,17 @@ type Manager struct {
 	// lenient checks only the signature and the claims' presence, for
 	// revocation of expired tokens.
 	lenient *jwt.Parser
+
+	// verified remembers tokens whose signature and claims checked out,
+	// so that a token used again costs a map lookup and a time check
+	// instead of an HMAC and two JSON decodings. Whether its session
+	// still exists is checked by the caller on every use.
+	verified  sync.Map // raw token -> *Claims
+	nVerified atomic.Int64
 }
+
+// maxVerified bounds the verified-token cache; past it, it starts afresh.
+const maxVerified = 100000
 
 // NewManager returns a Manager signing with key; tokens live for lifetime.
 // now may be nil for time.Now.
@@ -61,7 +76,7 @@ func NewManager(key []byte, lifetime time.Duration, now func() time.Time) *Manag
 		jwt.WithIssuer(Issuer),
 		jwt.WithAudience(Audience),
 		jwt.WithTimeFunc(func() time.Time { return m.now() }),
-		jwt.WithLeeway(5*time.Second),
+		jwt.WithLeeway(leeway),
 		jwt.WithStrictDecoding(),
 	)
 	m.lenient = jwt.NewParser(
@@ -105,9 +120,50 @@ func (m *Manager) Issue(subject, sessionID string, issuedAt time.Time) (string, 
 }
 
 // Verify checks a token's signature, algorithm, issuer, audience and times,
-// and that it names a subject and a session.
+// and that it names a subject and a session. The returned claims are shared
+// and must not be modified.
 func (m *Manager) Verify(raw string) (*Claims, error) {
-	return m.parse(m.parser, raw)
+	if v, ok := m.verified.Load(raw); ok {
+		c := v.(*Claims)
+		if m.timely(c) {
+			return c, nil
+		}
+		m.forget(raw)
+		return nil, ErrInvalid
+	}
+	c, err := m.parse(m.parser, raw)
+	if err != nil {
+		return nil, err
+	}
+	if m.nVerified.Load() >= maxVerified {
+		m.verified.Range(func(k, _ any) bool { m.forget(k.(string)); return true })
+	}
+	if _, loaded := m.verified.LoadOrStore(raw, c); !loaded {
+		m.nVerified.Add(1)
+	}
+	return c, nil
+}
+
+func (m *Manager) forget(raw string) {
+	if _, loaded := m.verified.LoadAndDelete(raw); loaded {
+		m.nVerified.Add(-1)
+	}
+}
+
+// timely repeats, for a cached token, the time checks of the parser: not
+// expired and already valid, with the same leeway.
+func (m *Manager) timely(c *Claims) bool {
+	now := m.now()
+	if c.ExpiresAt == nil || !now.Before(c.ExpiresAt.Add(leeway)) {
+		return false
+	}
+	if c.NotBefore != nil && now.Add(leeway).Before(c.NotBefore.Time) {
+		return false
+	}
+	if c.IssuedAt != nil && now.Add(leeway).Before(c.IssuedAt.Time) {
+		return false
+	}
+	return true
 }
 
 // VerifySignature checks only that the token was signed here and names a

@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"fiberauth/app/token"
+)
+
+// The benchmarks drive the app's fasthttp handler directly, without a
+// network, so that each result is the server's own cost per request. Read
+// them as ratios to BenchmarkBareFiber, measured in the same run:
+//
+//	go test ./app -run '^$' -bench . -benchmem
+
+var benchRemote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+
+// serve runs one request through h per iteration and checks its status.
+func serve(b *testing.B, h fasthttp.RequestHandler, method, uri string, want int, header ...string) {
+	b.Helper()
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI(uri)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	var ctx fasthttp.RequestCtx
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ctx.Init(&req, benchRemote, nil)
+		h(&ctx)
+		if got := ctx.Response.StatusCode(); got != want {
+			b.Fatalf("%s %s: status %d, want %d: %s", method, uri, got, want, ctx.Response.Body())
+		}
+	}
+}
+
+// BenchmarkBareFiber is the baseline: a Fiber app with one plain-text route.
+func BenchmarkBareFiber(b *testing.B) {
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Get("/", func(c *fiber.Ctx) error { return c.SendString("Hello, World!") })
+	serve(b, app.Handler(), "GET", "/", 200)
+}
+
+// benchServer is a test server with one user and a token.
+func benchServer(b *testing.B) (*testServer, string) {
+	b.Helper()
+	ts := newTestServer(b)
+	ts.register("alice", "alice@example.com", pw)
+	return ts, ts.token("alice", pw)
+}
+
+func BenchmarkTokenVerify(b *testing.B) {
+	ts, tok := benchServer(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := ts.s.tokens.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSessionLookup(b *testing.B) {
+	ts, tok := benchServer(b)
+	sid := mustClaims(b, ts, tok).SessionID
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := ts.store.SessionWithUser(ctx, sid); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAuthMiddleware is the authentication middleware alone, in front
+// of a handler that answers 204.
+func BenchmarkAuthMiddleware(b *testing.B) {
+	ts, tok := benchServer(b)
+	ts.s.App().Get("/bench/auth", ts.s.requireAPI, func(c *fiber.Ctx) error { return c.SendStatus(204) })
+	serve(b, ts.s.App().Handler(), "GET", "/bench/auth", 204, "Authorization", "Bearer "+tok)
+}
+
+func BenchmarkUsersMe(b *testing.B) {
+	ts, tok := benchServer(b)
+	serve(b, ts.s.App().Handler(), "GET", "/users/me", 200, "Authorization", "Bearer "+tok)
+}
+
+func BenchmarkRenderLogin(b *testing.B) {
+	ts, _ := benchServer(b)
+	serve(b, ts.s.App().Handler(), "GET", "/login", 200)
+}
+
+func BenchmarkRenderProfile(b *testing.B) {
+	ts, tok := benchServer(b)
+	serve(b, ts.s.App().Handler(), "GET", "/profile", 200, "Cookie", cookieName+"="+tok)
+}
+
+// BenchmarkUsersMeParallel is GET /users/me from as many goroutines as
+// GOMAXPROCS, to show the read path has no global lock.
+func BenchmarkUsersMeParallel(b *testing.B) {
+	ts, tok := benchServer(b)
+	h := ts.s.App().Handler()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var req fasthttp.Request
+		req.Header.SetMethod("GET")
+		req.SetRequestURI("/users/me")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		var ctx fasthttp.RequestCtx
+		for pb.Next() {
+			ctx.Init(&req, benchRemote, nil)
+			h(&ctx)
+			if ctx.Response.StatusCode() != 200 {
+				b.Errorf("status %d", ctx.Response.StatusCode())
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkTokenVerifyCold verifies a token the manager has not seen:
+// signature, JSON decoding and claim checks, without the verified-token
+// cache.
+func BenchmarkTokenVerifyCold(b *testing.B) {
+	ts := newTestServer(b, "SECRET_KEY", testKey)
+	ts.register("alice", "alice@example.com", pw)
+	tok := ts.token("alice", pw)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := token.NewManager([]byte(testKey), 30*time.Minute, nil)
+		if _, err := m.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,2 @@
+-- GET with the load user's session cookie.
+wrk.headers["Cookie"] = "access_token=" .. os.getenv("LOAD_TOKEN")

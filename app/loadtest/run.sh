@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Load test of the whole server with wrk, next to baselines measured in the
+# same run: a bare Fiber plain-text server, and this machine's bcrypt rate.
+#
+#   bash app/loadtest/run.sh            # 10 s per run, BCRYPT_COST=12
+#   LOAD_DURATION=30s BCRYPT_COST=10 bash app/loadtest/run.sh
+#
+# Needs wrk (apt-get install -y wrk) and curl. Every server it starts listens
+# on loopback and is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DUR=${LOAD_DURATION:-10s}
+COST=${BCRYPT_COST:-12}
+CONNS=${LOAD_CONNECTIONS:-32}
+APP_ADDR=${LOAD_APP_ADDR:-127.0.0.1:8098}
+BASE_ADDR=${LOAD_BASELINE_ADDR:-127.0.0.1:8099}
+HERE=app/loadtest
+
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+echo "building…"
+go build -o "$tmp/fiberauth" .
+go build -o "$tmp/baseline" ./$HERE/baseline
+
+"$tmp/baseline" -addr "$BASE_ADDR" & pids+=($!)
+DATABASE_PATH="$tmp/app.db" ADDR="$APP_ADDR" BCRYPT_COST="$COST" LOG_LEVEL=error \
+  LOGIN_FAILURES_PER_IP=100000000 REGISTRATIONS_PER_IP=100000000 "$tmp/fiberauth" & app_pid=$!
+pids+=($app_pid)
+for _ in $(seq 100); do
+  curl -fs "http://$APP_ADDR/healthz" >/dev/null 2>&1 && curl -fs "http://$BASE_ADDR/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+export LOAD_USER=loaduser LOAD_PASSWORD='correct horse battery'
+curl -fs -X POST "http://$APP_ADDR/register/user" -H 'Content-Type: application/json' \
+  -d "{\"username\":\"$LOAD_USER\",\"email\":\"$LOAD_USER@example.com\",\"password\":\"$LOAD_PASSWORD\"}" >/dev/null
+LOAD_TOKEN=$(curl -fs -X POST "http://$APP_ADDR/token" --data-urlencode "username=$LOAD_USER" \
+  --data-urlencode "password=$LOAD_PASSWORD" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+export LOAD_TOKEN
+
+# wrk_run NAME ARGS…: runs wrk and prints "NAME rps p99 errors".
+wrk_run() {
+  local name=$1; shift
+  local out
+  out=$(wrk --latency "$@")
+  echo "$out" > "$tmp/$name.txt"
+  local rps p99 non2xx sock
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ {print $5}')
+  sock=$(echo "$out" | awk '/Socket errors:/ {gsub(",", ""); print $4+$6+$8+$10}')
+  echo "$name ${rps:-0} ${p99:-?} $(( ${non2xx:-0} + ${sock:-0} ))"
+}
+
+# ms VALUE: wrk's latency (850.00us, 1.20ms, 2.00s) in milliseconds.
+ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+
+echo "measuring (each run $DUR, $CONNS connections)…"
+results=()
+results+=("$(wrk_run baseline-plaintext -t2 -c"$CONNS" -d"$DUR" "http://$BASE_ADDR/")")
+results+=("$(wrk_run users-me-bearer -t2 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me")")
+results+=("$(wrk_run login-page -t2 -c"$CONNS" -d"$DUR" "http://$APP_ADDR/login")")
+results+=("$(wrk_run profile-cookie -t2 -c"$CONNS" -d"$DUR" -s $HERE/cookie.lua "http://$APP_ADDR/profile")")
+results+=("$(wrk_run token -t2 -c8 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token")")
+bcrypt_rate=$("$tmp/baseline" -bcrypt-cost "$COST" -duration 5s)
+
+# Flood POST /token with wrong passwords for many accounts while a signed-in
+# user reads /users/me.
+wrk -t1 -c64 -d"$DUR" --timeout 10s -s $HERE/flood.lua "http://$APP_ADDR/token" > "$tmp/flood.txt" &
+flood_pid=$!
+sleep 1
+results+=("$(wrk_run users-me-during-flood -t1 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me")")
+wait $flood_pid || true
+flood_rps=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/flood.txt")
+rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$app_pid/status)
+
+base_rps=$(echo "${results[0]}" | awk '{print $2}')
+printf '\n%-24s %12s %10s %8s %10s\n' "run" "req/s" "p99 (ms)" "errors" "vs bare"
+for r in "${results[@]}"; do
+  set -- $r
+  printf '%-24s %12.1f %10s %8s %9.1f%%\n' "$1" "$2" "$(ms "$3")" "$4" "$(awk -v a="$2" -v b="$base_rps" 'BEGIN { printf "%.1f", 100 * a / b }')"
+done
+token_rps=$(printf '%s\n' "${results[@]}" | awk '$1 == "token" {print $2}')
+echo
+echo "bcrypt cost $COST on $(nproc) CPUs: $bcrypt_rate verifications/s; POST /token reached $(awk -v a="$token_rps" -v b="$bcrypt_rate" 'BEGIN { printf "%.1f", 100 * a / b }')% of it"
+echo "flood of POST /token (64 connections, wrong passwords): $flood_rps req/s answered (401 or 503)"
+echo "server resident size after the runs: $(( rss_kb / 1024 )) MiB ($rss_kb KiB)"
+echo "(wrk outputs in full: rerun with LOAD_KEEP=1 to keep $tmp)"
+if [ "${LOAD_KEEP:-}" = 1 ]; then trap - EXIT; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; echo "kept $tmp"; fi

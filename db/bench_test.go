@@ -1,0 +1,48 @@
+package db
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func benchSession(b *testing.B) *Store {
+	s := mustOpen(b)
+	ctx := context.Background()
+	u, err := s.CreateUser(ctx, newUser("alice"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	if err := s.CreateSession(ctx, Session{ID: "sid", UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkSessionWithUser is the lookup as requests see it (cached).
+func BenchmarkSessionWithUser(b *testing.B) {
+	s := benchSession(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := s.SessionWithUser(ctx, "sid"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSessionWithUserQuery is the SQLite query behind it.
+func BenchmarkSessionWithUserQuery(b *testing.B) {
+	s := benchSession(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.cache.invalidate("sid")
+		if _, _, err := s.SessionWithUser(ctx, "sid"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
