@@ -9,15 +9,7 @@ import (
 	"testing"
 )
 
-type sessionList []struct {
-	ID         string `json:"id"`
-	CreatedAt  string `json:"created_at"`
-	LastUsedAt string `json:"last_used_at"`
-	ExpiresAt  string `json:"expires_at"`
-	IP         string `json:"ip"`
-	UserAgent  string `json:"user_agent"`
-	Current    bool   `json:"current"`
-}
+type sessionList []sessionJSON
 
 func (ts *testServer) sessions(tok string) sessionList {
 	ts.t.Helper()

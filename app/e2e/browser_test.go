@@ -24,9 +24,10 @@ import (
 // FIBERAUTH_REQUIRE_BROWSER=1 (set by .ci/run) makes them fail.
 const chromiumPath = "/usr/bin/chromium"
 
-// serveApp runs the real program (app.Run, as main does) on a free
-// loopback port with a fresh database and returns its base URL.
-func serveApp(t *testing.T, extra ...string) string {
+// serveApp runs the real program (app.Run, as main does) in this process,
+// on a free loopback port with a fresh database, and returns its base URL
+// and a func that stops it and returns what Run returned.
+func serveApp(t *testing.T, extra ...string) (string, func() error) {
 	t.Helper()
 	env := map[string]string{"DATABASE_PATH": filepath.Join(t.TempDir(), "app.db"), "ADDR": "127.0.0.1:0",
 		"BCRYPT_COST": "4", "LOG_LEVEL": "error"}
@@ -40,14 +41,20 @@ func serveApp(t *testing.T, extra ...string) string {
 	go func() {
 		done <- app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard, ready)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
 	select {
 	case addr := <-ready:
-		return "http://" + addr
+		return "http://" + addr, stop
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}
-	return ""
+	return "", stop
 }
 
 // chrome is one headless browser with its own profile, recording every
@@ -257,7 +264,7 @@ func (c *chrome) registerUser(base, username, email string) {
 }
 
 func TestBrowserRegister(t *testing.T) {
-	base := serveApp(t)
+	base, _ := serveApp(t)
 	c := newChrome(t)
 	c.registerUser(base, "alice", "alice@example.com")
 	if loc := c.location(); loc != base+"/profile" {
@@ -272,7 +279,7 @@ func TestBrowserRegister(t *testing.T) {
 }
 
 func TestBrowserLogoutAndBack(t *testing.T) {
-	base := serveApp(t)
+	base, _ := serveApp(t)
 	c := newChrome(t)
 	c.registerUser(base, "alice", "alice@example.com")
 	c.do(clickAndWait(`main form[action="/logout"] button`))
@@ -303,7 +310,7 @@ func TestBrowserLogoutAndBack(t *testing.T) {
 }
 
 func TestBrowserLoginByEmailAndWrongPassword(t *testing.T) {
-	base := serveApp(t)
+	base, _ := serveApp(t)
 	if st, err := register(base, "alice", password); err != nil || st != 201 {
 		t.Fatalf("register: %d %v", st, err)
 	}
@@ -335,7 +342,7 @@ func TestBrowserLoginByEmailAndWrongPassword(t *testing.T) {
 }
 
 func TestBrowserCookieHiddenFromScripts(t *testing.T) {
-	base := serveApp(t)
+	base, _ := serveApp(t)
 	c := newChrome(t)
 	c.registerUser(base, "alice", "alice@example.com")
 	cookies := get(c, chromedp.Evaluate[string](`document.cookie`))
@@ -371,7 +378,7 @@ func attacker(t *testing.T, host, action string, fields map[string]string) strin
 }
 
 func TestBrowserCrossSiteForms(t *testing.T) {
-	base := serveApp(t)
+	base, _ := serveApp(t)
 	if st, _ := register(base, "mallory", password); st != 201 {
 		t.Fatal("register mallory")
 	}
@@ -416,7 +423,7 @@ func TestBrowserCrossSiteForms(t *testing.T) {
 }
 
 func TestBrowserEndAnotherSession(t *testing.T) {
-	base := serveApp(t)
+	base, _ := serveApp(t)
 	c := newChrome(t)
 	c.registerUser(base, "alice", "alice@example.com")
 	_, other, err := token(base, "alice", password)
@@ -442,7 +449,7 @@ func TestBrowserEndAnotherSession(t *testing.T) {
 }
 
 func TestBrowserAPIDocs(t *testing.T) {
-	base := serveApp(t)
+	base, _ := serveApp(t)
 	if st, err := register(base, "alice", password); err != nil || st != 201 {
 		t.Fatalf("register: %d %v", st, err)
 	}

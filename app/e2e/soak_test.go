@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"fiberauth/app"
 )
 
 // soakLimits lift the per-address limits: every soak client shares one
@@ -220,25 +217,7 @@ func TestSoakInProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: run without -short")
 	}
-	env := map[string]string{"DATABASE_PATH": filepath.Join(t.TempDir(), "app.db"), "ADDR": "127.0.0.1:0",
-		"BCRYPT_COST": "4", "LOG_LEVEL": "error"}
-	for _, kv := range soakLimits {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard, ready)
-	}()
-	var base string
-	select {
-	case addr := <-ready:
-		base = "http://" + addr
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
+	base, stop := serveApp(t, soakLimits...)
 	d := soakDuration(20 * time.Second)
 	soak(base, 4, 2*time.Second)
 	errs, n := soak(base, 4, d/2)
@@ -260,8 +239,7 @@ func TestSoakInProcess(t *testing.T) {
 	if fd2 > fd1+2 {
 		t.Errorf("open file descriptors grew from %d to %d", fd1, fd2)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Run returned %v after cancel", err)
 	}
 }
