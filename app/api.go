@@ -258,28 +258,17 @@ func (s *Server) apiEndOtherSessions(c *fiber.Ctx) error {
 // checkPassword verifies the caller's current password for a sensitive
 // action. A wrong one counts towards sign-in throttling and is recorded.
 func (s *Server) checkPassword(c *fiber.Ctx, u db.User, pw string) error {
-	key := strings.ToLower(u.Username)
-	ip := s.clientIP(c)
-	if w := s.loginAccount.Wait(key); w > 0 {
-		return errThrottled(w)
-	}
-	if w := s.loginIP.Wait(ip); w > 0 {
-		return errThrottled(w)
-	}
 	// The session's copy of the account carries no password hash: read it.
 	fresh, err := s.store.UserByID(c.UserContext(), u.ID)
 	if err != nil {
 		return err
 	}
-	switch err := s.hasher.Verify(c.UserContext(), fresh.PasswordHash, pw); {
-	case errors.Is(err, password.ErrBusy):
-		return errBusy
-	case errors.Is(err, password.ErrMismatch):
-		s.loginAccount.Add(key)
-		s.loginIP.Add(ip)
+	err = s.guardedVerify(c.UserContext(), strings.ToLower(u.Username), s.clientIP(c), fresh.PasswordHash, pw)
+	if errors.Is(err, password.ErrMismatch) {
 		s.event(c.UserContext(), c, u.ID, db.EventPasswordFailed)
 		return &Error{Status: http.StatusForbidden, Detail: msgIncorrectPassword}
-	case err != nil:
+	}
+	if err != nil {
 		return err
 	}
 	return nil

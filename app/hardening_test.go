@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -320,5 +321,43 @@ func TestOversizedBodies(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("normal body: status %d, want 401", res.StatusCode)
+	}
+}
+
+// Concurrent guesses cannot slip past the threshold: attempts in flight
+// count against it.
+func TestConcurrentGuessesBounded(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	const n = 40
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-gate
+			req := httptest.NewRequest(http.MethodPost, "/token",
+				strings.NewReader(url.Values{"username": {"alice"}, "password": {"guess " + strconv.Itoa(i)}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			res, err := ts.s.App().Test(req, -1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		}(i)
+	}
+	close(gate)
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for st := range statuses {
+		count[st]++
+	}
+	if count[401] > 5 || count[401]+count[429] != n {
+		t.Errorf("statuses %v: want at most 5 checked guesses (401) and the rest 429", count)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"fiberauth/app/password"
+	"fiberauth/app/throttle"
 	"fiberauth/app/token"
 	"fiberauth/app/valid"
 	"fiberauth/db"
@@ -33,12 +34,6 @@ func (s *Server) signIn(c *fiber.Ctx, login, pw string) (session, error) {
 	ctx := c.UserContext()
 	key, isEmail := valid.LoginKey(login)
 	ip := s.clientIP(c)
-	if w := s.loginAccount.Wait(key); w > 0 {
-		return session{}, errThrottled(w)
-	}
-	if w := s.loginIP.Wait(ip); w > 0 {
-		return session{}, errThrottled(w)
-	}
 	var u db.User
 	var err error
 	if isEmail {
@@ -50,12 +45,8 @@ func (s *Server) signIn(c *fiber.Ctx, login, pw string) (session, error) {
 		return session{}, err
 	}
 	// An unknown user is verified against a dummy hash: same cost, no match.
-	switch err := s.hasher.Verify(ctx, u.PasswordHash, pw); {
-	case errors.Is(err, password.ErrBusy):
-		return session{}, errBusy
+	switch err := s.guardedVerify(ctx, key, ip, u.PasswordHash, pw); {
 	case errors.Is(err, password.ErrMismatch):
-		s.loginAccount.Add(key)
-		s.loginIP.Add(ip)
 		if u.ID != 0 {
 			s.event(ctx, c, u.ID, db.EventSignInFailed)
 		}
@@ -63,11 +54,42 @@ func (s *Server) signIn(c *fiber.Ctx, login, pw string) (session, error) {
 	case err != nil:
 		return session{}, err
 	}
-	s.loginAccount.Reset(key)
 	if s.hasher.NeedsRehash(u.PasswordHash) {
 		s.upgradeHash(ctx, u, pw)
 	}
 	return s.startSession(c, u)
+}
+
+// guardedVerify checks pw against hash under the sign-in throttle: the
+// account key and the client address ip must not be throttled, and the
+// outcome is counted against both (a success forgives the account, not the
+// address). It returns nil, password.ErrMismatch, a throttling *Error,
+// errBusy, or an internal error.
+func (s *Server) guardedVerify(ctx context.Context, key, ip, hash, pw string) error {
+	if w := s.loginAccount.Begin(key); w > 0 {
+		return errThrottled(w)
+	}
+	if w := s.loginIP.Begin(ip); w > 0 {
+		s.loginAccount.End(key, throttle.Abandoned)
+		return errThrottled(w)
+	}
+	err := s.hasher.Verify(ctx, hash, pw)
+	outcome := throttle.Abandoned
+	switch {
+	case err == nil:
+		outcome = throttle.Succeeded
+	case errors.Is(err, password.ErrMismatch):
+		outcome = throttle.Failed
+	}
+	s.loginAccount.End(key, outcome)
+	if outcome == throttle.Succeeded {
+		outcome = throttle.Abandoned
+	}
+	s.loginIP.End(ip, outcome)
+	if errors.Is(err, password.ErrBusy) {
+		return errBusy
+	}
+	return err
 }
 
 // upgradeHash re-hashes a password at the configured cost after a

@@ -25,8 +25,9 @@ type Counter struct {
 }
 
 type slot struct {
-	n    int
-	last time.Time
+	n        int
+	inflight int
+	last     time.Time
 }
 
 // NewCounter returns a Counter. now may be nil for time.Now.
@@ -88,6 +89,80 @@ func (c *Counter) Add(key string) time.Duration {
 	return c.wait(s, now)
 }
 
+// Begin reserves an attempt for key before its outcome is known (a
+// password check). It returns 0 when the attempt may go ahead, else how long
+// to wait. Attempts still in flight count against the threshold, so that
+// concurrent requests cannot slip more guesses past it than sequential ones:
+// below the threshold, at most threshold-n may be in flight; past it, one at
+// a time once the delay has run out. Every Begin that returned 0 must be
+// followed by End.
+func (c *Counter) Begin(key string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	s := c.keys[key]
+	if s == nil {
+		if len(c.keys) >= c.maxKeys {
+			c.sweep(now)
+		}
+		s = &slot{last: now}
+		c.keys[key] = s
+	}
+	if s.inflight == 0 && now.Sub(s.last) >= c.window {
+		s.n = 0
+	}
+	if w := c.wait(s, now); w > 0 {
+		return w
+	}
+	allowed := c.threshold - s.n
+	if allowed < 1 {
+		allowed = 1
+	}
+	if s.inflight >= allowed {
+		return time.Second
+	}
+	s.inflight++
+	return 0
+}
+
+// End finishes an attempt reserved with Begin: a failure is counted, a
+// success forgives the key's failures, and neither (the check could not be
+// made) only frees the reservation.
+func (c *Counter) End(key string, outcome Outcome) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.keys[key]
+	if s == nil {
+		return
+	}
+	if s.inflight > 0 {
+		s.inflight--
+	}
+	switch outcome {
+	case Failed:
+		s.n++
+		s.last = c.now()
+	case Succeeded:
+		s.n = 0
+		if s.inflight == 0 {
+			delete(c.keys, key)
+		}
+	}
+}
+
+// Outcome is how an attempt reserved with Begin ended.
+type Outcome int
+
+// Outcomes of an attempt.
+const (
+	// Abandoned means the check was not made (overload, internal error).
+	Abandoned Outcome = iota
+	// Failed means a wrong password.
+	Failed
+	// Succeeded means the right password.
+	Succeeded
+)
+
 // Reset forgets key (after a successful sign-in).
 func (c *Counter) Reset(key string) {
 	c.mu.Lock()
@@ -107,7 +182,7 @@ func (c *Counter) Len() int {
 // the window.
 func (c *Counter) sweep(now time.Time) {
 	for k, s := range c.keys {
-		if now.Sub(s.last) >= c.window {
+		if s.inflight == 0 && now.Sub(s.last) >= c.window {
 			delete(c.keys, k)
 		}
 	}

@@ -62,3 +62,38 @@ func TestRetryAfterSeconds(t *testing.T) {
 		}
 	}
 }
+
+func TestBeginEnd(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := NewCounter(3, 15*time.Minute, 30*time.Second, func() time.Time { return now })
+	// Three attempts may be in flight below the threshold; the fourth waits.
+	for i := 0; i < 3; i++ {
+		if w := c.Begin("k"); w != 0 {
+			t.Fatalf("attempt %d refused: %v", i+1, w)
+		}
+	}
+	if w := c.Begin("k"); w == 0 {
+		t.Fatal("a fourth concurrent attempt was allowed")
+	}
+	for i := 0; i < 3; i++ {
+		c.End("k", Failed)
+	}
+	if w := c.Begin("k"); w != 30*time.Second {
+		t.Errorf("after 3 failures: wait %v, want 30s", w)
+	}
+	now = now.Add(30 * time.Second)
+	if w := c.Begin("k"); w != 0 {
+		t.Fatalf("after the delay: refused %v", w)
+	}
+	if w := c.Begin("k"); w == 0 {
+		t.Error("past the threshold, a second attempt in flight was allowed")
+	}
+	c.End("k", Succeeded)
+	if w := c.Begin("k"); w != 0 {
+		t.Errorf("after a success: refused %v", w)
+	}
+	c.End("k", Abandoned)
+	if c.Wait("k") != 0 {
+		t.Error("an abandoned attempt counted as a failure")
+	}
+}
