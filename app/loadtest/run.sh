@@ -66,7 +66,9 @@ results+=("$(wrk_run baseline-plaintext -t2 -c"$CONNS" -d"$DUR" "http://$BASE_AD
 results+=("$(wrk_run users-me-bearer -t2 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me")")
 results+=("$(wrk_run login-page -t2 -c"$CONNS" -d"$DUR" "http://$APP_ADDR/login")")
 results+=("$(wrk_run profile-cookie -t2 -c"$CONNS" -d"$DUR" -s $HERE/cookie.lua "http://$APP_ADDR/profile")")
-results+=("$(wrk_run token -t2 -c8 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token")")
+# Four connections keep both bcrypt workers busy and stay under the five
+# sign-ins one account may have in flight at once.
+results+=("$(wrk_run token -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token")")
 bcrypt_rate=$("$tmp/baseline" -bcrypt-cost "$COST" -duration 5s)
 
 # Flood POST /token with wrong passwords for many accounts while a signed-in
