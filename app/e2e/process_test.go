@@ -355,8 +355,6 @@ func TestBadStartupConditions(t *testing.T) {
 	notDB := filepath.Join(dir, "notes.db")
 	const notes = "not a database, but precious"
 	os.WriteFile(notDB, []byte(notes), 0o600)
-	readOnly := filepath.Join(dir, "ro")
-	os.Mkdir(readOnly, 0o500)
 
 	// An existing database must survive every refused start untouched.
 	good := filepath.Join(dir, "good.db")
@@ -377,20 +375,67 @@ func TestBadStartupConditions(t *testing.T) {
 		{"bad BCRYPT_COST", append(baseEnv(good), "BCRYPT_COST=99"), "BCRYPT_COST"},
 		{"bad expiry", append(baseEnv(good), "ACCESS_TOKEN_EXPIRE_MINUTES=soon"), "ACCESS_TOKEN_EXPIRE_MINUTES"},
 	}
-	if os.Geteuid() != 0 { // root writes anywhere, so this case means nothing as root
-		tests = append(tests, struct {
-			name string
-			env  []string
-			want string
-		}{"unwritable directory", baseEnv(filepath.Join(readOnly, "app.db")), "cannot"})
-	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { runFails(t, tt.env, tt.want) })
 	}
+	t.Run("unwritable directory", func(t *testing.T) { unwritableDirectory(t) })
 	if b, _ := os.ReadFile(notDB); string(b) != notes {
 		t.Error("the non-SQLite file was modified")
 	}
 	if st, _, _ := token(p.base, "alice", password); st != 200 {
 		t.Errorf("existing data damaged: sign-in gives %d", st)
+	}
+}
+
+// unwritableDirectory starts the program on a database in a directory it
+// may not write. Root may write anywhere, so as root the program is run as
+// the user nobody (through runuser), from a copy it can execute.
+func unwritableDirectory(t *testing.T) {
+	dir, err := os.MkdirTemp("", "fiberauth-ro-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(ro, 0o555)
+	env := baseEnv(filepath.Join(ro, "app.db"))
+	var cmd *exec.Cmd
+	if os.Geteuid() == 0 {
+		runuser, err := exec.LookPath("runuser")
+		if err != nil {
+			t.Fatalf("running as root needs runuser (util-linux) to drop privileges: %v", err)
+		}
+		bin := filepath.Join(dir, "fiberauth")
+		data, err := os.ReadFile(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd = exec.Command(runuser, append([]string{"-u", "nobody", "--", "env", "-i"}, append(env, bin)...)...)
+	} else {
+		cmd = exec.Command(binary)
+		cmd.Env = env
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	out := strings.TrimSpace(stderr.String())
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() <= 0 {
+		t.Fatalf("exit: %v, want a failure; stderr: %s", err, out)
+	}
+	if strings.Count(out, "\n") != 0 || strings.Contains(out, "panic") {
+		t.Errorf("stderr is not one clear line:\n%s", out)
+	}
+	if !strings.Contains(out, "cannot open database") || !strings.Contains(out, "writable") {
+		t.Errorf("stderr %q does not say the directory is not writable", out)
+	}
+	if _, err := os.Stat(filepath.Join(ro, "app.db")); err == nil {
+		t.Error("a database file was created in the read-only directory")
 	}
 }
