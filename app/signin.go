@@ -124,7 +124,7 @@ func (s *Server) startSession(c *fiber.Ctx, u db.User) (session, error) {
 		return session{}, err
 	}
 	s.event(ctx, c, u.ID, db.EventSignIn)
-	return session{User: u, Token: raw, ExpiresIn: int(exp.Sub(now.Truncate(1e9)).Seconds())}, nil
+	return session{User: u, Token: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds())}, nil
 }
 
 // event records an account event; a failure is logged, not returned, since
