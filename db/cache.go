@@ -19,12 +19,12 @@ import (
 type sessionCache struct {
 	m    sync.Map // session id -> *cachedSession
 	n    atomic.Int64
+	puts atomic.Int64
 	gen  atomic.Uint64
 	max  int64
 	ttl  time.Duration
 	now  func() time.Time
-	mu   sync.Mutex // serialises whole-cache sweeps only
-	hits atomic.Int64
+	mu   sync.Mutex // serialises sweeps only
 }
 
 type cachedSession struct {
@@ -36,8 +36,15 @@ type cachedSession struct {
 // cacheTTL is how long a cached session is trusted without a query.
 const cacheTTL = 5 * time.Second
 
+// cacheMax bounds the number of cached sessions; sweepEvery is how many
+// insertions pass between two sweeps of stale entries.
+const (
+	cacheMax   = 10000
+	sweepEvery = 1024
+)
+
 func newSessionCache() *sessionCache {
-	return &sessionCache{max: 100000, ttl: cacheTTL, now: time.Now}
+	return &sessionCache{max: cacheMax, ttl: cacheTTL, now: time.Now}
 }
 
 func (c *sessionCache) get(id string) (Session, User, bool) {
@@ -50,7 +57,6 @@ func (c *sessionCache) get(id string) (Session, User, bool) {
 		c.delete(id)
 		return Session{}, User{}, false
 	}
-	c.hits.Add(1)
 	return e.se, e.u, true
 }
 
@@ -59,6 +65,9 @@ func (c *sessionCache) get(id string) (Session, User, bool) {
 func (c *sessionCache) generation() uint64 { return c.gen.Load() }
 
 func (c *sessionCache) put(gen uint64, se Session, u User) {
+	if c.puts.Add(1)%sweepEvery == 0 || c.n.Load() >= c.max {
+		c.sweep()
+	}
 	if c.n.Load() >= c.max {
 		c.clear()
 	}
@@ -89,6 +98,19 @@ func (c *sessionCache) invalidateUser(userID int64) {
 	c.gen.Add(1)
 	c.m.Range(func(k, v any) bool {
 		if v.(*cachedSession).se.UserID == userID {
+			c.delete(k.(string))
+		}
+		return true
+	})
+}
+
+// sweep removes the entries older than the TTL.
+func (c *sessionCache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	c.m.Range(func(k, v any) bool {
+		if now.Sub(v.(*cachedSession).loaded) >= c.ttl {
 			c.delete(k.(string))
 		}
 		return true

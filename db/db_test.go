@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -265,5 +266,23 @@ func TestSessionCacheTTL(t *testing.T) {
 	clock = now.Add(cacheTTL + time.Second)
 	if _, _, err := s.SessionWithUser(ctx, "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after the TTL: %v, want ErrNotFound", err)
+	}
+}
+
+// The session cache stays bounded and sheds stale entries.
+func TestSessionCacheBounded(t *testing.T) {
+	c := newSessionCache()
+	now := time.Now()
+	c.now = func() time.Time { return now }
+	for i := 0; i < cacheMax+3000; i++ {
+		c.put(c.generation(), Session{ID: strconv.Itoa(i), UserID: 1}, User{ID: 1})
+	}
+	if n := c.n.Load(); n > cacheMax {
+		t.Errorf("%d cached sessions, want at most %d", n, cacheMax)
+	}
+	now = now.Add(cacheTTL)
+	c.sweep()
+	if n := c.n.Load(); n != 0 {
+		t.Errorf("%d stale sessions left after a sweep", n)
 	}
 }

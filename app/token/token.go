@@ -55,12 +55,25 @@ type Manager struct {
 	// so that a token used again costs a map lookup and a time check
 	// instead of an HMAC and two JSON decodings. Whether its session
 	// still exists is checked by the caller on every use.
-	verified  sync.Map // raw token -> *Claims
+	verified  sync.Map // raw token -> *verifiedToken
 	nVerified atomic.Int64
+	puts      atomic.Int64
+	sweeping  sync.Mutex
 }
 
-// maxVerified bounds the verified-token cache; past it, it starts afresh.
-const maxVerified = 100000
+// verifiedToken is a cache entry: the claims and when they were checked.
+type verifiedToken struct {
+	claims *Claims
+	at     time.Time
+}
+
+// The verified-token cache holds at most maxVerified entries, each for at
+// most verifiedFor; stale entries are swept every sweepEvery insertions.
+const (
+	maxVerified = 10000
+	verifiedFor = time.Minute
+	sweepEvery  = 1024
+)
 
 // NewManager returns a Manager signing with key; tokens live for lifetime.
 // now may be nil for time.Now.
@@ -123,25 +136,43 @@ func (m *Manager) Issue(subject, sessionID string, issuedAt time.Time) (string, 
 // and that it names a subject and a session. The returned claims are shared
 // and must not be modified.
 func (m *Manager) Verify(raw string) (*Claims, error) {
+	now := m.now()
 	if v, ok := m.verified.Load(raw); ok {
-		c := v.(*Claims)
-		if m.timely(c) {
-			return c, nil
+		e := v.(*verifiedToken)
+		if now.Sub(e.at) < verifiedFor {
+			if m.timely(e.claims) {
+				return e.claims, nil
+			}
+			return nil, ErrInvalid
 		}
 		m.forget(raw)
-		return nil, ErrInvalid
 	}
 	c, err := m.parse(m.parser, raw)
 	if err != nil {
 		return nil, err
 	}
-	if m.nVerified.Load() >= maxVerified {
-		m.verified.Range(func(k, _ any) bool { m.forget(k.(string)); return true })
+	if m.puts.Add(1)%sweepEvery == 0 || m.nVerified.Load() >= maxVerified {
+		m.sweep(now)
 	}
-	if _, loaded := m.verified.LoadOrStore(raw, c); !loaded {
-		m.nVerified.Add(1)
+	if m.nVerified.Load() < maxVerified {
+		if _, loaded := m.verified.Swap(raw, &verifiedToken{claims: c, at: now}); !loaded {
+			m.nVerified.Add(1)
+		}
 	}
 	return c, nil
+}
+
+// sweep drops cache entries older than verifiedFor or whose token expired.
+func (m *Manager) sweep(now time.Time) {
+	m.sweeping.Lock()
+	defer m.sweeping.Unlock()
+	m.verified.Range(func(k, v any) bool {
+		e := v.(*verifiedToken)
+		if now.Sub(e.at) >= verifiedFor || !m.timely(e.claims) {
+			m.forget(k.(string))
+		}
+		return true
+	})
 }
 
 func (m *Manager) forget(raw string) {

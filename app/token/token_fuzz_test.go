@@ -1,6 +1,7 @@
 package token
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,29 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	other := NewManager([]byte("another key, another key, another"), time.Minute, nil)
 	if _, err := other.VerifySignature(raw); err == nil {
 		t.Error("a token verified under another key")
+	}
+}
+
+// The verified-token cache stays bounded however many tokens pass through.
+func TestVerifiedCacheBounded(t *testing.T) {
+	now := time.Now()
+	m := NewManager([]byte("0123456789abcdef0123456789abcdef"), time.Hour, func() time.Time { return now })
+	for i := 0; i < maxVerified+2000; i++ {
+		raw, _, err := m.Issue("alice", "sid-"+strconv.Itoa(i), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Verify(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := m.nVerified.Load(); n > maxVerified {
+		t.Errorf("%d cached tokens, want at most %d", n, maxVerified)
+	}
+	// Entries older than verifiedFor are swept.
+	now = now.Add(verifiedFor + time.Second)
+	m.sweep(now)
+	if n := m.nVerified.Load(); n != 0 {
+		t.Errorf("%d stale entries left after a sweep", n)
 	}
 }
