@@ -290,19 +290,33 @@ func TestMixedLoad(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	p := start(t, baseEnv(filepath.Join(t.TempDir(), "app.db"), "BCRYPT_COST=12"))
 	register(p.base, "alice", password) // cost 12: about a quarter second of bcrypt
-	// Start sign-ins (each a cost-12 bcrypt), then SIGTERM while they run.
+	// Open the connections first, so that the sign-ins below are on the
+	// server as soon as they are sent.
 	const n = 4
-	results := make(chan int, n)
+	var warm sync.WaitGroup
+	for i := 0; i < n; i++ {
+		warm.Add(1)
+		go func() { defer warm.Done(); client.Get(p.base + "/healthz") }()
+	}
+	warm.Wait()
+	// Start sign-ins (each a cost-12 bcrypt, two at a time on two workers),
+	// then SIGTERM while they run.
+	type result struct {
+		status int
+		at     time.Time
+	}
+	results := make(chan result, n)
 	for i := 0; i < n; i++ {
 		go func() {
 			st, _, err := token(p.base, "alice", password)
 			if err != nil {
 				st = -1
 			}
-			results <- st
+			results <- result{st, time.Now()}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
+	signalled := time.Now()
 	took, err := p.stop(syscall.SIGTERM)
 	if err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.log())
@@ -310,11 +324,20 @@ func TestGracefulShutdown(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("exit took %v, want under 10s", took)
 	}
+	after := 0
 	for i := 0; i < n; i++ {
-		if st := <-results; st != 200 {
-			t.Errorf("in-flight request finished with %d, want 200", st)
+		r := <-results
+		if r.status != 200 {
+			t.Errorf("in-flight request finished with %d, want 200", r.status)
+		}
+		if r.at.After(signalled) {
+			after++
 		}
 	}
+	if after == 0 {
+		t.Error("every sign-in had finished before SIGTERM: nothing was in flight")
+	}
+	t.Logf("%d of %d sign-ins were still running at SIGTERM; exit took %v", after, n, took)
 	if !strings.Contains(p.log(), "msg=stopped") {
 		t.Errorf("no clean stop in the log:\n%s", p.log())
 	}
