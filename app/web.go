@@ -92,13 +92,13 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 		return s.render(c, http.StatusUnprocessableEntity, "login", p)
 	}
 	sess, err := s.signIn(c, username, pw)
-	switch {
-	case errors.Is(err, errBadCredentials):
+	if errors.Is(err, errBadCredentials) {
 		return fail(http.StatusUnauthorized, msgIncorrectCredentials)
-	case userFacing(c, err) != nil:
-		e := userFacing(c, err)
+	}
+	if e := userFacing(c, err); e != nil {
 		return fail(e.Status, e.Detail.(string))
-	case err != nil:
+	}
+	if err != nil {
 		return err
 	}
 	s.setSessionCookie(c, sess.Token)
@@ -142,12 +142,11 @@ func (s *Server) submitRegister(c *fiber.Ctx) error {
 			Error: "Please correct the fields marked below.", Fields: registerFields(typed, errs)})
 	}
 	u, err := s.register(c, r)
-	var e *Error
-	switch {
-	case errors.As(err, &e) && e.Status == http.StatusConflict:
+	var conflict *Error
+	if errors.As(err, &conflict) && conflict.Status == http.StatusConflict {
 		errs := map[string]string{}
 		msg := "That username or email address is already registered."
-		switch e.conflict {
+		switch conflict.conflict {
 		case "username":
 			msg = "That username is already taken."
 			errs["username"] = msg
@@ -157,11 +156,12 @@ func (s *Server) submitRegister(c *fiber.Ctx) error {
 		}
 		return s.render(c, http.StatusConflict, "register", page{Title: "Register", Error: msg,
 			Fields: registerFields(typed, errs)})
-	case userFacing(c, err) != nil:
-		e := userFacing(c, err)
+	}
+	if e := userFacing(c, err); e != nil {
 		return s.render(c, e.Status, "register", page{Title: "Register", Error: e.Detail.(string),
 			Fields: registerFields(typed, nil)})
-	case err != nil:
+	}
+	if err != nil {
 		return err
 	}
 	sess, err := s.startSession(c, u)
