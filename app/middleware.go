@@ -85,7 +85,7 @@ func (s *Server) securityHeaders(c *fiber.Ctx) error {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
 	if s.secure(c) {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}
