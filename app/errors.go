@@ -126,7 +126,10 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		c.Set(k, v)
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	if isAPI(c) {
+	// A 431 comes before the request line and headers could be read, so
+	// neither the path nor Accept can say who is asking: answer in JSON,
+	// which API clients parse and a browser still shows as readable text.
+	if isAPI(c) || e.Status == fiber.StatusRequestHeaderFieldsTooLarge {
 		if e.Body != nil {
 			return c.Status(e.Status).JSON(e.Body)
 		}

@@ -276,18 +276,29 @@ func TestHostileRequests(t *testing.T) {
 	}
 }
 
-// Oversized headers are refused with 431 by the real listener.
+// Oversized headers, an over-long bearer token among them, are refused with
+// 431 and a JSON detail by the real listener.
 func TestOversizedHeaders(t *testing.T) {
 	srv := startTestListener(t)
-	req, _ := http.NewRequest(http.MethodGet, srv+"/login", nil)
-	req.Header.Set("X-Big", strings.Repeat("a", readBufferSize+100))
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge && res.StatusCode != http.StatusBadRequest {
-		t.Errorf("status = %d, want 431 or 400", res.StatusCode)
+	for _, tc := range []struct{ path, name, value string }{
+		{"/login", "X-Big", strings.Repeat("a", readBufferSize+100)},
+		{"/users/me", "Authorization", "Bearer " + strings.Repeat("a", readBufferSize+100)},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv+tc.path, nil)
+		req.Header.Set(tc.name, tc.value)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Detail string }
+		err = json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("%s with a long %s: status = %d, want 431", tc.path, tc.name, res.StatusCode)
+		}
+		if err != nil || body.Detail != "Request Header Fields Too Large" {
+			t.Errorf("%s with a long %s: body detail %q (%v), want the status text", tc.path, tc.name, body.Detail, err)
+		}
 	}
 }
 
