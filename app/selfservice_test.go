@@ -206,13 +206,15 @@ func TestProfileSelfService(t *testing.T) {
 	ts := newTestServer(t)
 	ts.register("alice", "alice@example.com", pw)
 	other := ts.token("alice", pw)
+	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}, "User-Agent", "curl/8.5.0"), http.StatusOK)
 	b := ts.browser()
 	b.login("alice", "wrong password") // a failed attempt to show
 	wantStatus(t, b.login("alice", pw), http.StatusSeeOther)
 
 	prof := b.get("/profile")
 	wantStatus(t, prof, http.StatusOK)
-	for _, want := range []string{"This device", "End session", "Sign out everywhere else", "Failed sign-in", "Signed in", "Delete account", "Change password"} {
+	for _, want := range []string{"This device", "End session", "Sign out everywhere else", "Failed sign-in", "Signed in", "Delete account", "Change password",
+		"Unknown client", `<strong title="curl/8.5.0">curl 8</strong>`} {
 		if !strings.Contains(prof.Body, want) {
 			t.Errorf("profile lacks %q", want)
 		}
