@@ -215,6 +215,26 @@ func (c *chrome) text() string {
 	return get(c, chromedp.Text(chromedp.CSS("body")))
 }
 
+// evalDuringNavigation evaluates expr in the page, trying again for up to
+// ten seconds when a navigation under way (a history traversal, a reload)
+// destroys the document it ran in.
+func evalDuringNavigation[T any](c *chrome, expr string) T {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+		cancel()
+		if err == nil {
+			return v
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("browser: evaluate %s: %v", expr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (c *chrome) location() string {
 	c.t.Helper()
 	return get(c, chromedp.Location())
@@ -294,13 +314,13 @@ func TestBrowserLogoutAndBack(t *testing.T) {
 	c.do(chromedp.Evaluate[chromedp.Void](`setTimeout(function () { history.back() }, 0); undefined`))
 	// Read the page through script evaluation: after a history traversal
 	// the DOM queries of the driver may still track the old document.
-	href := func() string { return get(c, chromedp.Evaluate[string](`location.href`)) }
+	href := func() string { return evalDuringNavigation[string](c, `location.href`) }
 	deadline := time.Now().Add(10 * time.Second)
 	for strings.Contains(href(), "done=signed_out") && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	body := get(c, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	body := evalDuringNavigation[string](c, `document.body ? document.body.innerText : ""`)
 	t.Logf("after back: at %s", href())
 	if strings.Contains(body, "alice authorized") || strings.Contains(body, "alice@example.com") {
 		t.Errorf("back button shows account data after logout (at %s):\n%s", href(), body)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -194,12 +195,12 @@ func TestSoakProcess(t *testing.T) {
 	soak(p.base, 4, 2*time.Second)
 	fd0 := fdCount(pid)
 	errs, n := soak(p.base, 4, d/2)
-	time.Sleep(500 * time.Millisecond)
+	settle()
 	fd1, rss1 := fdCount(pid), rssKB(pid)
 	errs2, n2 := soak(p.base, 4, d/2)
 	fd2 := fdCount(pid)
 	for deadline := time.Now().Add(15 * time.Second); fd2 > fd1+2 && time.Now().Before(deadline); fd2 = fdCount(pid) {
-		settle() // connections closed by the server's idle timeout
+		settle()
 	}
 	rss2 := rssKB(pid)
 	for k, v := range errs2 {
@@ -226,6 +227,7 @@ func TestSoakInProcess(t *testing.T) {
 	errs, n := soak(base, 4, d/2)
 	settle()
 	g1, fd1 := runtime.NumGoroutine(), fdCount("self")
+	before := goroutineStacks()
 	errs2, n2 := soak(base, 4, d/2)
 	// Idle server workers and connections wind down over several seconds
 	// (the worker pool reaps idle workers every 10 s), so the counts are
@@ -240,7 +242,7 @@ func TestSoakInProcess(t *testing.T) {
 		t.Errorf("unexpected answers: %v", errs)
 	}
 	if g2 > g1+2 {
-		t.Errorf("goroutines grew from %d to %d and stayed there for 15 s", g1, g2)
+		t.Errorf("goroutines grew from %d to %d and stayed there for 15 s\nbefore:\n%s\nafter:\n%s", g1, g2, before, goroutineStacks())
 	}
 	if fd2 > fd1+2 {
 		t.Errorf("open file descriptors grew from %d to %d and stayed there for 15 s", fd1, fd2)
@@ -250,9 +252,12 @@ func TestSoakInProcess(t *testing.T) {
 	}
 }
 
-// settle lets idle connections and finished goroutines wind down.
+// settle closes the test's idle client connections (each holds two client
+// goroutines here and one server goroutine in the program) and lets
+// finished goroutines wind down.
 func settle() {
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	client.CloseIdleConnections()
 	time.Sleep(time.Second)
 	runtime.GC()
 }
@@ -269,4 +274,11 @@ func settleTo(maxG, maxFD int, timeout time.Duration) (g, fd int) {
 			return g, fd
 		}
 	}
+}
+
+// goroutineStacks lists this process's goroutines grouped by stack.
+func goroutineStacks() string {
+	var b strings.Builder
+	pprof.Lookup("goroutine").WriteTo(&b, 1)
+	return b.String()
 }
