@@ -419,13 +419,17 @@ func TestBrowserCrossSiteForms(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			evil := attacker(t, tt.host, base+tt.path, tt.fields)
 			c.do(chromedp.Navigate(evil))
-			// Wait for the auto-submitted form to land on the app.
-			deadline := time.Now().Add(10 * time.Second)
-			for !strings.HasPrefix(c.location(), base) && time.Now().Before(deadline) {
+			// Wait for the auto-submitted form to land on the app and its
+			// answer to finish loading; the attacker's page is replaced
+			// meanwhile, so read through evaluations that survive that.
+			landedOnApp := func() bool {
+				return strings.HasPrefix(evalDuringNavigation[string](c, `location.href`), base) &&
+					evalDuringNavigation[string](c, `document.readyState`) == "complete"
+			}
+			for deadline := time.Now().Add(10 * time.Second); !landedOnApp() && time.Now().Before(deadline); {
 				time.Sleep(50 * time.Millisecond)
 			}
-			c.do(chromedp.WaitReady(chromedp.CSS("body")))
-			landed := c.text()
+			landed := evalDuringNavigation[string](c, `document.body ? document.body.innerText : ""`)
 			if !strings.Contains(landed, "Reload") {
 				t.Errorf("the forged %s was not refused; the page says:\n%s", tt.path, landed)
 			}
