@@ -126,7 +126,7 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		c.Set(k, v)
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	// A 431 comes before the request line and headers could be read, so
+	// A 431 is raised before the request line and headers have been read, so
 	// neither the path nor Accept can say who is asking: answer in JSON,
 	// which API clients parse and a browser still shows as readable text.
 	if isAPI(c) || e.Status == fiber.StatusRequestHeaderFieldsTooLarge {
