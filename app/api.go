@@ -1,86 +1,24 @@
 package app
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
+	"context"
 	"net/http"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
+	"fiberauth/app/account"
 	"fiberauth/app/openapi"
-	"fiberauth/app/password"
-	"fiberauth/app/valid"
-	"fiberauth/db"
 )
 
-// decodeJSON reads a JSON object of string fields into dst (a pointer to a
-// struct of *string fields). Problems come back as 422 field errors.
-func decodeJSON(c *fiber.Ctx, dst any) error {
-	body := c.Body()
-	if len(bytes.TrimSpace(body)) == 0 {
-		return errValidation(fieldError{Type: "missing", Loc: []string{"body"}, Msg: "Field required"})
-	}
-	if !utf8.Valid(body) {
-		return errValidation(fieldError{Type: "json_invalid", Loc: []string{"body"}, Msg: "Body is not valid UTF-8"})
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(dst); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return errValidation(fieldError{Type: "string_type", Loc: []string{"body", te.Field}, Msg: "Input should be a valid string"})
-		}
-		if errors.As(err, &te) {
-			return errValidation(fieldError{Type: "model_attributes_type", Loc: []string{"body"}, Msg: "Input should be a JSON object"})
-		}
-		return errValidation(fieldError{Type: "json_invalid", Loc: []string{"body"}, Msg: "JSON decode error"})
-	}
-	if dec.More() {
-		return errValidation(fieldError{Type: "json_invalid", Loc: []string{"body"}, Msg: "JSON decode error: trailing data"})
-	}
-	return nil
-}
-
-// required checks that a decoded field is present and clean.
-func required(problems *[]fieldError, name string, v *string) string {
-	if v == nil {
-		*problems = append(*problems, fieldError{Type: "missing", Loc: []string{"body", name}, Msg: "Field required"})
-		return ""
-	}
-	if p := valid.Text(*v); p != "" {
-		*problems = append(*problems, fieldError{Type: "value_error", Loc: []string{"body", name}, Msg: "Value " + p})
-		return ""
-	}
-	return *v
-}
+// The JSON API's handlers: each parses its request, calls the account core
+// and writes the answer; errors go to the error handler, which maps the
+// core's codes with apiError.
 
 type registerRequest struct {
 	Username *string `json:"username"`
 	Email    *string `json:"email"`
 	Password *string `json:"password"`
-}
-
-// checkRegistration validates the three registration fields and returns the
-// problems keyed by field, in FastAPI's order.
-func checkRegistration(username, email, pw string) (registration, []fieldError) {
-	var problems []fieldError
-	r := registration{Password: pw}
-	var msg string
-	if r.Username, r.UsernameKey, msg = valid.Username(username); msg != "" {
-		problems = append(problems, fieldError{Type: "value_error", Loc: []string{"body", "username"}, Msg: msg})
-	}
-	if r.Email, r.EmailKey, msg = valid.Email(email); msg != "" {
-		problems = append(problems, fieldError{Type: "value_error", Loc: []string{"body", "email"}, Msg: msg})
-	}
-	if msg = valid.Text(pw); msg != "" {
-		problems = append(problems, fieldError{Type: "value_error", Loc: []string{"body", "password"}, Msg: "Password " + msg + "."})
-	} else if msg = password.Check(pw); msg != "" {
-		problems = append(problems, fieldError{Type: "value_error", Loc: []string{"body", "password"}, Msg: msg})
-	}
-	return r, problems
 }
 
 // apiRegister is POST /register/user.
@@ -96,43 +34,36 @@ func (s *Server) apiRegister(c *fiber.Ctx) error {
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	r, problems := checkRegistration(username, email, pw)
-	if len(problems) > 0 {
-		return errValidation(problems...)
-	}
-	u, err := s.register(c, r)
+	r, err := s.acct.Register(c.UserContext(), s.client(c, false),
+		account.Registration{Username: username, Email: email, Password: pw})
 	if err != nil {
 		return err
 	}
 	return c.Status(http.StatusCreated).JSON(fiber.Map{
 		"message": "user created",
-		"user":    fiber.Map{"username": u.Username, "email": u.Email},
+		"user":    fiber.Map{"username": r.User.Username, "email": r.User.Email},
 	})
 }
 
 // apiToken is POST /token, the OAuth2 resource owner password grant
-// (RFC 6749 §4.3).
+// (RFC 6749 §4.3). Every malformed request is 400 invalid_request (§5.2).
 func (s *Server) apiToken(c *fiber.Ctx) error {
-	args := c.Request().PostArgs()
-	if c.Request().Header.ContentLength() > 0 && !strings.HasPrefix(string(c.Request().Header.ContentType()), fiber.MIMEApplicationForm) &&
-		!strings.HasPrefix(string(c.Request().Header.ContentType()), fiber.MIMEMultipartForm) {
-		return oauthError(http.StatusBadRequest, "invalid_request", "the request body must be form-encoded (application/x-www-form-urlencoded)")
+	f, err := oauthForm(c, "grant_type", "username", "password", "scope")
+	if err != nil {
+		return err
 	}
-	if args.Has("grant_type") && c.FormValue("grant_type") != "password" {
-		return oauthError(http.StatusBadRequest, "unsupported_grant_type", "")
+	if f.has("grant_type") && f.get("grant_type") != "password" {
+		return oauthError(http.StatusBadRequest, "unsupported_grant_type",
+			"grant_type must be password (or left out)")
 	}
-	username, pw := c.FormValue("username"), c.FormValue("password")
-	for _, f := range []struct{ name, v string }{{"username", username}, {"password", pw}} {
-		if f.v == "" {
-			return oauthError(http.StatusBadRequest, "invalid_request", f.name+" is required")
-		}
-		if p := valid.Text(f.v); p != "" {
-			return &Error{Status: http.StatusUnprocessableEntity,
-				Detail: []fieldError{{Type: "value_error", Loc: []string{"body", f.name}, Msg: "Value " + p}}}
+	username, pw := f.get("username"), f.get("password")
+	for _, field := range []struct{ name, v string }{{"username", username}, {"password", pw}} {
+		if field.v == "" {
+			return oauthError(http.StatusBadRequest, "invalid_request", field.name+" is required")
 		}
 	}
-	sess, err := s.signIn(c, username, pw)
-	if errors.Is(err, errBadCredentials) {
+	g, err := s.acct.SignIn(c.UserContext(), s.client(c, false), username, pw)
+	if account.ErrorCode(err) == account.EUnauthorized {
 		return &Error{Status: http.StatusUnauthorized,
 			Body:    fiber.Map{"detail": msgIncorrectCredentials, "error": "invalid_grant"},
 			Headers: map[string]string{"WWW-Authenticate": "Bearer"}}
@@ -142,36 +73,46 @@ func (s *Server) apiToken(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderPragma, "no-cache")
-	return c.JSON(fiber.Map{"access_token": sess.Token, "token_type": "bearer", "expires_in": sess.ExpiresIn})
+	return c.JSON(fiber.Map{"access_token": g.AccessToken, "token_type": "bearer", "expires_in": g.ExpiresIn})
 }
 
 // apiRevoke is POST /revoke (RFC 7009): it ends the token's session and
 // answers 200 whether or not the token was valid.
 func (s *Server) apiRevoke(c *fiber.Ctx) error {
-	raw := c.FormValue("token")
+	f, err := oauthForm(c, "token", "token_type_hint")
+	if err != nil {
+		return err
+	}
+	raw := f.get("token")
 	if raw == "" {
 		return oauthError(http.StatusBadRequest, "invalid_request", "token is required")
 	}
-	if claims, err := s.tokens.VerifySignature(raw); err == nil {
-		se, u, err := s.store.SessionWithUser(c.UserContext(), claims.SessionID)
-		if err == nil && u.Username == claims.Subject {
-			if err := s.store.DeleteSession(c.UserContext(), se.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
-				return err
-			}
-			s.event(c.UserContext(), c, u.ID, db.EventSignOut)
-		} else if err != nil && !errors.Is(err, db.ErrNotFound) {
-			return err
-		}
+	if err := s.acct.Revoke(c.UserContext(), s.client(c, false), raw); err != nil {
+		return err
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(fiber.Map{})
 }
 
-// healthz answers 200 while the database answers.
+// healthz is GET /healthz, the liveness check: 200 while the process
+// serves requests. It does not touch the database, so that a database
+// outage does not get healthy instances restarted.
 func (s *Server) healthz(c *fiber.Ctx) error {
-	if err := s.store.Ping(c.UserContext()); err != nil {
-		s.log.Error("health check failed", "error", err.Error())
-		return errDetail(http.StatusServiceUnavailable, "database unavailable")
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// readyTimeout bounds the readiness check's query.
+const readyTimeout = time.Second
+
+// readyz is GET /readyz, the readiness check: 200 when the database
+// answers a query within a second, else 503.
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), readyTimeout)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "error", err.Error())
+		return &Error{Status: http.StatusServiceUnavailable, Detail: "The database is not answering.",
+			Headers: map[string]string{"Retry-After": "5"}}
 	}
 	return c.JSON(fiber.Map{"status": "ok"})
 }
@@ -208,15 +149,12 @@ type sessionJSON struct {
 // apiListSessions is GET /users/me/sessions.
 func (s *Server) apiListSessions(c *fiber.Ctx) error {
 	p := currentUser(c)
-	list, err := s.store.ListSessions(c.UserContext(), p.User.ID, s.now())
+	list, err := s.acct.Sessions(c.UserContext(), p)
 	if err != nil {
 		return err
 	}
 	out := make([]sessionJSON, 0, len(list))
 	for _, se := range list {
-		if se.ID == p.Session.ID {
-			se.LastUsedAt = p.Session.LastUsedAt
-		}
 		out = append(out, sessionJSON{
 			ID: se.ID, IP: se.IP, UserAgent: se.UserAgent, Current: se.ID == p.Session.ID,
 			CreatedAt:  se.CreatedAt.UTC().Format(time.RFC3339),
@@ -229,84 +167,19 @@ func (s *Server) apiListSessions(c *fiber.Ctx) error {
 
 // apiEndSession is DELETE /users/me/sessions/{id}.
 func (s *Server) apiEndSession(c *fiber.Ctx) error {
-	p := currentUser(c)
-	err := s.store.DeleteUserSession(c.UserContext(), p.User.ID, c.Params("id"))
-	if errors.Is(err, db.ErrNotFound) {
-		return errDetail(http.StatusNotFound, "Session not found")
-	}
-	if err != nil {
+	if err := s.acct.EndSession(c.UserContext(), s.client(c, false), currentUser(c), c.Params("id")); err != nil {
 		return err
 	}
-	s.event(c.UserContext(), c, p.User.ID, db.EventSessionEnded)
 	return c.SendStatus(http.StatusNoContent)
 }
 
 // apiEndOtherSessions is DELETE /users/me/sessions: sign out everywhere
 // else.
 func (s *Server) apiEndOtherSessions(c *fiber.Ctx) error {
-	p := currentUser(c)
-	n, err := s.store.DeleteOtherSessions(c.UserContext(), p.User.ID, p.Session.ID)
-	if err != nil {
+	if _, err := s.acct.EndOtherSessions(c.UserContext(), s.client(c, false), currentUser(c)); err != nil {
 		return err
-	}
-	if n > 0 {
-		s.event(c.UserContext(), c, p.User.ID, db.EventSessionEnded)
 	}
 	return c.SendStatus(http.StatusNoContent)
-}
-
-// checkPassword verifies the caller's current password for a sensitive
-// action. A wrong one counts towards sign-in throttling and is recorded.
-func (s *Server) checkPassword(c *fiber.Ctx, u db.User, pw string) error {
-	// The session's copy of the account carries no password hash: read it.
-	fresh, err := s.store.UserByID(c.UserContext(), u.ID)
-	if err != nil {
-		return err
-	}
-	err = s.guardedVerify(c.UserContext(), strings.ToLower(u.Username), s.clientIP(c), fresh.PasswordHash, pw)
-	if errors.Is(err, password.ErrMismatch) {
-		s.event(c.UserContext(), c, u.ID, db.EventPasswordFailed)
-		return &Error{Status: http.StatusForbidden, Detail: msgIncorrectPassword}
-	}
-	if err != nil {
-		return err
-	}
-	return nil
-}
-
-// changePassword sets a new password after checking the current one and
-// ends every other session.
-func (s *Server) changePassword(c *fiber.Ctx, current, next string) error {
-	p := currentUser(c)
-	if err := s.checkPassword(c, p.User, current); err != nil {
-		return err
-	}
-	hash, err := s.hasher.Hash(c.UserContext(), next)
-	if errors.Is(err, password.ErrBusy) {
-		return errBusy
-	}
-	if err != nil {
-		return err
-	}
-	if err := s.store.ChangePassword(c.UserContext(), p.User.ID, hash, p.Session.ID); err != nil {
-		return err
-	}
-	s.event(c.UserContext(), c, p.User.ID, db.EventPasswordChange)
-	return nil
-}
-
-// newPasswordProblem applies the registration rules to a new password.
-func newPasswordProblem(current, next string) string {
-	if p := valid.Text(next); p != "" {
-		return "Password " + p + "."
-	}
-	if msg := password.Check(next); msg != "" {
-		return msg
-	}
-	if next == current {
-		return "The new password must differ from the current one."
-	}
-	return ""
 }
 
 type passwordRequest struct {
@@ -323,15 +196,10 @@ func (s *Server) apiChangePassword(c *fiber.Ctx) error {
 	var problems []fieldError
 	current := required(&problems, "current_password", req.Current)
 	next := required(&problems, "new_password", req.New)
-	if len(problems) == 0 {
-		if msg := newPasswordProblem(current, next); msg != "" {
-			problems = append(problems, fieldError{Type: "value_error", Loc: []string{"body", "new_password"}, Msg: msg})
-		}
-	}
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	if err := s.changePassword(c, current, next); err != nil {
+	if err := s.acct.ChangePassword(c.UserContext(), s.client(c, false), currentUser(c), current, next); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -339,7 +207,7 @@ func (s *Server) apiChangePassword(c *fiber.Ctx) error {
 
 // apiEvents is GET /users/me/events.
 func (s *Server) apiEvents(c *fiber.Ctx) error {
-	list, err := s.store.ListEvents(c.UserContext(), currentUser(c).User.ID, 50)
+	list, err := s.acct.Events(c.UserContext(), currentUser(c), 50)
 	if err != nil {
 		return err
 	}
@@ -356,21 +224,6 @@ func (s *Server) apiEvents(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
-// deleteAccount removes the caller's account after checking the password.
-func (s *Server) deleteAccount(c *fiber.Ctx, pw string) error {
-	p := currentUser(c)
-	if err := s.checkPassword(c, p.User, pw); err != nil {
-		return err
-	}
-	if err := s.store.DeleteUser(c.UserContext(), p.User.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
-		return err
-	}
-	if p.ViaCookie {
-		s.clearSessionCookie(c)
-	}
-	return nil
-}
-
 // apiDeleteAccount is DELETE /users/me.
 func (s *Server) apiDeleteAccount(c *fiber.Ctx) error {
 	var req struct {
@@ -384,8 +237,13 @@ func (s *Server) apiDeleteAccount(c *fiber.Ctx) error {
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	if err := s.deleteAccount(c, pw); err != nil {
+	if err := s.acct.DeleteAccount(c.UserContext(), s.client(c, false), currentUser(c), pw); err != nil {
 		return err
+	}
+	if _, viaCookie, _ := s.credentials(c); viaCookie {
+		if err := s.endSession(c); err != nil {
+			return err
+		}
 	}
 	return c.SendStatus(http.StatusNoContent)
 }

@@ -61,7 +61,7 @@ func BenchmarkTokenVerify(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := ts.s.tokens.Verify(tok); err != nil {
+		if _, err := ts.s.acct.Tokens().Verify(tok); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -100,7 +100,7 @@ func BenchmarkRenderLogin(b *testing.B) {
 
 func BenchmarkRenderProfile(b *testing.B) {
 	ts, tok := benchServer(b)
-	serve(b, ts.s.App().Handler(), "GET", "/profile", 200, "Cookie", cookieName+"="+tok)
+	serve(b, ts.s.App().Handler(), "GET", "/profile", 200, "Cookie", sessionCookie+"="+tok)
 }
 
 // BenchmarkUsersMeParallel is GET /users/me from as many goroutines as

@@ -20,10 +20,8 @@ import (
 // HMAC. On top of that, state-changing requests whose Origin or
 // Sec-Fetch-Site says they come from another site are refused outright.
 const (
-	csrfCookie = "csrf_token"
 	csrfField  = "csrf_token"
 	csrfHeader = "X-CSRF-Token"
-	csrfLocal  = "csrf"
 )
 
 var errCSRF = &Error{Status: http.StatusForbidden,
@@ -39,24 +37,29 @@ func (s *Server) csrfSign(value string) string {
 // csrfIssue makes sure the browser has a CSRF cookie and puts the matching
 // form token in the request's locals for the page to render.
 func (s *Server) csrfIssue(c *fiber.Ctx) error {
-	v := c.Cookies(csrfCookie)
+	v := c.Cookies(s.cookieName(c, csrfCookie))
 	if !validCSRFValue(v) {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
+		if err := s.rotateCSRF(c); err != nil {
 			return err
 		}
-		v = base64.RawURLEncoding.EncodeToString(b)
-		c.Cookie(&fiber.Cookie{
-			Name:     csrfCookie,
-			Value:    v,
-			Path:     "/",
-			Secure:   s.secure(c),
-			HTTPOnly: true,
-			SameSite: fiber.CookieSameSiteLaxMode,
-		})
+		return c.Next()
 	}
 	c.Locals(csrfLocal, s.csrfSign(v))
 	return c.Next()
+}
+
+// rotateCSRF gives the browser a new CSRF cookie (at sign-in and sign-out,
+// so that a value planted or seen before does not carry over) and makes
+// the matching form token the one pages render.
+func (s *Server) rotateCSRF(c *fiber.Ctx) error {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	v := base64.RawURLEncoding.EncodeToString(b)
+	s.setCookie(c, csrfCookie, v, 0)
+	c.Locals(csrfLocal, s.csrfSign(v))
+	return nil
 }
 
 func validCSRFValue(v string) bool {
@@ -70,10 +73,10 @@ func validCSRFValue(v string) bool {
 // csrfCheck guards a form submission. On success it also provides a fresh
 // form token, so that a form re-rendered after an error can be sent again.
 func (s *Server) csrfCheck(c *fiber.Ctx) error {
-	if err := s.csrfVerify(c, c.FormValue(csrfField)); err != nil {
+	if err := s.csrfVerify(c, pageForm(c).get(csrfField)); err != nil {
 		return err
 	}
-	c.Locals(csrfLocal, s.csrfSign(c.Cookies(csrfCookie)))
+	c.Locals(csrfLocal, s.csrfSign(c.Cookies(s.cookieName(c, csrfCookie))))
 	return c.Next()
 }
 
@@ -83,7 +86,7 @@ func (s *Server) csrfVerify(c *fiber.Ctx, sent string) error {
 	if crossSite(c) {
 		return errCSRF
 	}
-	v := c.Cookies(csrfCookie)
+	v := c.Cookies(s.cookieName(c, csrfCookie))
 	if !validCSRFValue(v) || sent == "" {
 		return errCSRF
 	}

@@ -6,18 +6,20 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"fiberauth/app/account"
 	"fiberauth/app/throttle"
 )
 
-// Error is an error with an HTTP status and a message meant for the client.
-// Handlers return it; the error handler turns it into JSON for API clients
-// or an HTML page for browsers. Any other error is an internal error: it is
-// logged with the request id and the client sees a generic message.
+// Error is an answer the HTTP layer decides itself: malformed requests,
+// OAuth error bodies, missing credentials. Handlers return it, or the
+// core's *account.Error, which apiError maps; the error handler turns
+// either into JSON for API clients or an HTML page for browsers. Any other
+// error is an internal error: it is logged with the request id and the
+// client sees a generic message.
 type Error struct {
 	Status int
 	// Detail is the JSON "detail" value: a string, or a list of
@@ -27,8 +29,6 @@ type Error struct {
 	Body any
 	// Headers are added to the response.
 	Headers map[string]string
-	// conflict names the taken field of a 409 at registration.
-	conflict conflictField
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d: %v", e.Status, e.Detail) }
@@ -44,58 +44,109 @@ func errDetail(status int, detail string) *Error { return &Error{Status: status,
 
 // Messages kept exactly as the recipe writes them.
 const (
-	msgIncorrectCredentials = "Incorrect username or password"
+	msgIncorrectCredentials = account.MsgIncorrectCredentials
 	msgNotAuthenticated     = "Not authenticated"
-	msgNotAuthorized        = "User not authorized"
-	msgUserExists           = "username or email already exists"
-	msgIncorrectPassword    = "Incorrect password"
-	msgTooManyAttempts      = "Too many attempts. Try again later."
-	msgBusy                 = "The service is busy. Try again in a moment."
+	msgNotAuthorized        = account.MsgNotAuthorized
+	msgUserExists           = account.MsgUserExists
+	msgIncorrectPassword    = account.MsgIncorrectPassword
 )
 
 var (
 	errNotAuthenticated = &Error{Status: http.StatusUnauthorized, Detail: msgNotAuthenticated,
 		Headers: map[string]string{"WWW-Authenticate": "Bearer"}}
-	errNotAuthorized = &Error{Status: http.StatusUnauthorized, Detail: msgNotAuthorized,
-		Headers: map[string]string{"WWW-Authenticate": `Bearer error="invalid_token"`}}
-	errBusy = &Error{Status: http.StatusServiceUnavailable, Detail: msgBusy,
-		Headers: map[string]string{"Retry-After": "1"}}
+	errCSRFHeader = &Error{Status: http.StatusForbidden, Detail: "Missing or invalid X-CSRF-Token header"}
+	errNotJSON    = &Error{Status: http.StatusUnsupportedMediaType, Detail: "Content-Type must be application/json"}
 )
-
-func errThrottled(wait time.Duration) *Error {
-	return &Error{Status: http.StatusTooManyRequests, Detail: msgTooManyAttempts,
-		Headers: map[string]string{"Retry-After": strconv.Itoa(throttle.RetryAfterSeconds(wait))}}
-}
 
 func errValidation(problems ...fieldError) *Error {
 	return &Error{Status: http.StatusUnprocessableEntity, Detail: problems}
 }
 
-// oauthError is an RFC 6749 §5.2 error body.
+// oauthError is an RFC 6749 §5.2 error body, with the description also as
+// "detail" for clients written against the recipe.
 func oauthError(status int, code, description string) *Error {
-	body := fiber.Map{"error": code}
-	if description != "" {
-		body["error_description"] = description
-		body["detail"] = description
-	}
-	return &Error{Status: status, Body: body, Detail: description}
+	return &Error{Status: status, Detail: description,
+		Body: fiber.Map{"error": code, "error_description": description, "detail": description}}
 }
 
-// isAPI tells whether a request is answered in JSON (API clients) or HTML
-// (browser pages).
-func isAPI(c *fiber.Ctx) bool {
-	p := c.Path()
-	switch {
-	case p == "/" || p == "/login" || p == "/register" || p == "/logout" || p == "/docs":
-		return false
-	case strings.HasPrefix(p, "/profile") || strings.HasPrefix(p, "/static/"):
-		return false
-	case p == "/token" || p == "/revoke" || p == "/healthz" || p == "/openapi.json" ||
-		strings.HasPrefix(p, "/register/") || strings.HasPrefix(p, "/users"):
-		return true
+func retryAfter(d time.Duration) map[string]string {
+	return map[string]string{"Retry-After": strconv.Itoa(throttle.RetryAfterSeconds(d))}
+}
+
+// apiError maps an error of the core to the JSON API's answer: the one
+// place where codes become statuses for API clients. It returns nil for an
+// internal error.
+func apiError(err error) *Error {
+	var e *account.Error
+	if !errors.As(err, &e) {
+		return nil
 	}
-	// Unknown paths: answer in HTML only to clients that ask for it.
-	return !strings.Contains(c.Get(fiber.HeaderAccept), "text/html")
+	switch e.Code {
+	case account.EInvalid:
+		list := make([]fieldError, 0, len(e.Fields))
+		for _, f := range e.Fields {
+			list = append(list, fieldError{Type: "value_error", Loc: []string{"body", f.Field}, Msg: f.Message})
+		}
+		return errValidation(list...)
+	case account.EConflict:
+		return &Error{Status: http.StatusConflict, Detail: e.Message}
+	case account.EUnauthorized:
+		challenge := `Bearer error="invalid_token"`
+		if e.Reason != "" {
+			challenge += `, error_description="` + e.Reason + `"`
+		}
+		return &Error{Status: http.StatusUnauthorized, Detail: e.Message, Headers: map[string]string{"WWW-Authenticate": challenge}}
+	case account.EForbidden:
+		return &Error{Status: http.StatusForbidden, Detail: e.Message}
+	case account.EThrottled:
+		return &Error{Status: http.StatusTooManyRequests, Detail: e.Message, Headers: retryAfter(e.RetryAfter)}
+	case account.EBusy, account.EUnavailable:
+		return &Error{Status: http.StatusServiceUnavailable, Detail: e.Message, Headers: retryAfter(e.RetryAfter)}
+	case account.ENotFound:
+		return &Error{Status: http.StatusNotFound, Detail: e.Message}
+	}
+	return nil
+}
+
+// pageError maps an error of the core to what a form shows in place: the
+// one place where codes become statuses and words for people. ok is false
+// for an internal error, which the error handler shows as a 500 page.
+func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[string]string, ok bool) {
+	var e *account.Error
+	if !errors.As(err, &e) {
+		return 0, "", nil, false
+	}
+	fields = map[string]string{}
+	for _, f := range e.Fields {
+		fields[f.Field] = f.Message
+	}
+	switch e.Code {
+	case account.EInvalid:
+		return http.StatusUnprocessableEntity, "Please correct the fields marked below.", fields, true
+	case account.EConflict:
+		msg := "That username or email address is already registered."
+		if len(e.Fields) > 0 {
+			msg = e.Fields[0].Message
+		}
+		return http.StatusConflict, msg, fields, true
+	case account.EUnauthorized:
+		return http.StatusUnauthorized, msgIncorrectCredentials, fields, true
+	case account.EForbidden:
+		return http.StatusForbidden, e.Message + ".", fields, true
+	case account.EThrottled:
+		for k, v := range retryAfter(e.RetryAfter) {
+			c.Set(k, v)
+		}
+		return http.StatusTooManyRequests, e.Message, fields, true
+	case account.EBusy, account.EUnavailable:
+		for k, v := range retryAfter(e.RetryAfter) {
+			c.Set(k, v)
+		}
+		return http.StatusServiceUnavailable, e.Message, fields, true
+	case account.ENotFound:
+		return http.StatusNotFound, "That session does not exist or has already ended.", fields, true
+	}
+	return 0, "", nil, false
 }
 
 // handleError is the app's single error handler.
@@ -104,6 +155,8 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	var fe *fiber.Error
 	switch {
 	case errors.As(err, &e):
+	case apiError(err) != nil:
+		e = apiError(err)
 	case errors.As(err, &fe):
 		// Fiber's own errors (404, 405, 413, 431, malformed requests):
 		// keep the status, never the message, which may carry internals.
@@ -118,7 +171,7 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		e = &Error{Status: http.StatusInternalServerError, Detail: "Internal Server Error"}
 	}
 	rid := requestID(c)
-	if e.Status >= 500 && e != errBusy {
+	if e.Status >= 500 && account.ErrorCode(err) != account.EBusy {
 		s.log.Error("request failed", slog.String("request_id", rid), slog.String("method", c.Method()),
 			slog.String("path", c.Path()), slog.Int("status", e.Status), slog.String("error", err.Error()))
 	}
@@ -129,7 +182,7 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	// A 431 is raised before the request line and headers have been read, so
 	// neither the path nor Accept can say who is asking: answer in JSON,
 	// which API clients parse and a browser still shows as readable text.
-	if isAPI(c) || e.Status == fiber.StatusRequestHeaderFieldsTooLarge {
+	if answersJSON(c) || e.Status == fiber.StatusRequestHeaderFieldsTooLarge {
 		if e.Body != nil {
 			return c.Status(e.Status).JSON(e.Body)
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -21,33 +22,37 @@ func TestAccountThrottling(t *testing.T) {
 			ts.register("alice", "alice@example.com", pw)
 			ts.register("bob", "bob@example.com", pw)
 			b := ts.browser()
-			fail := func(i int, login string) int {
+			fail := func(i int, login string) response {
 				if path == "token" || (path == "mixed" && i%2 == 0) {
-					return ts.postForm("/token", url.Values{"username": {login}, "password": {"wrong password"}}).StatusCode
+					return ts.postForm("/token", url.Values{"username": {login}, "password": {"wrong password"}})
 				}
-				return b.login(login, "wrong password").StatusCode
+				return b.login(login, "wrong password")
 			}
-			logins := []string{"alice", "ALICE", "alice@example.com", " alice ", "Alice"}
+			// The account is counted as one whichever way it is typed,
+			// by username or by email.
+			logins := []string{"alice", "ALICE", "alice@example.com", " alice ", "Alice@Example.com"}
 			for i := 0; i < 5; i++ {
-				// The account is counted as one whichever way it is typed...
-				// except that an email and a username are separate keys.
-				if got := fail(i, logins[i%2]); got != http.StatusUnauthorized {
+				if got := fail(i, logins[i]).StatusCode; got != http.StatusUnauthorized {
 					t.Fatalf("failure %d: status %d, want 401", i+1, got)
 				}
 			}
 			// Past the threshold even the right password is refused, on both paths.
 			res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}})
 			wantStatus(t, res, http.StatusTooManyRequests)
-			if ra, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || ra < 1 {
-				t.Errorf("Retry-After = %q, want whole seconds", res.Header.Get("Retry-After"))
+			ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
+			if err != nil || ra < 25 || ra > 30 {
+				t.Errorf("Retry-After = %q, want about 30 seconds", res.Header.Get("Retry-After"))
+			}
+			if want := "Too many attempts. Try again in " + strconv.Itoa(ra) + " seconds."; res.json(t)["detail"] != want {
+				t.Errorf("detail = %v, want %q", res.json(t)["detail"], want)
 			}
 			if strings.Contains(res.Body, "alice") {
 				t.Errorf("429 body names the account: %s", res.Body)
 			}
 			form := b.login("Alice", pw)
 			wantStatus(t, form, http.StatusTooManyRequests)
-			if form.Header.Get("Retry-After") == "" {
-				t.Error("form 429 without Retry-After")
+			if form.Header.Get("Retry-After") == "" || !strings.Contains(form.Body, "Too many attempts. Try again in ") {
+				t.Errorf("form 429 without Retry-After or the wait in words: %.300s", form.Body)
 			}
 			// Another account still signs in.
 			ts.token("bob", pw)
@@ -55,27 +60,60 @@ func TestAccountThrottling(t *testing.T) {
 			for i := 0; i < 5; i++ {
 				fail(i, "nobody")
 			}
-			if got := fail(0, "nobody"); got != http.StatusTooManyRequests {
+			if got := fail(0, "nobody").StatusCode; got != http.StatusTooManyRequests {
 				t.Errorf("unknown account after 5 failures: %d, want 429", got)
 			}
 		})
 	}
 }
 
-func TestThrottleDelayGrows(t *testing.T) {
+// Failures of one account by its username and by its email are one count:
+// five by username then one by email from the same address is refused.
+func TestUsernameAndEmailShareACount(t *testing.T) {
 	ts := newTestServer(t)
 	ts.register("alice", "alice@example.com", pw)
 	for i := 0; i < 5; i++ {
-		ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"wrong password"}})
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"wrong password"}}), 401)
 	}
-	first := ts.s.loginAccount.Wait("alice")
-	ts.s.loginAccount.Add("alice")
-	second := ts.s.loginAccount.Wait("alice")
-	if first <= 0 || second <= first {
-		t.Errorf("waits %v then %v, want a growing delay", first, second)
+	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice@example.com"}, "password": {"wrong password"}}), 429)
+}
+
+func TestThrottleDelayGrows(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	now := time.Now()
+	ts.s.acct.Now = func() time.Time { return now }
+	attempt := func() response {
+		return ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"wrong password"}})
 	}
-	if second > ts.s.cfg.LoginWindow {
-		t.Errorf("wait %v exceeds the window %v", second, ts.s.cfg.LoginWindow)
+	for i := 0; i < 5; i++ {
+		wantStatus(t, attempt(), http.StatusUnauthorized)
+	}
+	wait := func() int {
+		res := attempt()
+		wantStatus(t, res, http.StatusTooManyRequests)
+		n, _ := strconv.Atoi(res.Header.Get("Retry-After"))
+		return n
+	}
+	var waits []int
+	for i := 0; i < 6; i++ {
+		w := wait()
+		waits = append(waits, w)
+		now = now.Add(time.Duration(w) * time.Second)
+		wantStatus(t, attempt(), http.StatusUnauthorized) // one more try once the wait is over
+	}
+	want := []int{30, 60, 120, 240, 480, 900}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("waits %v, want %v (doubling up to the window)", waits, want)
+		}
+	}
+	// A wait as long as the window outlasts the count: it starts over.
+	for i := 0; i < 4; i++ {
+		wantStatus(t, attempt(), http.StatusUnauthorized)
+	}
+	if w := wait(); w != 30 {
+		t.Errorf("wait after the count started over = %d, want 30", w)
 	}
 }
 
@@ -128,12 +166,20 @@ func TestRegistrationRateLimit(t *testing.T) {
 	wantStatus(t, form, http.StatusTooManyRequests)
 }
 
+// An unknown name and a wrong password get byte-for-byte the same answer
+// after the same work: one bcrypt comparison at the configured cost each.
 func TestEnumerationSameResponse(t *testing.T) {
 	ts := newTestServer(t)
 	ts.register("alice", "alice@example.com", pw)
-	known := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"wrong password"}})
-	unknown := ts.postForm("/token", url.Values{"username": {"nobody"}, "password": {"wrong password"}})
-	if known.StatusCode != unknown.StatusCode || known.Body != unknown.Body {
+	work := func(login string) (response, int64) {
+		before := ts.s.hasher.Verifications()
+		res := ts.postForm("/token", url.Values{"username": {login}, "password": {"wrong password"}})
+		return res, ts.s.hasher.Verifications() - before
+	}
+	known, knownWork := work("alice")
+	unknown, unknownWork := work("nobody")
+	unknownEmail, emailWork := work("nobody@example.com")
+	if known.StatusCode != unknown.StatusCode || known.Body != unknown.Body || known.Body != unknownEmail.Body {
 		t.Errorf("known: %d %s; unknown: %d %s", known.StatusCode, known.Body, unknown.StatusCode, unknown.Body)
 	}
 	for _, h := range []string{"Content-Type", "Content-Length", "WWW-Authenticate", "Cache-Control"} {
@@ -141,15 +187,18 @@ func TestEnumerationSameResponse(t *testing.T) {
 			t.Errorf("header %s differs: %q vs %q", h, known.Header.Get(h), unknown.Header.Get(h))
 		}
 	}
+	if knownWork != 1 || unknownWork != 1 || emailWork != 1 {
+		t.Errorf("bcrypt comparisons: known %d, unknown name %d, unknown email %d; want 1 each", knownWork, unknownWork, emailWork)
+	}
 }
 
-// An unknown user costs one bcrypt comparison at the configured cost, like
-// a known one: the dummy hash has the configured cost.
+// An unknown user is compared against a dummy hash of the configured cost,
+// so the comparison costs what a real one does.
 func TestDummyHashCost(t *testing.T) {
-	ts := newTestServer(t)
+	ts := newTestServer(t, "BCRYPT_COST", "6")
 	cost, err := bcrypt.Cost(ts.s.hasher.DummyHash())
-	if err != nil || cost != ts.s.cfg.BcryptCost {
-		t.Errorf("dummy hash cost = %d (%v), want %d", cost, err, ts.s.cfg.BcryptCost)
+	if err != nil || cost != 6 {
+		t.Errorf("dummy hash cost = %d (%v), want 6", cost, err)
 	}
 }
 
@@ -226,15 +275,20 @@ func TestHostileRequests(t *testing.T) {
 		{"control character in email", "POST", "/register/user", js, `{"username":"bob","email":"b\u0007@example.com","password":"` + pw + `"}`, nil, 422},
 		{"NUL in password", "POST", "/register/user", js, `{"username":"bob","email":"b@example.com","password":"pass\u0000word123"}`, nil, 422},
 		{"invalid UTF-8 in JSON", "POST", "/register/user", js, "{\"username\":\"b\xffob\",\"email\":\"b@example.com\",\"password\":\"" + pw + "\"}", nil, 422},
-		{"invalid UTF-8 in form", "POST", "/token", form, "username=%FF%FE&password=x", nil, 422},
-		{"NUL in token form", "POST", "/token", form, "username=alice%00&password=x", nil, 422},
+		{"invalid UTF-8 in form", "POST", "/token", form, "username=%FF%FE&password=x", nil, 400},
+		{"NUL in token form", "POST", "/token", form, "username=alice%00&password=x", nil, 400},
 		{"deeply nested JSON", "POST", "/register/user", js, strings.Repeat("[", 3000) + strings.Repeat("]", 3000), nil, 422},
 		{"JSON null", "POST", "/register/user", js, `null`, nil, 422},
 		{"JSON string", "POST", "/register/user", js, `"hello"`, nil, 422},
 		{"JSON with object username", "POST", "/register/user", js, `{"username":{"$ne":1},"email":"b@example.com","password":"` + pw + `"}`, nil, 422},
 		{"truncated JSON", "POST", "/register/user", js, `{"username":"bob"`, nil, 422},
-		{"1 KiB username", "POST", "/token", form, "username=" + strings.Repeat("a", 1100) + "&password=x", nil, 422},
+		{"1 KiB username", "POST", "/token", form, "username=" + strings.Repeat("a", 1100) + "&password=x", nil, 400},
 		{"wrong content type for token", "POST", "/token", "text/plain", "username=alice&password=x", nil, 400},
+		{"credentials only in the query", "POST", "/token?username=alice&password=" + url.QueryEscape(pw), form, "", nil, 400},
+		{"credentials in the query, no body type", "POST", "/token?username=alice&password=" + url.QueryEscape(pw), "", "", nil, 400},
+		{"repeated grant_type", "POST", "/token", form, "grant_type=password&grant_type=client_credentials&username=alice&password=x", nil, 400},
+		{"JSON registration sent as text/plain", "POST", "/register/user", "text/plain", `{"username":"bob","email":"b@example.com","password":"` + pw + `"}`, nil, 415},
+		{"JSON registration without a type", "POST", "/register/user", "", `{"username":"bob","email":"b@example.com","password":"` + pw + `"}`, nil, 415},
 		{"password change with bad JSON", "POST", "/users/me/password", js, `{"current_password":`, map[string]string{"Authorization": "Bearer " + tok}, 422},
 		{"session id with traversal", "DELETE", "/users/me/sessions/..%2F..%2Fetc", "", "", map[string]string{"Authorization": "Bearer " + tok}, 404},
 		{"huge bearer token", "GET", "/users/me", "", "", map[string]string{"Authorization": "Bearer " + strings.Repeat("A", 5000)}, 401},
@@ -266,6 +320,25 @@ func TestHostileRequests(t *testing.T) {
 			}
 			if strings.Contains(res.Body, "sqlite") || strings.Contains(res.Body, "SQL") {
 				t.Errorf("internal error text leaked: %s", res.Body)
+			}
+			if loc := res.Header.Get("Location"); loc != "" && !strings.HasPrefix(loc, "/") {
+				t.Errorf("redirect off-site: Location %q", loc)
+			}
+			for _, c := range res.Cookies() {
+				if c.Name == "x" {
+					t.Errorf("a cookie was injected: %v", c)
+				}
+			}
+			if res.Header.Get("Strict-Transport-Security") != "" {
+				t.Error("HSTS sent over plain HTTP on a client's say-so")
+			}
+			for _, c := range res.Cookies() {
+				if c.Secure || strings.HasPrefix(c.Name, "__Host-") {
+					t.Errorf("cookie %s marked for HTTPS on a client's say-so", c.Name)
+				}
+			}
+			if strings.Contains(res.Body, "Set-Cookie") || strings.Contains(res.Body, `name="next" value="/`) {
+				t.Errorf("the unsafe next was carried into the page: %.400s", res.Body)
 			}
 		})
 	}

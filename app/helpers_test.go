@@ -20,7 +20,18 @@ import (
 	"fiberauth/app/config"
 	"fiberauth/app/token"
 	"fiberauth/db"
+	"fiberauth/db/dbtest"
 )
+
+// onEngines runs fn on SQLite and on PostgreSQL (when TEST_DATABASE_URL
+// is set); env holds extra settings for the server.
+func onEngines(t *testing.T, fn func(t *testing.T, env ...string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t) })
+	t.Run("postgres", func(t *testing.T) {
+		dbtest.Skip(t)
+		fn(t, "DATABASE_URL", "postgres")
+	})
+}
 
 // testEnv is the environment tests start the server with: the cheapest
 // bcrypt cost, everything else at its default unless a test overrides it.
@@ -35,7 +46,9 @@ type testServer struct {
 	path  string
 }
 
-// newTestServer starts a server with testEnv plus env.
+// newTestServer starts a server on SQLite with testEnv plus env (name,
+// value pairs). With "DATABASE_URL", "postgres" it runs on a fresh
+// PostgreSQL schema instead (see pgEnv).
 func newTestServer(t testing.TB, env ...string) *testServer {
 	t.Helper()
 	vars := map[string]string{}
@@ -45,22 +58,29 @@ func newTestServer(t testing.TB, env ...string) *testServer {
 	for i := 0; i+1 < len(env); i += 2 {
 		vars[env[i]] = env[i+1]
 	}
+	if vars["DATABASE_URL"] == "postgres" {
+		vars["DATABASE_URL"] = dbtest.URL(t)
+	}
 	path := filepath.Join(t.TempDir(), "test.db")
 	vars["DATABASE_PATH"] = path
 	cfg, err := config.Parse(nil, func(k string) string { return vars[k] }, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	store, err := db.Open(context.Background(), path)
+	store, err := db.Open(context.Background(), db.Options{Path: cfg.DatabasePath, URL: cfg.DatabaseURL})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { store.Close() })
+	if err := store.WaitListening(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := New(context.Background(), cfg, store, log)
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
+	t.Cleanup(s.Close)
 	return &testServer{t: t, s: s, store: store, path: path}
 }
 
@@ -241,7 +261,7 @@ type sessionTime = time.Time
 
 func mustClaims(t testing.TB, ts *testServer, raw string) *token.Claims {
 	t.Helper()
-	c, err := ts.s.tokens.Verify(raw)
+	c, err := ts.s.acct.Tokens().Verify(raw)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -260,4 +280,21 @@ func startTestListener(t *testing.T, env ...string) string {
 	go ts.s.App().Listener(ln)
 	t.Cleanup(func() { ts.s.App().Shutdown() })
 	return "http://" + ln.Addr().String()
+}
+
+type configT = config.Config
+
+// withConfig returns a second server on the same database, built with the
+// first one's configuration as edited by edit (another instance, or the
+// same one restarted with other settings).
+func (ts *testServer) withConfig(t testing.TB, edit func(cfg *config.Config)) *testServer {
+	t.Helper()
+	cfg := ts.s.cfg
+	edit(&cfg)
+	s, err := New(context.Background(), cfg, ts.store, ts.s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return &testServer{t: t, s: s, store: ts.store, path: ts.path}
 }

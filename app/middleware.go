@@ -1,7 +1,12 @@
 package app
 
 import (
-	"errors"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -10,38 +15,70 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"fiberauth/db"
+	"fiberauth/app/account"
 )
-
-// cookieName is the session cookie holding the access token.
-const cookieName = "access_token"
-
-// touchEvery is how often, at most, a session's last_used_at is written.
-const touchEvery = time.Minute
 
 type localKey int
 
-const principalKey localKey = iota
-
-// principal is the authenticated caller of a request.
-type principal struct {
-	User    db.User
-	Session db.Session
-	// ViaCookie is true when the credentials came from the cookie (a
-	// browser), false for an Authorization header.
-	ViaCookie bool
-}
+const (
+	principalKey localKey = iota
+	routeKey
+	requestIDKey
+	csrfLocal
+)
 
 // currentUser returns the request's principal, set by requireAPI or
 // requirePage.
-func currentUser(c *fiber.Ctx) *principal {
-	p, _ := c.Locals(principalKey).(*principal)
+func currentUser(c *fiber.Ctx) *account.Principal {
+	p, _ := c.Locals(principalKey).(*account.Principal)
 	return p
 }
 
+// requestID returns the request's id, set by the requestID middleware.
 func requestID(c *fiber.Ctx) string {
-	id, _ := c.Locals("requestid").(string)
+	id, _ := c.Locals(requestIDKey).(string)
 	return id
+}
+
+// requestID gives every request an id, sent back in X-Request-Id and
+// written in its log lines. A client's own X-Request-Id is kept when it is
+// a short token of safe characters (so that a proxy's id carries through);
+// anything else is replaced, so that no client can put arbitrary text in
+// the logs.
+func (s *Server) requestID(c *fiber.Ctx) error {
+	id := c.Get(fiber.HeaderXRequestID)
+	if !safeRequestID(id) {
+		b := make([]byte, 12)
+		rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	c.Locals(requestIDKey, id)
+	c.Set(fiber.HeaderXRequestID, id)
+	return c.Next()
+}
+
+// safeRequestID accepts 1 to 64 letters, digits, '-', '_', '.' and ':'.
+func safeRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.' || b == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// deadline bounds the work of every request: store and hashing calls take
+// their context from c.UserContext(). It does not derive from the server's
+// context, so that a graceful shutdown lets requests in flight finish.
+func (s *Server) deadline(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	c.SetUserContext(ctx)
+	return c.Next()
 }
 
 // logRequests logs one line per request.
@@ -60,8 +97,8 @@ func (s *Server) logRequests(c *fiber.Ctx) error {
 	} else if status >= 400 {
 		level = slog.LevelInfo
 	}
-	if s.log.Enabled(c.UserContext(), level) {
-		s.log.Log(c.UserContext(), level, "request",
+	if s.log.Enabled(context.Background(), level) {
+		s.log.Log(context.Background(), level, "request",
 			slog.String("request_id", requestID(c)),
 			slog.String("method", c.Method()),
 			slog.String("path", c.Path()),
@@ -96,8 +133,8 @@ func (s *Server) securityHeaders(c *fiber.Ctx) error {
 }
 
 // credentials returns the raw token of a request: the Authorization header
-// first, then the cookie. present is false when neither was sent.
-func credentials(c *fiber.Ctx) (raw string, viaCookie, present bool) {
+// first, then the session cookie. present is false when neither was sent.
+func (s *Server) credentials(c *fiber.Ctx) (raw string, viaCookie, present bool) {
 	if h := c.Get(fiber.HeaderAuthorization); h != "" {
 		scheme, rest, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "bearer") {
@@ -105,56 +142,35 @@ func credentials(c *fiber.Ctx) (raw string, viaCookie, present bool) {
 		}
 		return strings.TrimSpace(rest), false, true
 	}
-	if v := c.Cookies(cookieName); v != "" {
+	if v := c.Cookies(s.cookieName(c, sessionCookie)); v != "" {
 		return v, true, true
 	}
 	return "", false, false
 }
 
 // authenticate checks the request's token and its session. It returns
-// errNotAuthenticated when no credentials were sent and errNotAuthorized for
-// any token that must be refused.
-func (s *Server) authenticate(c *fiber.Ctx) (*principal, error) {
-	raw, viaCookie, present := credentials(c)
+// errNotAuthenticated when no credentials were sent, and the core's error
+// for a refused token.
+func (s *Server) authenticate(c *fiber.Ctx) (*account.Principal, bool, error) {
+	raw, viaCookie, present := s.credentials(c)
 	if !present {
-		return nil, errNotAuthenticated
+		return nil, false, errNotAuthenticated
 	}
-	claims, err := s.tokens.Verify(raw)
-	if err != nil {
-		return nil, errNotAuthorized
-	}
-	se, u, err := s.store.SessionWithUser(c.UserContext(), claims.SessionID)
-	if errors.Is(err, db.ErrNotFound) {
-		return nil, errNotAuthorized
-	}
-	if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	if !now.Before(se.ExpiresAt) || u.Username != claims.Subject {
-		return nil, errNotAuthorized
-	}
-	if now.Sub(se.LastUsedAt) >= touchEvery {
-		if err := s.store.TouchSession(c.UserContext(), se.ID, now); err != nil {
-			s.log.Warn("touch session", slog.String("error", err.Error()))
-		} else {
-			se.LastUsedAt = time.Unix(now.Unix(), 0)
-		}
-	}
-	return &principal{User: u, Session: se, ViaCookie: viaCookie}, nil
+	p, err := s.acct.Authenticate(c.UserContext(), raw)
+	return p, viaCookie, err
 }
 
 // requireAPI guards the JSON API. A cookie-authenticated request that
 // changes state must also pass the CSRF checks; a bearer header carries no
 // ambient credentials and needs none.
 func (s *Server) requireAPI(c *fiber.Ctx) error {
-	p, err := s.authenticate(c)
+	p, viaCookie, err := s.authenticate(c)
 	if err != nil {
 		return err
 	}
-	if p.ViaCookie && !safeMethod(c.Method()) {
+	if viaCookie && !safeMethod(c.Method()) {
 		if err := s.csrfVerify(c, c.Get(csrfHeader)); err != nil {
-			return err
+			return errCSRFHeader
 		}
 	}
 	c.Locals(principalKey, p)
@@ -164,14 +180,13 @@ func (s *Server) requireAPI(c *fiber.Ctx) error {
 // requirePage guards browser pages: without a valid session the person is
 // sent to the login page, and a stale cookie is cleared on the way.
 func (s *Server) requirePage(c *fiber.Ctx) error {
-	p, err := s.authenticate(c)
+	p, _, err := s.authenticate(c)
 	if err != nil {
-		var e *Error
-		if !errors.As(err, &e) {
-			return err
+		if err != errNotAuthenticated && account.ErrorCode(err) != account.EUnauthorized {
+			return err // the database is away: an error page, not the login form
 		}
-		if c.Cookies(cookieName) != "" {
-			s.clearSessionCookie(c)
+		if c.Cookies(s.cookieName(c, sessionCookie)) != "" {
+			s.clearCookie(c, sessionCookie)
 		}
 		next := "/profile"
 		if c.Method() == fiber.MethodGet {
@@ -183,9 +198,39 @@ func (s *Server) requirePage(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// signedIn returns the principal when the request carries a valid session.
+func (s *Server) signedIn(c *fiber.Ctx) *account.Principal {
+	p, _, err := s.authenticate(c)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
 func safeMethod(m string) bool {
 	return m == fiber.MethodGet || m == fiber.MethodHead || m == fiber.MethodOptions
 }
+
+// client describes the request's client to the core.
+func (s *Server) client(c *fiber.Ctx, browser bool) account.Client {
+	cl := account.Client{Addr: s.clientIP(c), UserAgent: userAgent(c), Browser: browser}
+	if browser {
+		cl.Device = s.deviceID(c)
+	}
+	return cl
+}
+
+// Cookies. Over HTTPS their names carry the __Host- prefix, which browsers
+// accept only with Secure, Path=/ and no Domain: no subdomain and no plain-
+// HTTP page can set or shadow them.
+const (
+	sessionCookie = "access_token"
+	csrfCookie    = "csrf_token"
+	deviceCookie  = "device"
+	// deviceLifetime is how long a browser keeps its device cookie (the
+	// longest browsers allow).
+	deviceLifetime = 400 * 24 * time.Hour
+)
 
 // secure tells whether cookies must carry the Secure attribute.
 func (s *Server) secure(c *fiber.Ctx) bool {
@@ -198,24 +243,33 @@ func (s *Server) secure(c *fiber.Ctx) bool {
 	return c.Protocol() == "https"
 }
 
-// setSessionCookie stores the token in the browser.
-func (s *Server) setSessionCookie(c *fiber.Ctx, raw string) {
+// cookieName is the name of cookie base for this request.
+func (s *Server) cookieName(c *fiber.Ctx, base string) string {
+	if s.secure(c) {
+		return "__Host-" + base
+	}
+	return base
+}
+
+// setCookie stores a cookie for the whole site: HttpOnly, SameSite=Lax,
+// Secure over HTTPS.
+func (s *Server) setCookie(c *fiber.Ctx, base, value string, maxAge time.Duration) {
 	c.Cookie(&fiber.Cookie{
-		Name:     cookieName,
-		Value:    raw,
+		Name:     s.cookieName(c, base),
+		Value:    value,
 		Path:     "/",
-		MaxAge:   int(s.tokens.Lifetime().Seconds()),
+		MaxAge:   int(maxAge.Seconds()),
 		Secure:   s.secure(c),
 		HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteLaxMode,
 	})
 }
 
-// clearSessionCookie removes the cookie, repeating the attributes it was
-// set with so that every browser matches it.
-func (s *Server) clearSessionCookie(c *fiber.Ctx) {
+// clearCookie removes a cookie, repeating the attributes it was set with so
+// that every browser matches it.
+func (s *Server) clearCookie(c *fiber.Ctx, base string) {
 	c.Cookie(&fiber.Cookie{
-		Name:     cookieName,
+		Name:     s.cookieName(c, base),
 		Value:    "",
 		Path:     "/",
 		MaxAge:   -1,
@@ -226,9 +280,45 @@ func (s *Server) clearSessionCookie(c *fiber.Ctx) {
 	})
 }
 
-// clientIP is the connection's address, or, when the connection comes from
-// a trusted proxy, the nearest address in X-Forwarded-For that is not itself
-// a trusted proxy. Without TRUSTED_PROXIES the headers are ignored.
+// setSession stores a browser's session: the access token, the device
+// cookie, and a fresh CSRF cookie (a token planted before sign-in is not
+// carried into the session).
+func (s *Server) setSession(c *fiber.Ctx, g account.Grant) error {
+	s.setCookie(c, sessionCookie, g.AccessToken, s.acct.Tokens().Lifetime())
+	if g.Device != "" && s.deviceID(c) != g.Device {
+		s.setCookie(c, deviceCookie, g.Device+"."+s.deviceMAC(g.Device), deviceLifetime)
+	}
+	return s.rotateCSRF(c)
+}
+
+// endSession clears a browser's session cookie and rotates its CSRF cookie.
+func (s *Server) endSession(c *fiber.Ctx) error {
+	s.clearCookie(c, sessionCookie)
+	return s.rotateCSRF(c)
+}
+
+// deviceID returns the browser's device id when its cookie carries a valid
+// signature, else "".
+func (s *Server) deviceID(c *fiber.Ctx) string {
+	v := c.Cookies(s.cookieName(c, deviceCookie))
+	id, mac, ok := strings.Cut(v, ".")
+	if !ok || len(id) != 22 || !hmac.Equal([]byte(mac), []byte(s.deviceMAC(id))) {
+		return ""
+	}
+	return id
+}
+
+func (s *Server) deviceMAC(id string) string {
+	m := hmac.New(sha256.New, s.deviceKey)
+	m.Write([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// clientIP is the connection's address or, when the connection comes from
+// a trusted proxy, the rightmost address in X-Forwarded-For (all its header
+// lines, in order) that is not itself a trusted proxy. A hop that is not an
+// address is taken as the client: it was written by whoever is untrusted.
+// Without TRUSTED_PROXIES the headers are ignored.
 func (s *Server) clientIP(c *fiber.Ctx) string {
 	remote := c.Context().RemoteIP()
 	addr, ok := netip.AddrFromSlice(remote)
@@ -239,11 +329,18 @@ func (s *Server) clientIP(c *fiber.Ctx) string {
 	if len(s.cfg.TrustedProxies) == 0 || !s.trusted(addr) {
 		return addr.String()
 	}
-	hops := strings.Split(c.Get(fiber.HeaderXForwardedFor), ",")
+	var hops []string
+	for _, line := range c.Request().Header.PeekAll(fiber.HeaderXForwardedFor) {
+		for _, h := range strings.Split(string(line), ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hops = append(hops, h)
+			}
+		}
+	}
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		hop, err := netip.ParseAddr(hops[i])
 		if err != nil {
-			break
+			return printable(hops[i], 64)
 		}
 		hop = hop.Unmap()
 		if !s.trusted(hop) {
@@ -265,18 +362,24 @@ func (s *Server) trusted(a netip.Addr) bool {
 
 // userAgent returns the request's User-Agent, made safe to store and show.
 func userAgent(c *fiber.Ctx) string {
-	ua := strings.ToValidUTF8(c.Get(fiber.HeaderUserAgent), "")
-	ua = strings.Map(func(r rune) rune {
+	return printable(c.Get(fiber.HeaderUserAgent), 256)
+}
+
+// printable drops invalid UTF-8 and control characters from s and cuts it
+// to at most n bytes.
+func printable(s string, n int) string {
+	s = strings.ToValidUTF8(s, "")
+	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return -1
 		}
 		return r
-	}, ua)
-	if len(ua) > 256 {
-		ua = ua[:256]
-		for !utf8.ValidString(ua) {
-			ua = ua[:len(ua)-1]
+	}, s)
+	if len(s) > n {
+		s = s[:n]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
 		}
 	}
-	return ua
+	return s
 }

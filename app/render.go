@@ -95,14 +95,11 @@ func (s *Server) renderErrorPage(c *fiber.Ctx, status int, msg, rid string) erro
 	return nil
 }
 
-// reloadTarget is the page to go back to after a refused form: the form
-// page itself for the pages that have one.
+// reloadTarget is the page to go back to after a refused form: the one its
+// route names (routes.go).
 func reloadTarget(c *fiber.Ctx) string {
-	switch p := c.Path(); {
-	case p == "/login" || p == "/register" || p == "/profile/password" || p == "/profile/delete":
-		return p
-	case strings.HasPrefix(p, "/profile") || p == "/logout":
-		return "/profile"
+	if r := routeOf(c); r != nil && r.Reload != "" {
+		return r.Reload
 	}
 	return "/"
 }
@@ -121,6 +118,8 @@ func eventLabel(kind string) string {
 		return "Failed sign-in (wrong password)"
 	case db.EventPasswordChange:
 		return "Password changed"
+	case db.EventAccountCreated:
+		return "Account created"
 	case db.EventPasswordFailed:
 		return "Wrong password given for an account change"
 	case db.EventSessionEnded:

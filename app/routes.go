@@ -1,22 +1,45 @@
 package app
 
 import (
+	"strings"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/gofiber/fiber/v2/middleware/requestid"
 
 	"fiberauth/static"
 )
 
+// surface is who a route answers: API clients (JSON, errors as
+// {"detail": ...}) or people in a browser (HTML pages). Each route declares
+// its surface here, and the error handler reads it from the request; this
+// is the only place that decides it.
+type surface int
+
+const (
+	surfaceAPI surface = iota + 1
+	surfacePage
+)
+
+// route is a registered route with its surface, for the error handler and
+// the tests.
+type route struct {
+	Method, Path string
+	Surface      surface
+	// Reload is, for a form submission, the page to reload after a
+	// refused CSRF check.
+	Reload string
+}
+
 // routes lists every route of the service.
 func (s *Server) routes() {
 	a := s.app
-	a.Use(requestid.New())
+	a.Use(s.requestID)
 	a.Use(s.logRequests)
 	a.Use(recover.New())
 	a.Use(s.securityHeaders)
+	a.Use(s.deadline)
 
 	a.Use("/static", filesystem.New(filesystem.Config{
 		Root:   static.FS(),
@@ -24,38 +47,80 @@ func (s *Server) routes() {
 	}))
 
 	// JSON API (the recipe's paths).
-	a.Post("/register/user", s.apiRegister)
-	a.Post("/token", s.apiToken)
-	a.Post("/revoke", s.apiRevoke)
-	a.Get("/healthz", s.healthz)
-	a.Get("/openapi.json", s.openAPI)
-	a.Get("/docs", s.docs)
+	s.api("POST", "/register/user", s.apiRegister)
+	s.api("POST", "/token", s.apiToken)
+	s.api("POST", "/revoke", s.apiRevoke)
+	s.api("GET", "/healthz", s.healthz)
+	s.api("GET", "/readyz", s.readyz)
+	s.api("GET", "/openapi.json", s.openAPI)
 
 	// Guards are attached per route, not with Use on a prefix, so that an
 	// unknown path or method answers 404 or 405 rather than 401.
 	auth := s.requireAPI
-	a.Get("/users/me", auth, s.apiMe)
-	a.Delete("/users/me", auth, s.apiDeleteAccount)
-	a.Get("/users/me/sessions", auth, s.apiListSessions)
-	a.Delete("/users/me/sessions", auth, s.apiEndOtherSessions)
-	a.Delete("/users/me/sessions/:id", auth, s.apiEndSession)
-	a.Post("/users/me/password", auth, s.apiChangePassword)
-	a.Get("/users/me/events", auth, s.apiEvents)
+	s.api("GET", "/users/me", auth, s.apiMe)
+	s.api("DELETE", "/users/me", auth, s.apiDeleteAccount)
+	s.api("GET", "/users/me/sessions", auth, s.apiListSessions)
+	s.api("DELETE", "/users/me/sessions", auth, s.apiEndOtherSessions)
+	s.api("DELETE", "/users/me/sessions/:id", auth, s.apiEndSession)
+	s.api("POST", "/users/me/password", auth, s.apiChangePassword)
+	s.api("GET", "/users/me/events", auth, s.apiEvents)
 
-	// Browser pages.
-	a.Get("/", s.pageIndex)
-	a.Get("/login", s.csrfIssue, s.pageLogin)
-	a.Post("/login", s.csrfCheck, s.submitLogin)
-	a.Get("/register", s.csrfIssue, s.pageRegister)
-	a.Post("/register", s.csrfCheck, s.submitRegister)
-	a.Post("/logout", s.csrfCheck, s.submitLogout)
+	// Browser pages. Forms name the page to reload after a refused CSRF
+	// check.
+	s.page("GET", "/", s.pageIndex)
+	s.page("GET", "/docs", s.docs)
+	s.page("GET", "/login", s.csrfIssue, s.pageLogin)
+	s.form("/login", "/login", s.csrfCheck, s.submitLogin)
+	s.page("GET", "/register", s.csrfIssue, s.pageRegister)
+	s.form("/register", "/register", s.csrfCheck, s.submitRegister)
+	s.form("/logout", "/profile", s.csrfCheck, s.submitLogout)
 
 	page := s.requirePage
-	a.Get("/profile", page, s.csrfIssue, s.pageProfile)
-	a.Post("/profile/sessions/others/end", page, s.csrfCheck, s.submitEndOtherSessions)
-	a.Post("/profile/sessions/:id/end", page, s.csrfCheck, s.submitEndSession)
-	a.Get("/profile/password", page, s.csrfIssue, s.pagePassword)
-	a.Post("/profile/password", page, s.csrfCheck, s.submitPassword)
-	a.Get("/profile/delete", page, s.csrfIssue, s.pageDelete)
-	a.Post("/profile/delete", page, s.csrfCheck, s.submitDelete)
+	s.page("GET", "/profile", page, s.csrfIssue, s.pageProfile)
+	s.form("/profile/sessions/others/end", "/profile", page, s.csrfCheck, s.submitEndOtherSessions)
+	s.form("/profile/sessions/:id/end", "/profile", page, s.csrfCheck, s.submitEndSession)
+	s.page("GET", "/profile/password", page, s.csrfIssue, s.pagePassword)
+	s.form("/profile/password", "/profile/password", page, s.csrfCheck, s.submitPassword)
+	s.page("GET", "/profile/delete", page, s.csrfIssue, s.pageDelete)
+	s.form("/profile/delete", "/profile/delete", page, s.csrfCheck, s.submitDelete)
+}
+
+func (s *Server) api(method, path string, handlers ...fiber.Handler) {
+	s.add(route{Method: method, Path: path, Surface: surfaceAPI}, handlers)
+}
+
+func (s *Server) page(method, path string, handlers ...fiber.Handler) {
+	s.add(route{Method: method, Path: path, Surface: surfacePage}, handlers)
+}
+
+// form is a page's POST route; reload is the page to reload when its CSRF
+// check fails.
+func (s *Server) form(path, reload string, handlers ...fiber.Handler) {
+	s.add(route{Method: "POST", Path: path, Surface: surfacePage, Reload: reload}, handlers)
+}
+
+func (s *Server) add(r route, handlers []fiber.Handler) {
+	s.table = append(s.table, r)
+	mark := func(c *fiber.Ctx) error {
+		c.Locals(routeKey, &r)
+		return c.Next()
+	}
+	s.app.Add(r.Method, r.Path, append([]fiber.Handler{mark}, handlers...)...)
+}
+
+// routeOf returns the route a request matched, or nil before routing (413,
+// 431) and for unknown paths and methods.
+func routeOf(c *fiber.Ctx) *route {
+	r, _ := c.Locals(routeKey).(*route)
+	return r
+}
+
+// answersJSON tells whether an error for this request is answered in JSON:
+// for API routes always; for unknown paths unless the client asks for
+// HTML.
+func answersJSON(c *fiber.Ctx) bool {
+	if r := routeOf(c); r != nil {
+		return r.Surface == surfaceAPI
+	}
+	return !strings.Contains(c.Get(fiber.HeaderAccept), "text/html")
 }

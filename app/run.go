@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -16,22 +17,38 @@ import (
 	"fiberauth/db"
 )
 
-// Housekeeping schedule: expired sessions and events older than
-// eventRetention are deleted every pruneInterval.
 const (
-	pruneInterval  = time.Hour
-	eventRetention = 90 * 24 * time.Hour
+	// pruneInterval is how often housekeeping runs.
+	pruneInterval = time.Hour
 	// shutdownGrace is how long in-flight requests may take after
 	// SIGINT or SIGTERM.
 	shutdownGrace = 8 * time.Second
 )
 
+// errForced is returned when a second signal cut the graceful stop short.
+var errForced = errors.New("stopped at once by a second signal")
+
 // Run is the whole program: it reads the configuration from args and
 // getenv, opens the database, serves until ctx ends or SIGINT/SIGTERM
-// arrives, then shuts down gracefully. Errors are one line for a person.
-// If ready is not nil, the listening address is sent on it once the server
-// accepts connections.
+// arrives, then shuts down gracefully; a second signal stops it at once.
+// Errors are one line for a person. If ready is not nil, the listening
+// address is sent on it once the server accepts connections.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	return run(ctx, args, getenv, stdout, stderr, runOptions{ready: ready, signals: sigs})
+}
+
+// runOptions are what tests may change about a run.
+type runOptions struct {
+	ready   chan<- string
+	signals <-chan os.Signal
+	// beforePrune, when set, runs at the start of each housekeeping round.
+	beforePrune func(ctx context.Context)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, o runOptions) error {
 	cfg, err := config.Parse(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -40,9 +57,6 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -54,30 +68,68 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer ln.Close()
 
-	store, err := db.Open(ctx, cfg.DatabasePath)
+	// The first signal (or ctx ending) starts a graceful stop.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	forced := make(chan struct{})
+	go func() {
+		select {
+		case <-o.signals:
+		case <-ctx.Done():
+			return
+		}
+		log.Info("signal received: stopping gracefully; send another to stop at once")
+		stop()
+		select {
+		case <-o.signals:
+			close(forced)
+		case <-time.After(shutdownGrace + 30*time.Second):
+		}
+	}()
+
+	openCtx, cancelOpen := context.WithTimeout(ctx, 5*time.Minute)
+	store, err := db.Open(openCtx, db.Options{Path: cfg.DatabasePath, URL: cfg.DatabaseURL,
+		MaxConns: cfg.DatabaseMaxConns, Log: log})
+	cancelOpen()
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	closeStore := true
+	defer func() {
+		if closeStore {
+			store.Close()
+		}
+	}()
+	waitCtx, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	if err := store.WaitListening(waitCtx); err != nil && ctx.Err() == nil {
+		log.Warn("session notifications not connected yet; sessions are read from the database until they are")
+	}
+	cancelWait()
 
 	srv, err := New(ctx, cfg, store, log)
 	if err != nil {
 		return fmt.Errorf("cannot start: %v", err)
 	}
 
-	janitorCtx, stopJanitor := context.WithCancel(ctx)
-	defer stopJanitor()
-	go srv.Janitor(janitorCtx, pruneInterval, eventRetention)
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	janitorDone := make(chan struct{})
+	go func() {
+		defer close(janitorDone)
+		srv.janitor(janitorCtx, pruneInterval, o.beforePrune)
+	}()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.App().Listener(ln) }()
-	log.Info("listening", slog.String("addr", "http://"+ln.Addr().String()), slog.String("database", cfg.DatabasePath))
-	if ready != nil {
-		ready <- ln.Addr().String()
+	log.Info("listening", slog.String("addr", "http://"+ln.Addr().String()), slog.String("database", store.Name()))
+	if o.ready != nil {
+		o.ready <- ln.Addr().String()
 	}
 
 	select {
 	case err := <-serveErr:
+		stopJanitor()
+		<-janitorDone
+		srv.Close()
 		if err != nil {
 			return fmt.Errorf("server stopped: %v", err)
 		}
@@ -85,11 +137,42 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	stopJanitor()
-	if err := srv.App().ShutdownWithTimeout(shutdownGrace); err != nil {
-		log.Warn("shutdown", slog.String("error", err.Error()))
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if err := srv.App().ShutdownWithTimeout(shutdownGrace); err != nil {
+			log.Warn("shutdown", slog.String("error", err.Error()))
+		}
+		<-serveErr
+		stopJanitor()
+		<-janitorDone
+		srv.Close()
+	}()
+	select {
+	case <-stopped:
+	case <-forced:
+		// Leave the store open: closing it waits for queries in flight.
+		closeStore = false
+		log.Warn("second signal: stopping now")
+		return errForced
 	}
-	<-serveErr
 	log.Info("stopped")
 	return nil
+}
+
+// janitor is Janitor with a hook for tests.
+func (s *Server) janitor(ctx context.Context, interval time.Duration, before func(ctx context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if before != nil {
+			before(ctx)
+		}
+		s.housekeep(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

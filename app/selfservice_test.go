@@ -58,7 +58,7 @@ func TestListSessions(t *testing.T) {
 	if current != 1 {
 		t.Errorf("%d sessions marked current, want 1", current)
 	}
-	c1, _ := ts.s.tokens.Verify(a1)
+	c1, _ := ts.s.acct.Tokens().Verify(a1)
 	for _, s := range l {
 		if s.Current == (s.ID == c1.SessionID) {
 			t.Errorf("the session of a2 should be current, not a1's: %+v", s)
@@ -72,8 +72,8 @@ func TestEndSession(t *testing.T) {
 	ts.register("bob", "bob@example.com", pw)
 	a1, a2 := ts.token("alice", pw), ts.token("alice", pw)
 	bob := ts.token("bob", pw)
-	c1, _ := ts.s.tokens.Verify(a1)
-	cb, _ := ts.s.tokens.Verify(bob)
+	c1, _ := ts.s.acct.Tokens().Verify(a1)
+	cb, _ := ts.s.acct.Tokens().Verify(bob)
 
 	// Another user's session id and a made-up one answer the same 404.
 	other := ts.del("/users/me/sessions/"+cb.SessionID, "", bearer(a2)...)
@@ -162,7 +162,7 @@ func TestEvents(t *testing.T) {
 			t.Errorf("event without time: %+v", e)
 		}
 	}
-	if got, want := strings.Join(kinds, ","), "sign_in,sign_in_failed,sign_in_failed"; got != want {
+	if got, want := strings.Join(kinds, ","), "sign_in,sign_in_failed,sign_in_failed,account_created"; got != want {
 		t.Errorf("events newest first = %s, want %s", got, want)
 	}
 }
@@ -219,7 +219,7 @@ func TestProfileSelfService(t *testing.T) {
 			t.Errorf("profile lacks %q", want)
 		}
 	}
-	oc, _ := ts.s.tokens.Verify(other)
+	oc, _ := ts.s.acct.Tokens().Verify(other)
 	res := b.submit("/profile", "/profile/sessions/"+oc.SessionID+"/end", url.Values{})
 	wantStatus(t, res, http.StatusSeeOther)
 	wantStatus(t, ts.get("/users/me", bearer(other)...), http.StatusUnauthorized)
@@ -256,27 +256,44 @@ func TestProfileSelfService(t *testing.T) {
 	wantStatus(t, b.submit("/profile/delete", "/profile/delete", url.Values{"password": {"wrong"}}), http.StatusForbidden)
 	del := b.submit("/profile/delete", "/profile/delete", url.Values{"password": {"a new passphrase"}})
 	wantStatus(t, del, http.StatusSeeOther)
-	if !clearedCookie(del.cookie(cookieName)) {
+	if !clearedCookie(del.cookie(sessionCookie)) {
 		t.Error("cookie not cleared after deletion")
 	}
 	ts.register("alice", "alice@example.com", pw)
 }
 
+// A session's last use is written to the database (at most once a minute),
+// and housekeeping deletes it once expired.
 func TestPruneAndTouch(t *testing.T) {
 	ts := newTestServer(t)
 	ts.register("alice", "alice@example.com", pw)
 	tok := ts.token("alice", pw)
-	before := ts.sessions(tok)[0].LastUsedAt
-	real := ts.s.now
-	ts.s.now = func() sessionTime { return real().Add(2 * 60e9) }
-	after := ts.sessions(tok)[0].LastUsedAt
-	if after == before {
-		t.Errorf("last_used_at not updated after two minutes: %s", after)
+	sid := mustClaims(t, ts, tok).SessionID
+	u, _ := ts.store.UserByUsernameKey(t.Context(), "alice")
+	stored := func() sessionTime {
+		t.Helper()
+		list, err := ts.store.ListSessions(t.Context(), u.ID, sessionTime{})
+		if err != nil || len(list) != 1 || list[0].ID != sid {
+			t.Fatalf("stored sessions: %+v, %v", list, err)
+		}
+		return list[0].LastUsedAt
 	}
-	// Past expiry the janitor deletes the session.
-	ts.s.now = func() sessionTime { return real().Add(31 * 60e9) }
-	ts.s.prune(t.Context(), eventRetention)
-	if _, _, err := ts.store.SessionWithUser(t.Context(), mustClaims(t, ts, tok).SessionID); err == nil {
-		t.Error("expired session not pruned")
+	before := stored()
+	real := ts.s.acct.Now
+	ts.s.acct.Now = func() sessionTime { return real().Add(30 * 1e9) }
+	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusOK)
+	if got := stored(); !got.Equal(before) {
+		t.Errorf("last use written after 30 s (%v then %v); want at most once a minute", before, got)
+	}
+	ts.s.acct.Now = func() sessionTime { return real().Add(2 * 60e9) }
+	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusOK)
+	if got := stored(); !got.After(before) {
+		t.Errorf("stored last_used_at %v not advanced after two minutes (was %v)", got, before)
+	}
+	// Past expiry housekeeping deletes the session.
+	ts.s.acct.Now = func() sessionTime { return real().Add(31 * 60e9) }
+	ts.s.housekeep(t.Context())
+	if list, _ := ts.store.ListSessions(t.Context(), u.ID, sessionTime{}); len(list) != 0 {
+		t.Errorf("expired session not pruned: %+v", list)
 	}
 }

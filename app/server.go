@@ -1,5 +1,7 @@
 // Package app is the HTTP layer of the service: the Fiber application, its
-// routes, handlers and middleware, and the Run function that main calls.
+// routes, the JSON API and page handlers (thin adapters over the account
+// core in app/account), the middleware, and the Run function that main
+// calls.
 package app
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/template/html/v2"
 
+	"fiberauth/app/account"
 	"fiberauth/app/config"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
@@ -32,26 +35,27 @@ const (
 	bodyLimit = 8 * 1024
 	// readBufferSize bounds the request line plus headers; larger gives 431.
 	readBufferSize = 8 * 1024
+	// requestTimeout bounds the work of one request: every store and
+	// password-hashing call runs under it.
+	requestTimeout = 10 * time.Second
 )
 
 // Server holds the dependencies of every handler.
 type Server struct {
 	cfg    config.Config
 	store  *db.Store
-	tokens *token.Manager
+	acct   *account.Service
 	hasher *password.Hasher
 	log    *slog.Logger
-	now    func() time.Time
 
-	csrfKey []byte
-
-	// Failed sign-ins per account key and per client address, and
-	// registrations per client address.
-	loginAccount *throttle.Counter
-	loginIP      *throttle.Counter
-	registerIP   *throttle.Counter
+	// csrfKey signs CSRF tokens and deviceKey device cookies; both are
+	// derived from the signing key, so every instance agrees.
+	csrfKey   []byte
+	deviceKey []byte
 
 	app *fiber.App
+	// table lists the routes with their surfaces (routes.go).
+	table []route
 }
 
 // secretSetting is the settings key under which a generated signing key is
@@ -77,27 +81,44 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte("fiberauth csrf v1"))
+	var limits throttle.Store = throttle.NewMemory(0)
+	if store.Engine() == db.Postgres {
+		limits = store.Throttle()
+	}
+	acct := account.New(account.Config{
+		TokenLifetime: cfg.TokenLifetime,
+		Pair:          throttle.Rule{Limit: cfg.LoginFailuresPerAccount, Window: cfg.LoginWindow, Base: 30 * time.Second},
+		Address:       throttle.Rule{Limit: cfg.LoginFailuresPerIP, Window: cfg.LoginWindow, Base: time.Minute},
+		Account:       throttle.Rule{Limit: cfg.LoginFailuresAccountWide, Window: cfg.LoginWindow, Base: time.Minute},
+		Registration:  throttle.Rule{Limit: cfg.RegistrationsPerIP, Window: time.Hour, Base: time.Hour},
+		KnownFor:      30 * 24 * time.Hour,
+	}, store, hasher, token.NewManager(key, cfg.TokenLifetime, nil), limits, log)
 	s := &Server{
-		cfg:          cfg,
-		store:        store,
-		tokens:       token.NewManager(key, cfg.TokenLifetime, nil),
-		hasher:       hasher,
-		log:          log,
-		now:          time.Now,
-		csrfKey:      mac.Sum(nil),
-		loginAccount: throttle.NewCounter(cfg.LoginFailuresPerAccount, cfg.LoginWindow, 30*time.Second, nil),
-		loginIP:      throttle.NewCounter(cfg.LoginFailuresPerIP, cfg.LoginWindow, time.Minute, nil),
-		registerIP:   throttle.NewCounter(cfg.RegistrationsPerIP, time.Hour, time.Hour, nil),
+		cfg:       cfg,
+		store:     store,
+		acct:      acct,
+		hasher:    hasher,
+		log:       log,
+		csrfKey:   derive(key, "fiberauth csrf v1"),
+		deviceKey: derive(key, "fiberauth device v1"),
 	}
 	s.app = s.newFiber()
 	s.routes()
 	return s, nil
 }
 
+// derive returns a key for one purpose from the signing key.
+func derive(key []byte, purpose string) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(purpose))
+	return mac.Sum(nil)
+}
+
 // App returns the Fiber application.
 func (s *Server) App() *fiber.App { return s.app }
+
+// Close waits for queued activity records to be written.
+func (s *Server) Close() { s.acct.Close() }
 
 func (s *Server) newFiber() *fiber.App {
 	var viewFS fs.FS = views.FS
@@ -132,30 +153,20 @@ func (s *Server) newFiber() *fiber.App {
 	})
 }
 
-// Janitor prunes expired sessions, old events and forgotten throttle
-// entries every interval until ctx ends.
-func (s *Server) Janitor(ctx context.Context, interval, keepEvents time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		s.prune(ctx, keepEvents)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// housekeep prunes the database. With several instances on one PostgreSQL
+// database only one of them does each round.
+func (s *Server) housekeep(ctx context.Context) {
+	ran, err := s.store.Exclusively(ctx, "janitor", func(ctx context.Context) error {
+		p, err := s.acct.Housekeep(ctx)
+		if err == nil && p.Sessions+p.Events+p.KnownClients+p.Throttle > 0 {
+			s.log.Info("pruned", slog.Int64("sessions", p.Sessions), slog.Int64("events", p.Events),
+				slog.Int64("known_clients", p.KnownClients), slog.Int64("throttle", p.Throttle))
 		}
-	}
-}
-
-func (s *Server) prune(ctx context.Context, keepEvents time.Duration) {
-	now := s.now()
-	sessions, events, err := s.store.Prune(ctx, now, now.Add(-keepEvents))
+		return err
+	})
 	if err != nil && ctx.Err() == nil {
-		s.log.Error("prune failed", slog.String("error", err.Error()))
-	} else if sessions+events > 0 {
-		s.log.Info("pruned", slog.Int64("sessions", sessions), slog.Int64("events", events))
+		s.log.Error("housekeeping failed", slog.String("error", err.Error()))
+	} else if !ran {
+		s.log.Debug("housekeeping left to another instance")
 	}
-	s.loginAccount.Sweep()
-	s.loginIP.Sweep()
-	s.registerIP.Sweep()
 }

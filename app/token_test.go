@@ -41,8 +41,8 @@ func TestHostileTokens(t *testing.T) {
 	ts.register("alice", "alice@example.com", pw)
 	ts.register("bob", "bob@example.com", pw)
 	good := ts.token("alice", pw)
-	base := claimsFor(t, ts.s.tokens, good)
-	bobClaims := claimsFor(t, ts.s.tokens, ts.token("bob", pw))
+	base := claimsFor(t, ts.s.acct.Tokens(), good)
+	bobClaims := claimsFor(t, ts.s.acct.Tokens(), ts.token("bob", pw))
 	key := []byte(testKey)
 	now := time.Now()
 
@@ -73,38 +73,39 @@ func TestHostileTokens(t *testing.T) {
 	tests := []struct {
 		name string
 		tok  string
+		why  string
 	}{
-		{"forged with another key", sign(t, jwt.SigningMethodHS256, []byte("another key of thirty-two bytes!!"), base)},
-		{"tampered signature", parts[0] + "." + parts[1] + "." + string(flipped)},
-		{"tampered payload", parts[0] + "." + payload + "." + parts[2]},
-		{"alg none", noneHeader + "." + parts[1] + "."},
-		{"alg none signed by library", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, base)},
-		{"HS512 with the right key", sign(t, jwt.SigningMethodHS512, key, base)},
-		{"HS384 with the right key", sign(t, jwt.SigningMethodHS384, key, base)},
-		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, base)},
+		{"forged with another key", sign(t, jwt.SigningMethodHS256, []byte("another key of thirty-two bytes!!"), base), "signature is invalid"},
+		{"tampered signature", parts[0] + "." + parts[1] + "." + string(flipped), "signature is invalid"},
+		{"tampered payload", parts[0] + "." + payload + "." + parts[2], "signature is invalid"},
+		{"alg none", noneHeader + "." + parts[1] + ".", "signature is invalid"},
+		{"alg none signed by library", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, base), "signature is invalid"},
+		{"HS512 with the right key", sign(t, jwt.SigningMethodHS512, key, base), "signature is invalid"},
+		{"HS384 with the right key", sign(t, jwt.SigningMethodHS384, key, base), "signature is invalid"},
+		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, base), "signature is invalid"},
 		{"expired", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) {
 			c.IssuedAt = jwt.NewNumericDate(now.Add(-2 * time.Hour))
 			c.NotBefore = c.IssuedAt
 			c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour))
-		}))},
-		{"without exp", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.ExpiresAt = nil }))},
+		})), "expired"},
+		{"without exp", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.ExpiresAt = nil })), "was not issued by this service"},
 		{"not yet valid", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) {
 			c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour))
-		}))},
+		})), "is not valid yet"},
 		{"issued in the future", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) {
 			c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour))
-		}))},
-		{"wrong issuer", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Issuer = "someone-else" }))},
-		{"no issuer", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Issuer = "" }))},
-		{"wrong audience", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Audience = jwt.ClaimStrings{"other"} }))},
-		{"no audience", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Audience = nil }))},
-		{"unknown session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = "no-such-session" }))},
-		{"no session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = "" }))},
-		{"another user's session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = bobClaims.SessionID }))},
-		{"subject changed", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Subject = "bob" }))},
-		{"subject in other case", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Subject = "ALICE" }))},
-		{"oversized", good + strings.Repeat("A", token.MaxLength)},
-		{"two dots only", ".."},
+		})), "is not valid yet"},
+		{"wrong issuer", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Issuer = "someone-else" })), "was not issued by this service"},
+		{"no issuer", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Issuer = "" })), "was not issued by this service"},
+		{"wrong audience", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Audience = jwt.ClaimStrings{"other"} })), "was not issued by this service"},
+		{"no audience", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Audience = nil })), "was not issued by this service"},
+		{"unknown session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = "no-such-session" })), "was revoked"},
+		{"no session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = "" })), "was not issued by this service"},
+		{"another user's session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = bobClaims.SessionID })), "was not issued by this service"},
+		{"subject changed", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Subject = "bob" })), "was not issued by this service"},
+		{"subject in other case", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Subject = "ALICE" })), "was not issued by this service"},
+		{"oversized", good + strings.Repeat("A", token.MaxLength), "is malformed"},
+		{"two dots only", "..", "is malformed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,8 +114,9 @@ func TestHostileTokens(t *testing.T) {
 			if got := res.json(t)["detail"]; got != msgNotAuthorized {
 				t.Errorf("detail = %v, want %q", got, msgNotAuthorized)
 			}
-			if got := res.Header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
-				t.Errorf("WWW-Authenticate = %q", got)
+			want := `Bearer error="invalid_token", error_description="The access token ` + tt.why + `"`
+			if got := res.Header.Get("WWW-Authenticate"); got != want {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, want)
 			}
 		})
 	}
@@ -159,6 +161,6 @@ func TestExpiredSessionRefused(t *testing.T) {
 	ts := newTestServer(t)
 	ts.register("alice", "alice@example.com", pw)
 	tok := ts.token("alice", pw)
-	ts.s.now = func() time.Time { return time.Now().Add(31 * time.Minute) }
+	ts.s.acct.Now = func() time.Time { return time.Now().Add(31 * time.Minute) }
 	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusUnauthorized)
 }

@@ -1,14 +1,17 @@
 package app
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/gofiber/fiber/v2"
 
+	"fiberauth/app/account"
 	"fiberauth/app/valid"
-	"fiberauth/db"
 )
+
+// The pages' handlers: each reads its form, calls the account core and
+// renders a page or redirects. Errors a person can act on are shown in the
+// form (pageError words them); others go to the error handler.
 
 // Confirmations shown after a redirect, chosen by a fixed query value so
 // that no text from the URL is ever displayed.
@@ -21,15 +24,6 @@ var notices = map[string]string{
 }
 
 func notice(c *fiber.Ctx) string { return notices[c.Query("done")] }
-
-// signedIn returns the principal when the request carries a valid session.
-func (s *Server) signedIn(c *fiber.Ctx) *principal {
-	p, err := s.authenticate(c)
-	if err != nil {
-		return nil
-	}
-	return p
-}
 
 // pageIndex is GET /.
 func (s *Server) pageIndex(c *fiber.Ctx) error {
@@ -63,11 +57,11 @@ func (s *Server) pageLogin(c *fiber.Ctx) error {
 
 // submitLogin is POST /login.
 func (s *Server) submitLogin(c *fiber.Ctx) error {
-	username, pw := c.FormValue("username"), c.FormValue("password")
-	next := safeNext(c.Query("next"))
-	if next == "" {
-		next = safeNext(c.FormValue("next"))
-	}
+	f := pageForm(c)
+	username, pw := f.get("username"), f.get("password")
+	// The page to go to afterwards comes from the form's hidden field,
+	// which the login page copied from its own ?next=.
+	next := safeNext(f.get("next"))
 	p := page{Title: "Log in", Next: next}
 	shown := username
 	if valid.Text(shown) != "" {
@@ -91,29 +85,28 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 		}
 		return s.render(c, http.StatusUnprocessableEntity, "login", p)
 	}
-	sess, err := s.signIn(c, username, pw)
-	if errors.Is(err, errBadCredentials) {
-		return fail(http.StatusUnauthorized, msgIncorrectCredentials)
-	}
-	if e := userFacing(c, err); e != nil {
-		return fail(e.Status, e.Detail.(string))
-	}
+	g, err := s.acct.SignIn(c.UserContext(), s.client(c, true), username, pw)
 	if err != nil {
+		if status, msg, _, ok := pageError(c, err); ok {
+			return fail(status, msg)
+		}
 		return err
 	}
-	s.setSessionCookie(c, sess.Token)
+	if err := s.setSession(c, g); err != nil {
+		return err
+	}
 	if next == "" {
 		next = "/profile"
 	}
 	return c.Redirect(next, fiber.StatusSeeOther)
 }
 
-func registerFields(r registration, errs map[string]string) []fieldView {
+func registerFields(username, email string, errs map[string]string) []fieldView {
 	return []fieldView{
-		{Name: "username", Label: "Username", Type: "text", Autocomplete: "username", Value: r.Username,
+		{Name: "username", Label: "Username", Type: "text", Autocomplete: "username", Value: username,
 			Error: errs["username"], Hint: "3 to 32 letters, digits, '.', '_' or '-'.", Required: true,
 			Autofocus: true, MaxLength: 32},
-		{Name: "email", Label: "Email", Type: "email", Autocomplete: "email", Value: r.Email, Error: errs["email"],
+		{Name: "email", Label: "Email", Type: "email", Autocomplete: "email", Value: email, Error: errs["email"],
 			Required: true, MaxLength: valid.EmailMax},
 		{Name: "password", Label: "Password", Type: "password", Autocomplete: "new-password", Error: errs["password"],
 			Hint: "At least 8 characters (at most 72 bytes), and not a common password.", Required: true},
@@ -125,62 +118,46 @@ func (s *Server) pageRegister(c *fiber.Ctx) error {
 	if s.signedIn(c) != nil {
 		return c.Redirect("/profile", fiber.StatusSeeOther)
 	}
-	return s.render(c, http.StatusOK, "register", page{Title: "Register", Fields: registerFields(registration{}, nil)})
+	return s.render(c, http.StatusOK, "register", page{Title: "Register", Fields: registerFields("", "", nil)})
 }
 
 // submitRegister is POST /register: create the account and sign in at once.
 func (s *Server) submitRegister(c *fiber.Ctx) error {
-	username, email, pw := c.FormValue("username"), c.FormValue("email"), c.FormValue("password")
-	r, problems := checkRegistration(username, email, pw)
-	typed := registration{Username: r.Username, Email: r.Email}
-	if len(problems) > 0 {
-		errs := make(map[string]string, len(problems))
-		for _, p := range problems {
-			errs[p.Loc[len(p.Loc)-1]] = p.Msg
-		}
-		return s.render(c, http.StatusUnprocessableEntity, "register", page{Title: "Register",
-			Error: "Please correct the fields marked below.", Fields: registerFields(typed, errs)})
-	}
-	u, err := s.register(c, r)
-	var conflict *Error
-	if errors.As(err, &conflict) && conflict.Status == http.StatusConflict {
-		errs := map[string]string{}
-		msg := "That username or email address is already registered."
-		switch conflict.conflict {
-		case "username":
-			msg = "That username is already taken."
-			errs["username"] = msg
-		case "email":
-			msg = "An account with that email address already exists."
-			errs["email"] = msg
-		}
-		return s.render(c, http.StatusConflict, "register", page{Title: "Register", Error: msg,
-			Fields: registerFields(typed, errs)})
-	}
-	if e := userFacing(c, err); e != nil {
-		return s.render(c, e.Status, "register", page{Title: "Register", Error: e.Detail.(string),
-			Fields: registerFields(typed, nil)})
-	}
+	f := pageForm(c)
+	username, email, pw := f.get("username"), f.get("email"), f.get("password")
+	r, err := s.acct.Register(c.UserContext(), s.client(c, true),
+		account.Registration{Username: username, Email: email, Password: pw, SignIn: true})
 	if err != nil {
+		status, msg, fields, ok := pageError(c, err)
+		if !ok {
+			return err
+		}
+		// Keep what was typed, except text that may not be shown.
+		if valid.Text(username) != "" {
+			username = ""
+		}
+		if valid.Text(email) != "" {
+			email = ""
+		}
+		return s.render(c, status, "register", page{Title: "Register", Error: msg,
+			Fields: registerFields(username, email, fields)})
+	}
+	if err := s.setSession(c, *r.Grant); err != nil {
 		return err
 	}
-	sess, err := s.startSession(c, u)
-	if err != nil {
-		return err
-	}
-	s.setSessionCookie(c, sess.Token)
 	return c.Redirect("/profile", fiber.StatusSeeOther)
 }
 
 // submitLogout is POST /logout: end this session and clear the cookie.
 func (s *Server) submitLogout(c *fiber.Ctx) error {
 	if p := s.signedIn(c); p != nil {
-		if err := s.store.DeleteSession(c.UserContext(), p.Session.ID); err != nil && !errors.Is(err, db.ErrNotFound) {
+		if err := s.acct.SignOut(c.UserContext(), s.client(c, true), p); err != nil {
 			return err
 		}
-		s.event(c.UserContext(), c, p.User.ID, db.EventSignOut)
 	}
-	s.clearSessionCookie(c)
+	if err := s.endSession(c); err != nil {
+		return err
+	}
 	forgetPages(c)
 	return c.Redirect("/login?done=signed_out", fiber.StatusSeeOther)
 }
@@ -195,19 +172,15 @@ func forgetPages(c *fiber.Ctx) {
 // pageProfile is GET /profile.
 func (s *Server) pageProfile(c *fiber.Ctx) error {
 	p := currentUser(c)
-	list, err := s.store.ListSessions(c.UserContext(), p.User.ID, s.now())
+	list, err := s.acct.Sessions(c.UserContext(), p)
 	if err != nil {
 		return err
 	}
 	views := make([]sessionView, 0, len(list))
 	for _, se := range list {
-		cur := se.ID == p.Session.ID
-		if cur {
-			se.LastUsedAt = p.Session.LastUsedAt
-		}
-		views = append(views, sessionView{Session: se, Current: cur})
+		views = append(views, sessionView{Session: se, Current: se.ID == p.Session.ID})
 	}
-	events, err := s.store.ListEvents(c.UserContext(), p.User.ID, 20)
+	events, err := s.acct.Events(c.UserContext(), p, 20)
 	if err != nil {
 		return err
 	}
@@ -219,16 +192,16 @@ func (s *Server) pageProfile(c *fiber.Ctx) error {
 func (s *Server) submitEndSession(c *fiber.Ctx) error {
 	p := currentUser(c)
 	id := c.Params("id")
-	err := s.store.DeleteUserSession(c.UserContext(), p.User.ID, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return errDetail(http.StatusNotFound, "That session does not exist or has already ended.")
-	}
-	if err != nil {
+	if err := s.acct.EndSession(c.UserContext(), s.client(c, true), p, id); err != nil {
+		if status, msg, _, ok := pageError(c, err); ok {
+			return errDetail(status, msg)
+		}
 		return err
 	}
-	s.event(c.UserContext(), c, p.User.ID, db.EventSessionEnded)
 	if id == p.Session.ID {
-		s.clearSessionCookie(c)
+		if err := s.endSession(c); err != nil {
+			return err
+		}
 		forgetPages(c)
 		return c.Redirect("/login?done=signed_out", fiber.StatusSeeOther)
 	}
@@ -237,13 +210,8 @@ func (s *Server) submitEndSession(c *fiber.Ctx) error {
 
 // submitEndOtherSessions is POST /profile/sessions/others/end.
 func (s *Server) submitEndOtherSessions(c *fiber.Ctx) error {
-	p := currentUser(c)
-	n, err := s.store.DeleteOtherSessions(c.UserContext(), p.User.ID, p.Session.ID)
-	if err != nil {
+	if _, err := s.acct.EndOtherSessions(c.UserContext(), s.client(c, true), currentUser(c)); err != nil {
 		return err
-	}
-	if n > 0 {
-		s.event(c.UserContext(), c, p.User.ID, db.EventSessionEnded)
 	}
 	return c.Redirect("/profile?done=others_ended", fiber.StatusSeeOther)
 }
@@ -264,23 +232,27 @@ func (s *Server) pagePassword(c *fiber.Ctx) error {
 
 // submitPassword is POST /profile/password.
 func (s *Server) submitPassword(c *fiber.Ctx) error {
-	current, next := c.FormValue("current_password"), c.FormValue("new_password")
-	fail := func(status int, field, msg string) error {
-		return s.render(c, status, "password", page{Title: "Change password", Error: msg,
-			Fields: passwordFields(map[string]string{field: msg})})
+	f := pageForm(c)
+	current, next := f.get("current_password"), f.get("new_password")
+	fail := func(status int, msg string, errs map[string]string) error {
+		return s.render(c, status, "password", page{Title: "Change password", Error: msg, Fields: passwordFields(errs)})
 	}
 	if current == "" {
-		return fail(http.StatusUnprocessableEntity, "current_password", "Enter your current password.")
+		msg := "Enter your current password."
+		return fail(http.StatusUnprocessableEntity, msg, map[string]string{"current_password": msg})
 	}
-	if msg := newPasswordProblem(current, next); msg != "" {
-		return fail(http.StatusUnprocessableEntity, "new_password", msg)
-	}
-	err := s.changePassword(c, current, next)
-	if e := userFacing(c, err); e != nil {
-		return fail(e.Status, "current_password", e.Detail.(string))
-	}
+	err := s.acct.ChangePassword(c.UserContext(), s.client(c, true), currentUser(c), current, next)
 	if err != nil {
-		return err
+		status, msg, fields, ok := pageError(c, err)
+		if !ok {
+			return err
+		}
+		if len(fields) == 0 {
+			fields = map[string]string{"current_password": msg}
+		} else {
+			msg = fields["new_password"]
+		}
+		return fail(status, msg, fields)
 	}
 	return c.Redirect("/profile?done=password_changed", fiber.StatusSeeOther)
 }
@@ -297,38 +269,24 @@ func (s *Server) pageDelete(c *fiber.Ctx) error {
 
 // submitDelete is POST /profile/delete.
 func (s *Server) submitDelete(c *fiber.Ctx) error {
-	pw := c.FormValue("password")
+	pw := pageForm(c).get("password")
 	if pw == "" {
 		return s.render(c, http.StatusUnprocessableEntity, "delete", page{Title: "Delete account",
 			Error: "Enter your password to confirm.", Fields: deleteFields("Enter your password to confirm.")})
 	}
-	err := s.deleteAccount(c, pw)
-	if e := userFacing(c, err); e != nil {
-		return s.render(c, e.Status, "delete", page{Title: "Delete account", Error: e.Detail.(string),
-			Fields: deleteFields(e.Detail.(string))})
-	}
+	err := s.acct.DeleteAccount(c.UserContext(), s.client(c, true), currentUser(c), pw)
 	if err != nil {
+		status, msg, _, ok := pageError(c, err)
+		if !ok {
+			return err
+		}
+		return s.render(c, status, "delete", page{Title: "Delete account", Error: msg, Fields: deleteFields(msg)})
+	}
+	if err := s.endSession(c); err != nil {
 		return err
 	}
-	s.clearSessionCookie(c)
 	forgetPages(c)
 	return c.Redirect("/login?done=account_deleted", fiber.StatusSeeOther)
-}
-
-// userFacing returns err as an *Error that a form shows in place (a 4xx with
-// a string message, or 503 when busy), setting its headers; nil otherwise.
-func userFacing(c *fiber.Ctx, err error) *Error {
-	var e *Error
-	if !errors.As(err, &e) || (e.Status >= 500 && e != errBusy) {
-		return nil
-	}
-	if _, ok := e.Detail.(string); !ok {
-		return nil
-	}
-	for k, v := range e.Headers {
-		c.Set(k, v)
-	}
-	return e
 }
 
 // docs is GET /docs, the interactive API documentation (Swagger UI,

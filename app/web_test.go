@@ -34,7 +34,7 @@ func TestRegisterFormSignsIn(t *testing.T) {
 	if loc := res.Header.Get("Location"); loc != "/profile" {
 		t.Fatalf("Location = %q, want /profile", loc)
 	}
-	c := res.cookie(cookieName)
+	c := res.cookie(sessionCookie)
 	if c == nil {
 		t.Fatal("no access_token cookie after registration")
 	}
@@ -43,7 +43,7 @@ func TestRegisterFormSignsIn(t *testing.T) {
 			c.HttpOnly, c.SameSite, c.Path, c.MaxAge, c.Secure)
 	}
 	// The cookie holds the same kind of token POST /token issues.
-	if _, err := ts.s.tokens.Verify(c.Value); err != nil {
+	if _, err := ts.s.acct.Tokens().Verify(c.Value); err != nil {
 		t.Errorf("cookie value is not a valid access token: %v", err)
 	}
 	prof := b.get("/profile")
@@ -58,7 +58,7 @@ func TestRegisterFormSignsIn(t *testing.T) {
 	}
 	// The cookie works as a bearer token, and GET /users/me works with the cookie.
 	wantStatus(t, ts.get("/users/me", bearer(c.Value)...), http.StatusOK)
-	wantStatus(t, ts.get("/users/me", "Cookie", cookieName+"="+c.Value), http.StatusOK)
+	wantStatus(t, ts.get("/users/me", "Cookie", sessionCookie+"="+c.Value), http.StatusOK)
 }
 
 func TestRegisterFormErrors(t *testing.T) {
@@ -101,7 +101,7 @@ func TestRegisterFormErrors(t *testing.T) {
 			if n := strings.Count(res.Body, `class="field-error"`); n != tt.wantFieldErrorCount {
 				t.Errorf("%d field messages, want %d", n, tt.wantFieldErrorCount)
 			}
-			if res.cookie(cookieName) != nil {
+			if res.cookie(sessionCookie) != nil {
 				t.Error("a failed registration set the session cookie")
 			}
 		})
@@ -182,23 +182,22 @@ func TestLoginNext(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.next, func(t *testing.T) {
-			for _, via := range []string{"query", "form"} {
-				b := ts.browser()
-				form := url.Values{"username": {"alice"}, "password": {pw}}
-				action := "/login"
-				if via == "query" {
-					action += "?next=" + url.QueryEscape(tt.next)
-				} else {
-					form.Set("next", tt.next)
-				}
-				res := b.submit("/login", action, form)
-				wantStatus(t, res, http.StatusSeeOther)
-				if loc := res.Header.Get("Location"); loc != tt.want {
-					t.Errorf("via %s: Location = %q, want %q", via, loc, tt.want)
-				}
+			b := ts.browser()
+			res := b.submit("/login", "/login", url.Values{"username": {"alice"}, "password": {pw}, "next": {tt.next}})
+			wantStatus(t, res, http.StatusSeeOther)
+			if loc := res.Header.Get("Location"); loc != tt.want {
+				t.Errorf("Location = %q, want %q", loc, tt.want)
 			}
 		})
 	}
+	t.Run("a next in the POST's query string is not read", func(t *testing.T) {
+		b := ts.browser()
+		res := b.submit("/login", "/login?next=/profile/password", url.Values{"username": {"alice"}, "password": {pw}})
+		wantStatus(t, res, http.StatusSeeOther)
+		if loc := res.Header.Get("Location"); loc != "/profile" {
+			t.Errorf("Location = %q, want /profile", loc)
+		}
+	})
 	t.Run("login page keeps a safe next and drops a hostile one", func(t *testing.T) {
 		b := ts.browser()
 		if res := b.get("/login?next=/profile/password"); !strings.Contains(res.Body, `name="next" value="/profile/password"`) {
@@ -218,10 +217,10 @@ func TestProfileWithoutSession(t *testing.T) {
 	if loc := res.Header.Get("Location"); loc != "/login?next=/profile" {
 		t.Errorf("Location = %q, want /login?next=/profile", loc)
 	}
-	b.cookies[cookieName] = "stale.invalid.token"
+	b.cookies[sessionCookie] = "stale.invalid.token"
 	res = b.get("/profile")
 	wantStatus(t, res, http.StatusSeeOther)
-	if c := res.cookie(cookieName); !clearedCookie(c) {
+	if c := res.cookie(sessionCookie); !clearedCookie(c) {
 		t.Errorf("stale cookie not cleared with its attributes: %+v", c)
 	}
 }
@@ -232,13 +231,13 @@ func TestLogout(t *testing.T) {
 	other := ts.token("alice", pw)
 	b := ts.browser()
 	b.login("alice", pw)
-	old := b.cookies[cookieName]
+	old := b.cookies[sessionCookie]
 	res := b.submit("/profile", "/logout", url.Values{})
 	wantStatus(t, res, http.StatusSeeOther)
 	if loc := res.Header.Get("Location"); !strings.HasPrefix(loc, "/login") {
 		t.Errorf("Location = %q, want /login…", loc)
 	}
-	if c := res.cookie(cookieName); !clearedCookie(c) {
+	if c := res.cookie(sessionCookie); !clearedCookie(c) {
 		t.Fatalf("cookie not cleared with the attributes it was set with: %+v", c)
 	}
 	page := b.get(res.Header.Get("Location"))
@@ -247,8 +246,8 @@ func TestLogout(t *testing.T) {
 	}
 	// The old token is refused everywhere; the other session stays valid.
 	wantStatus(t, ts.get("/users/me", bearer(old)...), http.StatusUnauthorized)
-	wantStatus(t, ts.get("/users/me", "Cookie", cookieName+"="+old), http.StatusUnauthorized)
-	wantStatus(t, ts.get("/profile", "Cookie", cookieName+"="+old), http.StatusSeeOther)
+	wantStatus(t, ts.get("/users/me", "Cookie", sessionCookie+"="+old), http.StatusUnauthorized)
+	wantStatus(t, ts.get("/profile", "Cookie", sessionCookie+"="+old), http.StatusSeeOther)
 	wantStatus(t, ts.get("/users/me", bearer(other)...), http.StatusOK)
 	// Logout is never a GET.
 	wantStatus(t, ts.get("/logout", "Accept", "text/html"), http.StatusMethodNotAllowed)
@@ -292,7 +291,7 @@ func TestCSRF(t *testing.T) {
 			if !strings.Contains(res.Body, "Reload") || !strings.Contains(res.Body, `href="`+reloadPath(tt.path)+`"`) {
 				t.Errorf("403 page does not offer a reload of the form: %.500s", res.Body)
 			}
-			if res.cookie(cookieName) != nil {
+			if res.cookie(sessionCookie) != nil {
 				t.Error("a refused request set the session cookie")
 			}
 		})
@@ -351,16 +350,27 @@ func TestSecureCookie(t *testing.T) {
 			ts := newTestServer(t, tt.env...)
 			ts.register("alice", "alice@example.com", pw)
 			b := ts.browser()
-			tok := b.csrf("/login")
-			req := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(url.Values{"username": {"alice"}, "password": {pw}, "csrf_token": {tok}}.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			for i := 0; i+1 < len(tt.header); i += 2 {
-				req.Header.Set(tt.header[i], tt.header[i+1])
+			send := func(req *http.Request) response {
+				for i := 0; i+1 < len(tt.header); i += 2 {
+					req.Header.Set(tt.header[i], tt.header[i+1])
+				}
+				return b.send(req)
 			}
-			res := b.send(req)
+			page := send(httptest.NewRequest(http.MethodGet, "/login", nil))
+			m := csrfInput.FindStringSubmatch(page.Body)
+			if m == nil {
+				t.Fatal("no CSRF field on the login page")
+			}
+			req := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(url.Values{"username": {"alice"}, "password": {pw}, "csrf_token": {m[1]}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			res := send(req)
 			wantStatus(t, res, http.StatusSeeOther)
-			if c := res.cookie(cookieName); c == nil || c.Secure != tt.secure {
-				t.Errorf("cookie %+v, want Secure=%v", c, tt.secure)
+			name := sessionCookie
+			if tt.secure {
+				name = "__Host-" + sessionCookie
+			}
+			if c := res.cookie(name); c == nil || c.Secure != tt.secure {
+				t.Errorf("cookie %s = %+v, want Secure=%v", name, c, tt.secure)
 			}
 		})
 	}

@@ -7,16 +7,14 @@ import (
 )
 
 func benchSession(b *testing.B) *Store {
-	s := mustOpen(b)
+	s := mustOpen(b, sqliteOptions(b))
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, newUser("alice"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	if err := s.CreateSession(ctx, Session{ID: "sid", UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now}); err != nil {
-		b.Fatal(err)
-	}
+	session(b, s, u, "sid", now, now.Add(time.Hour))
 	return s
 }
 

@@ -1,62 +1,65 @@
 package db
 
 import (
-	"sync"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"fiberauth/app/cache"
 )
 
 // sessionCache keeps recently read sessions with their accounts in memory,
-// so that authenticating a request usually costs no query. Reads take no
-// lock (sync.Map). Correctness rests on three rules:
+// so that authenticating a request usually costs no query. Correctness rests
+// on four rules:
 //
 //   - every write through the Store that ends a session, or changes what a
-//     cached entry holds, removes the entries it affects;
+//     cached entry holds, removes the entries it affects, and on PostgreSQL
+//     tells every other instance to do the same (NOTIFY, on commit);
 //   - a read that raced with such a removal is not cached (the generation
 //     check below), so a revoked session can never be put back;
+//   - on PostgreSQL nothing is cached while the notification listener is
+//     disconnected, and everything is dropped when it reconnects;
 //   - entries live at most cacheTTL, which bounds how long a change made
-//     outside this process (another tool writing the file) goes unseen.
+//     outside the service (another program writing the database) goes
+//     unseen.
 type sessionCache struct {
-	m    sync.Map // session id -> *cachedSession
-	n    atomic.Int64
-	puts atomic.Int64
-	gen  atomic.Uint64
-	max  int64
-	ttl  time.Duration
-	now  func() time.Time
-	mu   sync.Mutex // serialises sweeps only
+	c       *cache.Cache[string, cachedSession]
+	gen     atomic.Uint64
+	enabled atomic.Bool
+	// hits and misses count lookups, for metrics.
+	hits, misses atomic.Uint64
 }
 
 type cachedSession struct {
-	se     Session
-	u      User
-	loaded time.Time
+	se Session
+	u  User
 }
 
 // cacheTTL is how long a cached session is trusted without a query.
 const cacheTTL = 5 * time.Second
 
-// cacheMax bounds the number of cached sessions; sweepEvery is how many
-// insertions pass between two sweeps of stale entries.
-const (
-	cacheMax   = 10000
-	sweepEvery = 1024
-)
+// cacheMax bounds the number of cached sessions.
+const cacheMax = 10000
 
-func newSessionCache() *sessionCache {
-	return &sessionCache{max: cacheMax, ttl: cacheTTL, now: time.Now}
+// newSessionCache returns an empty cache; now may be nil for time.Now.
+func newSessionCache(now func() time.Time) *sessionCache {
+	c := &sessionCache{c: cache.New[string, cachedSession](cacheMax, cacheTTL, now)}
+	c.enabled.Store(true)
+	return c
 }
 
 func (c *sessionCache) get(id string) (Session, User, bool) {
-	v, ok := c.m.Load(id)
+	if !c.enabled.Load() {
+		c.misses.Add(1)
+		return Session{}, User{}, false
+	}
+	e, ok := c.c.Get(id)
 	if !ok {
+		c.misses.Add(1)
 		return Session{}, User{}, false
 	}
-	e := v.(*cachedSession)
-	if c.now().Sub(e.loaded) >= c.ttl {
-		c.delete(id)
-		return Session{}, User{}, false
-	}
+	c.hits.Add(1)
 	return e.se, e.u, true
 }
 
@@ -65,65 +68,53 @@ func (c *sessionCache) get(id string) (Session, User, bool) {
 func (c *sessionCache) generation() uint64 { return c.gen.Load() }
 
 func (c *sessionCache) put(gen uint64, se Session, u User) {
-	if c.puts.Add(1)%sweepEvery == 0 || c.n.Load() >= c.max {
-		c.sweep()
+	if !c.enabled.Load() || c.gen.Load() != gen {
+		return
 	}
-	if c.n.Load() >= c.max {
-		c.clear()
-	}
-	if _, loaded := c.m.Swap(se.ID, &cachedSession{se: se, u: u, loaded: c.now()}); !loaded {
-		c.n.Add(1)
-	}
-	// An invalidation that ran while the row was being read may have
-	// missed this entry: drop it again.
+	c.c.Put(se.ID, cachedSession{se: se, u: u})
+	// An invalidation that ran while the entry was being stored may have
+	// missed it: drop it again.
 	if c.gen.Load() != gen {
-		c.delete(se.ID)
-	}
-}
-
-func (c *sessionCache) delete(id string) {
-	if _, loaded := c.m.LoadAndDelete(id); loaded {
-		c.n.Add(-1)
+		c.c.Delete(se.ID)
 	}
 }
 
 // invalidate removes one session.
 func (c *sessionCache) invalidate(id string) {
 	c.gen.Add(1)
-	c.delete(id)
+	c.c.Delete(id)
 }
 
 // invalidateUser removes every session of userID.
 func (c *sessionCache) invalidateUser(userID int64) {
 	c.gen.Add(1)
-	c.m.Range(func(k, v any) bool {
-		if v.(*cachedSession).se.UserID == userID {
-			c.delete(k.(string))
-		}
-		return true
-	})
-}
-
-// sweep removes the entries older than the TTL.
-func (c *sessionCache) sweep() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	c.m.Range(func(k, v any) bool {
-		if now.Sub(v.(*cachedSession).loaded) >= c.ttl {
-			c.delete(k.(string))
-		}
-		return true
-	})
+	c.c.DeleteFunc(func(_ string, e cachedSession) bool { return e.se.UserID == userID })
 }
 
 // clear removes everything.
 func (c *sessionCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.gen.Add(1)
-	c.m.Range(func(k, _ any) bool {
-		c.delete(k.(string))
-		return true
-	})
+	c.c.Clear()
+}
+
+// apply carries out a notification payload from another instance.
+func (c *sessionCache) apply(payload string) {
+	switch {
+	case strings.HasPrefix(payload, "s:"):
+		c.invalidate(payload[2:])
+	case strings.HasPrefix(payload, "u:"):
+		if id, err := strconv.ParseInt(payload[2:], 10, 64); err == nil {
+			c.invalidateUser(id)
+			return
+		}
+		c.clear()
+	default:
+		c.clear()
+	}
+}
+
+// CacheStats returns how many session lookups the cache answered and how
+// many went to the database.
+func (s *Store) CacheStats() (hits, misses uint64) {
+	return s.cache.hits.Load(), s.cache.misses.Load()
 }

@@ -1,29 +1,19 @@
-// Package db owns the SQLite storage of the service: the schema, its
-// migrations and every SQL statement. Nothing outside this package writes SQL.
+// Package db owns the storage of the service: the schema and its migrations
+// for SQLite and PostgreSQL, and every SQL statement. Nothing outside this
+// package writes SQL, and nothing outside it knows which engine is in use:
+// the Store's methods are the same on both.
 package db
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
-	"fmt"
-	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
-	"runtime"
-	"sort"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
-
-//go:embed migrations/*.sql
-var migrationFS embed.FS
 
 // Sentinel errors returned by the store.
 var (
@@ -31,244 +21,205 @@ var (
 	ErrNotFound = errors.New("db: not found")
 	// ErrConflict means a uniqueness constraint refused the write.
 	ErrConflict = errors.New("db: conflict")
+	// ErrChanged means a conditional write found its row changed since it
+	// was read (a password changed between its check and the write), or
+	// gone.
+	ErrChanged = errors.New("db: changed since read")
+	// ErrUnavailable means the database cannot be reached right now; the
+	// request may succeed later.
+	ErrUnavailable = errors.New("db: unavailable")
 )
 
-// Store is the SQLite-backed storage. It keeps two pools on one file: a
-// single-connection pool for writes (SQLite has one writer, so queueing in
-// Go avoids "database is locked") and a pool of read-only connections.
+// Engine names a database engine.
+type Engine string
+
+// The engines the store runs on.
+const (
+	SQLite   Engine = "sqlite"
+	Postgres Engine = "postgres"
+)
+
+// Options say which database to open.
+type Options struct {
+	// Path is the SQLite file, used when URL is empty.
+	Path string
+	// URL is a PostgreSQL URL (postgres:// or postgresql://).
+	URL string
+	// MaxConns bounds the PostgreSQL pool (<= 0 means 8).
+	MaxConns int
+	// Log receives notices about migrations and connections; nil discards
+	// them.
+	Log *slog.Logger
+	// Migrate applies pending migrations (the default). A store opened
+	// without them refuses a schema older than it knows.
+	SkipMigrations bool
+}
+
+// Store is the storage of the service. On SQLite it keeps two pools on one
+// file: a single-connection pool for writes (SQLite has one writer, so
+// queueing in Go avoids "database is locked") and a pool of read-only
+// connections. On PostgreSQL both are one bounded pool.
 type Store struct {
-	path string
-	w    *sql.DB
-	r    *sql.DB
+	engine Engine
+	w      *sql.DB
+	r      *sql.DB
+	log    *slog.Logger
+	// name is how errors name the database: the SQLite path, or the
+	// PostgreSQL host and database without credentials.
+	name string
 
-	stmtSessionWithUser *sql.Stmt
-	cache               *sessionCache
+	cache *sessionCache
+	// listener drops cached sessions when another instance ends them
+	// (PostgreSQL only).
+	listener *listener
+
+	rebound sync.Map // SQL with ? placeholders -> the engine's form
 }
 
-// sqliteHeader is the first 16 bytes of every SQLite 3 database file.
-var sqliteHeader = []byte("SQLite format 3\x00")
-
-// dsn builds a connection string. Pragmas in the DSN apply to every
-// connection the pool opens. synchronous=FULL makes every acknowledged
-// commit durable across power loss, not only across a process crash.
-func dsn(path string, readOnly bool) string {
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_busy_timeout", "5000")
-	q.Set("_foreign_keys", "on")
-	q.Set("_synchronous", "FULL")
-	q.Set("_txlock", "immediate")
-	if readOnly {
-		q.Set("_query_only", "on")
+// Open opens the database named by o, applies pending migrations and
+// returns the store. The errors it returns are written for a person: they
+// name the database and the problem, never a password.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	if o.URL != "" {
+		return openPostgres(ctx, o)
+	}
+	return openSQLite(ctx, o)
 }
 
-// Open opens (creating if needed) the database at path, applies pending
-// migrations and prepares the hot statements. The errors it returns are
-// written for a person: they name the path and the problem.
-func Open(ctx context.Context, path string) (*Store, error) {
-	if path == "" {
-		return nil, errors.New("database path is empty")
-	}
-	if err := checkPath(path); err != nil {
-		return nil, err
-	}
-	w, err := sql.Open("sqlite3", dsn(path, false))
-	if err != nil {
-		return nil, fmt.Errorf("cannot open database %s: %v", path, err)
-	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	s := &Store{path: path, w: w, cache: newSessionCache()}
-	if err := w.PingContext(ctx); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("cannot open database %s: %s", path, describe(err))
-	}
-	if err := s.migrate(ctx); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("cannot open database %s: %s", path, describe(err))
-	}
-	r, err := sql.Open("sqlite3", dsn(path, true))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("cannot open database %s: %v", path, err)
-	}
-	n := 2 * runtime.NumCPU()
-	r.SetMaxOpenConns(n)
-	r.SetMaxIdleConns(n)
-	s.r = r
-	if err := s.prepare(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("cannot open database %s: %s", path, describe(err))
-	}
-	return s, nil
-}
+// Engine returns the engine in use.
+func (s *Store) Engine() Engine { return s.engine }
 
-// checkPath refuses, before SQLite touches anything, a path whose directory
-// is missing or an existing file that is not a SQLite database, so that such
-// a file is never modified.
-func checkPath(path string) error {
-	dir := filepath.Dir(path)
-	st, err := os.Stat(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("cannot open database %s: directory %s does not exist", path, dir)
-		}
-		return fmt.Errorf("cannot open database %s: %v", path, errors.Unwrap(err))
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("cannot open database %s: %s is not a directory", path, dir)
-	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("cannot open database %s: %v", path, errors.Unwrap(err))
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return fmt.Errorf("cannot open database %s: it is a directory", path)
-	}
-	head := make([]byte, len(sqliteHeader))
-	n, _ := f.Read(head)
-	if n == 0 {
-		return nil // an empty file becomes a new database
-	}
-	if n < len(head) || !bytes.Equal(head, sqliteHeader) {
-		return fmt.Errorf("cannot open database %s: the file exists but is not a SQLite database", path)
-	}
-	return nil
-}
+// Name describes the database without credentials, for logs.
+func (s *Store) Name() string { return s.name }
 
-// describe turns driver errors into a short sentence without internals.
-func describe(err error) string {
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		switch se.Code {
-		case sqlite3.ErrCantOpen:
-			return "the file cannot be created or opened (check the directory exists and is writable)"
-		case sqlite3.ErrReadonly, sqlite3.ErrPerm, sqlite3.ErrAuth:
-			return "the file or its directory is not writable"
-		case sqlite3.ErrNotADB:
-			return "the file exists but is not a SQLite database"
-		case sqlite3.ErrCorrupt:
-			return "the database file is corrupt"
-		case sqlite3.ErrBusy, sqlite3.ErrLocked:
-			return "the database is locked by another process"
-		}
-		return se.Code.Error()
-	}
-	return err.Error()
-}
-
-// migrate applies the embedded migrations that have not run yet, each in
-// its own transaction together with the row that records it.
-func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT    NOT NULL,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
-		return err
-	}
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return err
-	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		version, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: file name must start with a number", name)
-		}
-		body, err := migrationFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return err
-		}
-		if err := s.apply(ctx, version, name, string(body)); err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func (s *Store) apply(ctx context.Context, version int, name, body string) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, body); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		version, name, time.Now().Unix()); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// SchemaVersion returns the highest applied migration version.
-func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
-	var v int
-	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	return v, err
-}
-
-func (s *Store) prepare(ctx context.Context) error {
-	var err error
-	s.stmtSessionWithUser, err = s.r.PrepareContext(ctx, `SELECT
-		s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent,
-		u.username, u.email, u.created_at
-		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`)
-	return err
-}
-
-// Close closes both pools.
+// Close closes the pools.
 func (s *Store) Close() error {
 	var errs []error
-	if s.stmtSessionWithUser != nil {
-		errs = append(errs, s.stmtSessionWithUser.Close())
+	if s.listener != nil {
+		s.listener.close()
 	}
-	if s.r != nil {
+	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())
 	return errors.Join(errs...)
 }
 
-// Ping checks that the database answers a query.
+// q returns query in the engine's placeholder style: SQL in this package is
+// written with ? (or ?N for a numbered parameter), which PostgreSQL spells
+// $N. No statement here has a question mark inside a string literal.
+func (s *Store) q(query string) string {
+	if s.engine != Postgres {
+		return query
+	}
+	if v, ok := s.rebound.Load(query); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		if c != '?' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('$')
+		if i+1 < len(query) && query[i+1] >= '0' && query[i+1] <= '9' {
+			continue // ?N becomes $N
+		}
+		n++
+		b.WriteString(strconv.Itoa(n))
+	}
+	out := b.String()
+	s.rebound.Store(query, out)
+	return out
+}
+
+// execer is what a statement runs on: a pool or a transaction.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) exec(ctx context.Context, on execer, query string, args ...any) (sql.Result, error) {
+	res, err := on.ExecContext(ctx, s.q(query), args...)
+	return res, s.wrap(err)
+}
+
+func (s *Store) queryRow(ctx context.Context, on execer, query string, args ...any) *sql.Row {
+	return on.QueryRowContext(ctx, s.q(query), args...)
+}
+
+func (s *Store) query(ctx context.Context, on execer, query string, args ...any) (*sql.Rows, error) {
+	rows, err := on.QueryContext(ctx, s.q(query), args...)
+	return rows, s.wrap(err)
+}
+
+// tx runs fn in a write transaction and commits it when fn returns nil.
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return s.wrap(err)
+	}
+	return s.wrap(tx.Commit())
+}
+
+// wrap turns driver errors into the package's sentinels where one fits: a
+// uniqueness violation into ErrConflict, a lost or refused connection into
+// ErrUnavailable. Others pass unchanged.
+func (s *Store) wrap(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrChanged),
+		errors.Is(err, ErrUnavailable), errors.Is(err, sql.ErrNoRows):
+		return err
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	if s.engine == Postgres {
+		return wrapPostgres(err)
+	}
+	return wrapSQLite(err)
+}
+
+// oneRow turns an Exec result that touched no row into ErrNotFound.
+func oneRow(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Ping checks that the database answers a query that reads a table.
 func (s *Store) Ping(ctx context.Context) error {
-	var one int
-	return s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+	var n int
+	err := s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM settings`).Scan(&n)
+	return s.wrap(err)
 }
 
-// IntegrityCheck runs PRAGMA integrity_check and returns its first line
-// ("ok" for a sound database).
-func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
-	var res string
-	err := s.w.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res)
-	return res, err
-}
+// unix and fromUnix convert times to the stored form, whole seconds.
+func unix(t time.Time) int64 { return t.Unix() }
 
-// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
-func isUnique(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) &&
-		(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
-}
+func fromUnix(v int64) time.Time { return time.Unix(v, 0) }
+
+// unixMilli and fromUnixMilli are for the throttle's finer times.
+func unixMilli(t time.Time) int64 { return t.UnixMilli() }
+
+func fromUnixMilli(v int64) time.Time { return time.UnixMilli(v) }

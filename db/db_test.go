@@ -2,21 +2,38 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"fiberauth/app/throttle"
+	"fiberauth/app/throttle/throttletest"
+	"fiberauth/db/dbtest"
 )
 
-// mustOpen opens a store on a new file in a temporary directory.
-func mustOpen(tb testing.TB) *Store {
+// engines runs fn once on SQLite and once on PostgreSQL (when
+// TEST_DATABASE_URL is set), each time with options for a fresh database.
+func engines(t *testing.T, fn func(t *testing.T, o Options)) {
+	t.Run("sqlite", func(t *testing.T) {
+		fn(t, Options{Path: filepath.Join(t.TempDir(), "test.db")})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		fn(t, Options{URL: dbtest.URL(t)})
+	})
+}
+
+// mustOpen opens a store with o and closes it when the test ends.
+func mustOpen(tb testing.TB, o Options) *Store {
 	tb.Helper()
-	s, err := Open(context.Background(), filepath.Join(tb.TempDir(), "test.db"))
+	s, err := Open(context.Background(), o)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -24,123 +41,341 @@ func mustOpen(tb testing.TB) *Store {
 	return s
 }
 
+func sqliteOptions(tb testing.TB) Options {
+	return Options{Path: filepath.Join(tb.TempDir(), "test.db")}
+}
+
 func newUser(name string) NewUser {
 	return NewUser{Username: name, UsernameKey: name, Email: name + "@example.com", EmailKey: name + "@example.com",
 		PasswordHash: "hash", CreatedAt: time.Now()}
 }
 
+// session starts a session for u directly.
+func session(t testing.TB, s *Store, u User, id string, created, expires time.Time) {
+	t.Helper()
+	err := s.StartSession(context.Background(), NewSession{
+		Session:      Session{ID: id, UserID: u.ID, CreatedAt: created, ExpiresAt: expires, LastUsedAt: created},
+		PasswordHash: u.PasswordHash,
+	})
+	if err != nil {
+		t.Fatalf("start session %s: %v", id, err)
+	}
+}
+
 func TestMigrationsAreVersionedAndIdempotent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "m.db")
-	ctx := context.Background()
-	for i := 0; i < 2; i++ {
-		s, err := Open(ctx, path)
+	engines(t, func(t *testing.T, o Options) {
+		ctx := context.Background()
+		for i := 0; i < 2; i++ {
+			s, err := Open(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := s.SchemaVersion(ctx)
+			if err != nil || v != LatestSchemaVersion() {
+				t.Errorf("open %d: schema version %d (%v), want %d", i, v, err, LatestSchemaVersion())
+			}
+			s.Close()
+		}
+	})
+}
+
+// Both engines carry the same migration versions, under the same names.
+func TestMigrationFoldersMatch(t *testing.T) {
+	names := func(dir string) []string {
+		entries, err := migrationFS.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := s.SchemaVersion(ctx)
-		if err != nil || v != 2 {
-			t.Errorf("open %d: schema version %d (%v), want 2", i, v, err)
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	lite, pg := names("migrations/sqlite"), names("migrations/postgres")
+	if strings.Join(lite, ",") != strings.Join(pg, ",") {
+		t.Errorf("migrations differ:\nsqlite:   %v\npostgres: %v", lite, pg)
+	}
+	if len(lite) < 3 {
+		t.Errorf("only %d migrations found", len(lite))
+	}
+}
+
+// An instance refuses a database migrated by a newer release.
+func TestSchemaTooNew(t *testing.T) {
+	engines(t, func(t *testing.T, o Options) {
+		ctx := context.Background()
+		s := mustOpen(t, o)
+		if _, err := s.exec(ctx, s.w, `INSERT INTO goose_db_version (version_id, is_applied) VALUES (?, ?)`,
+			LatestSchemaVersion()+1, true); err != nil {
+			t.Fatal(err)
 		}
 		s.Close()
+		_, err := Open(ctx, o)
+		if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), fmt.Sprint(LatestSchemaVersion()+1)) {
+			t.Fatalf("Open on a newer schema: %v, want ErrSchemaTooNew naming the version", err)
+		}
+	})
+}
+
+// A database made by the first release's migration runner is taken over
+// without applying its migrations again, and keeps its data.
+func TestLegacyRunnerAdopted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	ctx := context.Background()
+	raw, err := sql.Open("sqlite3", sqliteDSN(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"00001_users_sessions.sql", "00002_events.sql"} {
+		body, _ := migrationFS.ReadFile("migrations/sqlite/" + name)
+		if _, err := raw.Exec(string(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
+		`INSERT INTO schema_migrations VALUES (1, '0001_users_sessions.sql', 0), (2, '0002_events.sql', 0)`,
+		`INSERT INTO users (username, username_key, email, email_key, password_hash, created_at) VALUES ('old', 'old', 'old@example.com', 'old@example.com', 'h', 1)`,
+	} {
+		if _, err := raw.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	s := mustOpen(t, Options{Path: path})
+	if v, err := s.SchemaVersion(ctx); err != nil || v != LatestSchemaVersion() {
+		t.Fatalf("version %d (%v), want %d", v, err, LatestSchemaVersion())
+	}
+	if _, err := s.UserByUsernameKey(ctx, "old"); err != nil {
+		t.Errorf("the account made before the upgrade: %v", err)
 	}
 }
 
 func TestUniqueness(t *testing.T) {
-	s := mustOpen(t)
-	ctx := context.Background()
-	if _, err := s.CreateUser(ctx, newUser("alice")); err != nil {
-		t.Fatal(err)
-	}
-	dupName := newUser("alice")
-	dupName.Email, dupName.EmailKey = "other@example.com", "other@example.com"
-	if _, err := s.CreateUser(ctx, dupName); !errors.Is(err, ErrConflict) {
-		t.Errorf("duplicate username: %v, want ErrConflict", err)
-	}
-	dupEmail := newUser("bob")
-	dupEmail.Email, dupEmail.EmailKey = "ALICE@example.com", "alice@example.com"
-	if _, err := s.CreateUser(ctx, dupEmail); !errors.Is(err, ErrConflict) {
-		t.Errorf("duplicate email: %v, want ErrConflict", err)
-	}
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		if _, err := s.CreateUser(ctx, newUser("alice")); err != nil {
+			t.Fatal(err)
+		}
+		dupName := newUser("alice")
+		dupName.Email, dupName.EmailKey = "other@example.com", "other@example.com"
+		if _, err := s.CreateUser(ctx, dupName); !errors.Is(err, ErrConflict) {
+			t.Errorf("duplicate username: %v, want ErrConflict", err)
+		}
+		dupEmail := newUser("bob")
+		dupEmail.Email, dupEmail.EmailKey = "ALICE@example.com", "alice@example.com"
+		if _, err := s.CreateUser(ctx, dupEmail); !errors.Is(err, ErrConflict) {
+			t.Errorf("duplicate email: %v, want ErrConflict", err)
+		}
+		un, em, err := s.Taken(ctx, "alice", "nobody@example.com")
+		if err != nil || !un || em {
+			t.Errorf("Taken(alice, nobody) = %v, %v, %v; want true, false", un, em, err)
+		}
+		un, em, _ = s.Taken(ctx, "nobody", "alice@example.com")
+		if un || !em {
+			t.Errorf("Taken(nobody, alice@) = %v, %v; want false, true", un, em)
+		}
+	})
 }
 
 // Concurrent registrations never see "database is locked", and exactly one
 // of many racing for a name wins.
 func TestConcurrentWrites(t *testing.T) {
-	s := mustOpen(t)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, 200)
-	for i := 0; i < 100; i++ {
-		wg.Add(2)
-		go func(i int) {
-			defer wg.Done()
-			_, err := s.CreateUser(ctx, newUser(fmt.Sprintf("user%d", i)))
-			errs <- err
-		}(i)
-		go func() {
-			defer wg.Done()
-			_, err := s.CreateUser(ctx, newUser("same"))
-			if errors.Is(err, ErrConflict) {
-				err = nil
-			}
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("concurrent write: %v", err)
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		wins := make(chan struct{}, 100)
+		for i := 0; i < 100; i++ {
+			wg.Add(2)
+			go func(i int) {
+				defer wg.Done()
+				_, err := s.CreateUser(ctx, newUser(fmt.Sprintf("user%d", i)))
+				errs <- err
+			}(i)
+			go func() {
+				defer wg.Done()
+				_, err := s.CreateUser(ctx, newUser("same"))
+				if err == nil {
+					wins <- struct{}{}
+				}
+				if errors.Is(err, ErrConflict) {
+					err = nil
+				}
+				errs <- err
+			}()
 		}
-	}
+		wg.Wait()
+		close(errs)
+		close(wins)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("concurrent write: %v", err)
+			}
+		}
+		if len(wins) != 1 {
+			t.Errorf("%d registrations of one name succeeded, want 1", len(wins))
+		}
+	})
 }
 
 func TestSessionsAndCascade(t *testing.T) {
-	s := mustOpen(t)
-	ctx := context.Background()
-	u, _ := s.CreateUser(ctx, newUser("alice"))
-	now := time.Now()
-	for _, id := range []string{"s1", "s2"} {
-		if err := s.CreateSession(ctx, Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now}); err != nil {
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		u, _ := s.CreateUser(ctx, newUser("alice"))
+		now := time.Now()
+		for _, id := range []string{"s1", "s2"} {
+			session(t, s, u, id, now, now.Add(time.Hour))
+		}
+		se, su, err := s.SessionWithUser(ctx, "s1")
+		if err != nil || se.UserID != u.ID || su.Username != "alice" {
+			t.Fatalf("SessionWithUser: %+v %+v %v", se, su, err)
+		}
+		if err := s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	se, su, err := s.SessionWithUser(ctx, "s1")
-	if err != nil || se.UserID != u.ID || su.Username != "alice" {
-		t.Fatalf("SessionWithUser: %+v %+v %v", se, su, err)
-	}
-	if err := s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteUser(ctx, u.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := s.SessionWithUser(ctx, "s2"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("session survived its user: %v", err)
-	}
-	if ev, _ := s.ListEvents(ctx, u.ID, 10); len(ev) != 0 {
-		t.Errorf("events survived their user: %v", ev)
-	}
+		if err := s.DeleteUser(ctx, u.ID, "another hash"); !errors.Is(err, ErrChanged) {
+			t.Errorf("delete with a stale hash: %v, want ErrChanged", err)
+		}
+		if err := s.DeleteUser(ctx, u.ID, u.PasswordHash); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.SessionWithUser(ctx, "s2"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("session survived its user: %v", err)
+		}
+		if ev, _ := s.ListEvents(ctx, u.ID, 10); len(ev) != 0 {
+			t.Errorf("events survived their user: %v", ev)
+		}
+		if err := s.DeleteUser(ctx, u.ID, u.PasswordHash); !errors.Is(err, ErrNotFound) {
+			t.Errorf("deleting again: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// A session is created only while the password hash it was checked against
+// is still the account's, and not for an account deleted meanwhile; so is a
+// hash upgrade.
+func TestConditionalWrites(t *testing.T) {
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		u, _ := s.CreateUser(ctx, newUser("alice"))
+		now := time.Now()
+		start := func(id, hash string) error {
+			return s.StartSession(ctx, NewSession{PasswordHash: hash,
+				Session: Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now},
+				Event:   Event{Kind: EventSignIn, At: now}, KnownClient: "d:device"})
+		}
+		if err := start("ok", "hash"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ChangePassword(ctx, u.ID, "hash", "new hash", "ok", Event{Kind: EventPasswordChange, At: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := start("stale", "hash"); !errors.Is(err, ErrChanged) {
+			t.Errorf("session with the old hash: %v, want ErrChanged", err)
+		}
+		if err := s.UpgradePasswordHash(ctx, u.ID, "hash", "rehashed old"); !errors.Is(err, ErrChanged) {
+			t.Errorf("upgrade of the old hash: %v, want ErrChanged", err)
+		}
+		if err := s.ChangePassword(ctx, u.ID, "hash", "other", "ok", Event{Kind: EventPasswordChange, At: now}); !errors.Is(err, ErrChanged) {
+			t.Errorf("change from the old hash: %v, want ErrChanged", err)
+		}
+		if got, _ := s.UserByID(ctx, u.ID); got.PasswordHash != "new hash" {
+			t.Errorf("hash = %q, want the changed one", got.PasswordHash)
+		}
+		if err := s.UpgradePasswordHash(ctx, u.ID, "new hash", "new hash rehashed"); err != nil {
+			t.Errorf("upgrade of the current hash: %v", err)
+		}
+		if known, err := s.KnownClient(ctx, u.ID, "d:device", now.Add(-time.Hour)); err != nil || !known {
+			t.Errorf("KnownClient after a sign-in = %v, %v", known, err)
+		}
+		if known, _ := s.KnownClient(ctx, u.ID, "d:other", now.Add(-time.Hour)); known {
+			t.Error("an unseen client is known")
+		}
+		if known, _ := s.KnownClient(ctx, u.ID, "d:device", now.Add(time.Hour)); known {
+			t.Error("a client seen before the cut-off is known")
+		}
+		s.DeleteUser(ctx, u.ID, "new hash rehashed")
+		if err := start("gone", "new hash rehashed"); !errors.Is(err, ErrChanged) {
+			t.Errorf("session for a deleted account: %v, want ErrChanged", err)
+		}
+	})
+}
+
+func TestEndSessions(t *testing.T) {
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		a, _ := s.CreateUser(ctx, newUser("alice"))
+		b, _ := s.CreateUser(ctx, newUser("bob"))
+		now := time.Now()
+		session(t, s, a, "a1", now, now.Add(time.Hour))
+		session(t, s, a, "a2", now, now.Add(time.Hour))
+		session(t, s, a, "a3", now, now.Add(time.Hour))
+		session(t, s, b, "b1", now, now.Add(time.Hour))
+		ev := Event{Kind: EventSessionEnded, At: now}
+		if err := s.EndSession(ctx, "b1", a.ID, ev); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ending another account's session: %v, want ErrNotFound", err)
+		}
+		if err := s.EndSession(ctx, "a1", a.ID, ev); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.EndOtherSessions(ctx, a.ID, "a2", ev); err != nil || n != 1 {
+			t.Errorf("EndOtherSessions = %d, %v; want 1", n, err)
+		}
+		if err := s.EndSession(ctx, "a2", 0, Event{}); err != nil {
+			t.Fatal(err)
+		}
+		if l, _ := s.ListSessions(ctx, a.ID, now); len(l) != 0 {
+			t.Errorf("alice's sessions left: %+v", l)
+		}
+		if l, _ := s.ListSessions(ctx, b.ID, now); len(l) != 1 {
+			t.Errorf("bob's sessions: %+v, want his one", l)
+		}
+		if evs, _ := s.ListEvents(ctx, a.ID, 10); len(evs) != 2 {
+			t.Errorf("events: %+v, want two session endings", evs)
+		}
+	})
 }
 
 func TestSecretIsStoredOnce(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "k.db")
-	ctx := context.Background()
-	gen := func(b byte) func() ([]byte, error) {
-		return func() ([]byte, error) { return []byte{b, b, b}, nil }
-	}
-	s, _ := Open(ctx, path)
-	first, err := s.Secret(ctx, "k", gen(1))
-	s.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ = Open(ctx, path)
-	defer s.Close()
-	again, _ := s.Secret(ctx, "k", gen(2))
-	if string(first) != string(again) {
-		t.Errorf("secret changed across reopen: %v then %v", first, again)
-	}
+	engines(t, func(t *testing.T, o Options) {
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		got := make([][]byte, 8)
+		for i := range got {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				s, err := Open(ctx, o)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer s.Close()
+				got[i], err = s.Secret(ctx, "k", func() ([]byte, error) { return []byte{byte(i), 1, 2}, nil })
+				if err != nil {
+					t.Error(err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		for i := range got {
+			if string(got[i]) != string(got[0]) {
+				t.Fatalf("instances got different secrets: %v", got)
+			}
+		}
+		s := mustOpen(t, o)
+		again, _ := s.Secret(ctx, "k", func() ([]byte, error) { return []byte("new"), nil })
+		if string(again) != string(got[0]) {
+			t.Errorf("secret changed across reopen: %v then %v", got[0], again)
+		}
+	})
 }
 
 func TestOpenRefusals(t *testing.T) {
@@ -154,7 +389,7 @@ func TestOpenRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Open(context.Background(), tt.path)
+			_, err := Open(context.Background(), Options{Path: tt.path})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one saying %q", err, tt.want)
 			}
@@ -169,120 +404,190 @@ func TestOpenRefusals(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
-	s := mustOpen(t)
-	ctx := context.Background()
-	u, _ := s.CreateUser(ctx, newUser("alice"))
-	now := time.Now()
-	s.CreateSession(ctx, Session{ID: "old", UserID: u.ID, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour), LastUsedAt: now})
-	s.CreateSession(ctx, Session{ID: "live", UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now})
-	s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now.AddDate(0, 0, -100)})
-	s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now})
-	ns, ne, err := s.Prune(ctx, now, now.AddDate(0, 0, -90))
-	if err != nil || ns != 1 || ne != 1 {
-		t.Errorf("Prune = %d sessions, %d events, %v; want 1, 1", ns, ne, err)
-	}
-	if l, _ := s.ListSessions(ctx, u.ID, now); len(l) != 1 || l[0].ID != "live" {
-		t.Errorf("sessions left: %+v", l)
-	}
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		u, _ := s.CreateUser(ctx, newUser("alice"))
+		now := time.Now()
+		session(t, s, u, "old", now.Add(-2*time.Hour), now.Add(-time.Hour))
+		session(t, s, u, "live", now, now.Add(time.Hour))
+		s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now.AddDate(0, 0, -100)})
+		s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now})
+		r := throttle.Rule{Limit: 5, Window: time.Minute, Base: time.Second}
+		s.Throttle().Take(ctx, "lapsed", r, now.Add(-time.Hour))
+		s.Throttle().Take(ctx, "live", r, now)
+		p, err := s.Prune(ctx, now, now.AddDate(0, 0, -90), now.AddDate(0, 0, -30))
+		if err != nil || p.Sessions != 1 || p.Events != 1 || p.Throttle != 1 {
+			t.Errorf("Prune = %+v, %v; want 1 session, 1 event, 1 count", p, err)
+		}
+		if l, _ := s.ListSessions(ctx, u.ID, now); len(l) != 1 || l[0].ID != "live" {
+			t.Errorf("sessions left: %+v", l)
+		}
+	})
 }
 
 func TestIntegrity(t *testing.T) {
-	s := mustOpen(t)
+	s := mustOpen(t, sqliteOptions(t))
 	if res, err := s.IntegrityCheck(context.Background()); err != nil || res != "ok" {
 		t.Errorf("integrity_check = %q, %v", res, err)
 	}
 }
 
-// Once a delete has returned, no read gives the session back, even with
-// readers racing to cache it.
-func TestSessionCacheNeverResurrects(t *testing.T) {
-	s := mustOpen(t)
-	ctx := context.Background()
-	u, _ := s.CreateUser(ctx, newUser("alice"))
-	now := time.Now()
-	for i := 0; i < 100; i++ {
-		id := fmt.Sprintf("s%d", i)
-		if err := s.CreateSession(ctx, Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now}); err != nil {
-			t.Fatal(err)
-		}
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for r := 0; r < 4; r++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-						s.SessionWithUser(ctx, id)
-					}
-				}
-			}()
-		}
-		time.Sleep(time.Millisecond)
-		var err error
-		switch i % 3 {
-		case 0:
-			err = s.DeleteSession(ctx, id)
-		case 1:
-			_, err = s.DeleteOtherSessions(ctx, u.ID, "none")
-		case 2:
-			err = s.DeleteUserSession(ctx, u.ID, id)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for j := 0; j < 50; j++ {
-			if _, _, err := s.SessionWithUser(ctx, id); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("round %d: session %s readable after its deletion: %v", i, id, err)
+func TestThrottleConformance(t *testing.T) {
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		throttletest.Run(t, func(t *testing.T) throttle.Store {
+			if _, err := s.exec(context.Background(), s.w, `DELETE FROM throttle`); err != nil {
+				t.Fatal(err)
 			}
-		}
-		close(stop)
-		wg.Wait()
-		if _, _, err := s.SessionWithUser(ctx, id); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("round %d: session %s cached again after its deletion", i, id)
-		}
-	}
+			return s.Throttle()
+		})
+	})
 }
 
-// A change made behind the store's back (another process) is seen once the
+// Once a session has been ended, no read gives it back, even with readers
+// racing to cache it.
+func TestSessionCacheNeverResurrects(t *testing.T) {
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		if err := s.WaitListening(ctx); err != nil {
+			t.Fatal(err)
+		}
+		u, _ := s.CreateUser(ctx, newUser("alice"))
+		now := time.Now()
+		for i := 0; i < 60; i++ {
+			id := fmt.Sprintf("s%d", i)
+			session(t, s, u, id, now, now.Add(time.Hour))
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for r := 0; r < 4; r++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+							s.SessionWithUser(ctx, id)
+						}
+					}
+				}()
+			}
+			// Let the readers cache the session before it ends.
+			for {
+				if _, _, ok := s.cache.get(id); ok {
+					break
+				}
+				s.SessionWithUser(ctx, id)
+			}
+			var err error
+			switch i % 3 {
+			case 0:
+				err = s.EndSession(ctx, id, 0, Event{})
+			case 1:
+				_, err = s.EndOtherSessions(ctx, u.ID, "none", Event{})
+			case 2:
+				err = s.EndSession(ctx, id, u.ID, Event{})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := 0; j < 50; j++ {
+				if _, _, err := s.SessionWithUser(ctx, id); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("round %d: session %s readable after its end: %v", i, id, err)
+				}
+			}
+			close(stop)
+			wg.Wait()
+			if _, _, err := s.SessionWithUser(ctx, id); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("round %d: session %s cached again after its end", i, id)
+			}
+		}
+	})
+}
+
+// A change made behind the store's back (another program) is seen once the
 // cache entry's lifetime has passed.
 func TestSessionCacheTTL(t *testing.T) {
-	s := mustOpen(t)
+	s := mustOpen(t, sqliteOptions(t))
 	ctx := context.Background()
+	clock := time.Now()
+	s.cache = newSessionCache(func() time.Time { return clock })
 	u, _ := s.CreateUser(ctx, newUser("alice"))
-	now := time.Now()
-	s.CreateSession(ctx, Session{ID: "x", UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now})
+	session(t, s, u, "x", clock, clock.Add(time.Hour))
 	if _, _, err := s.SessionWithUser(ctx, "x"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id = 'x'`); err != nil {
 		t.Fatal(err)
 	}
-	clock := now
-	s.cache.now = func() time.Time { return clock }
-	clock = now.Add(cacheTTL + time.Second)
+	if _, _, err := s.SessionWithUser(ctx, "x"); err != nil {
+		t.Fatalf("within the TTL the cached entry answers: %v", err)
+	}
+	clock = clock.Add(cacheTTL)
 	if _, _, err := s.SessionWithUser(ctx, "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after the TTL: %v, want ErrNotFound", err)
 	}
 }
 
-// The session cache stays bounded and sheds stale entries.
+// The session cache stays bounded whatever is put into it.
 func TestSessionCacheBounded(t *testing.T) {
-	c := newSessionCache()
-	now := time.Now()
-	c.now = func() time.Time { return now }
+	c := newSessionCache(nil)
 	for i := 0; i < cacheMax+3000; i++ {
-		c.put(c.generation(), Session{ID: strconv.Itoa(i), UserID: 1}, User{ID: 1})
+		c.put(c.generation(), Session{ID: fmt.Sprint(i), UserID: 1}, User{ID: 1})
 	}
-	if n := c.n.Load(); n > cacheMax {
-		t.Errorf("%d cached sessions, want at most %d", n, cacheMax)
+	if n := c.c.Len(); n > cacheMax+16 {
+		t.Errorf("%d cached sessions, want at most about %d", n, cacheMax)
 	}
-	now = now.Add(cacheTTL)
-	c.sweep()
-	if n := c.n.Load(); n != 0 {
-		t.Errorf("%d stale sessions left after a sweep", n)
+	c.invalidateUser(1)
+	if n := c.c.Len(); n != 0 {
+		t.Errorf("%d sessions left after invalidating their user", n)
 	}
+}
+
+// A session ended through one store is refused by another store on the
+// same PostgreSQL database (another instance) well within a second: the
+// notification drops it from the other's cache.
+func TestRevocationReachesOtherInstances(t *testing.T) {
+	url := dbtest.URL(t)
+	a, b := mustOpen(t, Options{URL: url}), mustOpen(t, Options{URL: url})
+	ctx := context.Background()
+	for _, s := range []*Store{a, b} {
+		if err := s.WaitListening(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, _ := a.CreateUser(ctx, newUser("alice"))
+	now := time.Now()
+	for _, id := range []string{"one", "two", "three"} {
+		session(t, a, u, id, now, now.Add(time.Hour))
+		if _, _, err := b.SessionWithUser(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, ok := b.cache.get(id); !ok {
+			t.Fatalf("instance B did not cache %s", id)
+		}
+	}
+	check := func(id, how string) {
+		t.Helper()
+		start := time.Now()
+		for {
+			if _, _, err := b.SessionWithUser(ctx, id); errors.Is(err, ErrNotFound) {
+				t.Logf("%s seen by the other instance after %v", how, time.Since(start))
+				return
+			}
+			if time.Since(start) > time.Second {
+				t.Fatalf("%s: the other instance still accepts the session after 1s", how)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	a.EndSession(ctx, "one", 0, Event{})
+	check("one", "ending one session")
+	a.EndOtherSessions(ctx, u.ID, "three", Event{})
+	check("two", "ending the other sessions")
+	a.DeleteUser(ctx, u.ID, u.PasswordHash)
+	check("three", "deleting the account")
 }

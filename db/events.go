@@ -2,11 +2,13 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"time"
 )
 
 // Event kinds recorded in an account's activity.
 const (
+	EventAccountCreated = "account_created"
 	EventSignIn         = "sign_in"
 	EventSignInFailed   = "sign_in_failed"
 	EventPasswordChange = "password_changed"
@@ -23,18 +25,40 @@ type Event struct {
 	At        time.Time
 	IP        string
 	UserAgent string
+	// Detail is an optional line of detail for a person.
+	Detail string
+}
+
+func (s *Store) insertEvent(ctx context.Context, on execer, e Event) error {
+	_, err := s.exec(ctx, on, `INSERT INTO events (user_id, kind, at, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?)`,
+		e.UserID, e.Kind, unix(e.At), e.IP, e.UserAgent, e.Detail)
+	return err
 }
 
 // AddEvent records an event.
 func (s *Store) AddEvent(ctx context.Context, e Event) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO events (user_id, kind, at, ip, user_agent) VALUES (?, ?, ?, ?, ?)`,
-		e.UserID, e.Kind, e.At.Unix(), e.IP, e.UserAgent)
-	return err
+	return s.insertEvent(ctx, s.w, e)
+}
+
+// AddEvents records several events in one transaction. Events of accounts
+// deleted meanwhile are left out.
+func (s *Store) AddEvents(ctx context.Context, list []Event) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, e := range list {
+			_, err := s.exec(ctx, tx, `INSERT INTO events (user_id, kind, at, ip, user_agent, detail)
+				SELECT id, ?, ?, ?, ?, ? FROM users WHERE id = ?`,
+				e.Kind, unix(e.At), e.IP, e.UserAgent, e.Detail, e.UserID)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // ListEvents returns the latest limit events of userID, newest first.
 func (s *Store) ListEvents(ctx context.Context, userID int64, limit int) ([]Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, user_id, kind, at, ip, user_agent
+	rows, err := s.query(ctx, s.r, `SELECT id, user_id, kind, at, ip, user_agent, detail
 		FROM events WHERE user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit)
 	if err != nil {
 		return nil, err
@@ -44,11 +68,11 @@ func (s *Store) ListEvents(ctx context.Context, userID int64, limit int) ([]Even
 	for rows.Next() {
 		var e Event
 		var at int64
-		if err := rows.Scan(&e.ID, &e.UserID, &e.Kind, &at, &e.IP, &e.UserAgent); err != nil {
+		if err := rows.Scan(&e.ID, &e.UserID, &e.Kind, &at, &e.IP, &e.UserAgent, &e.Detail); err != nil {
 			return nil, err
 		}
-		e.At = time.Unix(at, 0)
+		e.At = fromUnix(at)
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	return out, s.wrap(rows.Err())
 }

@@ -19,17 +19,58 @@ type Session struct {
 	UserAgent  string
 }
 
-// CreateSession stores a new session.
-func (s *Store) CreateSession(ctx context.Context, se Session) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO sessions
-		(id, user_id, created_at, expires_at, last_used_at, ip, user_agent)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		se.ID, se.UserID, se.CreatedAt.Unix(), se.ExpiresAt.Unix(), se.LastUsedAt.Unix(), se.IP, se.UserAgent)
-	if isUnique(err) {
-		return ErrConflict
-	}
-	return err
+// NewSession is a sign-in to record.
+type NewSession struct {
+	Session
+	// PasswordHash is the hash the password was checked against: the
+	// session is created only if it is still the account's.
+	PasswordHash string
+	// Event is recorded in the same transaction when its Kind is set.
+	Event Event
+	// KnownClient, when set, records that this client signed in to the
+	// account successfully at the session's creation time.
+	KnownClient string
 }
+
+// StartSession stores a new session, only if the account still exists and
+// its password hash is still ns.PasswordHash; otherwise it returns
+// ErrChanged and writes nothing. The event and known client go in the same
+// transaction, so a sign-in costs one commit.
+func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
+	se := ns.Session
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `INSERT INTO sessions
+			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent)
+			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
+			se.ID, unix(se.CreatedAt), unix(se.ExpiresAt), unix(se.LastUsedAt), se.IP, se.UserAgent,
+			se.UserID, ns.PasswordHash)
+		if err := oneRow(res, err); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return ErrChanged
+			}
+			return err
+		}
+		if ns.Event.Kind != "" {
+			ns.Event.UserID = se.UserID
+			if err := s.insertEvent(ctx, tx, ns.Event); err != nil {
+				return err
+			}
+		}
+		if ns.KnownClient != "" {
+			if _, err := s.exec(ctx, tx, `INSERT INTO known_clients (user_id, client, last_seen) VALUES (?, ?, ?)
+				ON CONFLICT (user_id, client) DO UPDATE SET last_seen = excluded.last_seen`,
+				se.UserID, ns.KnownClient, unix(se.CreatedAt)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const sessionWithUserQuery = `SELECT
+	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent,
+	u.username, u.email, u.created_at
+	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`
 
 // SessionWithUser returns a session and its account (without the password
 // hash) in one query, or from the session cache.
@@ -41,20 +82,20 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 	se := Session{ID: id}
 	var u User
 	var created, expires, used, ucreated int64
-	err := s.stmtSessionWithUser.QueryRowContext(ctx, id).Scan(
+	err := s.queryRow(ctx, s.r, sessionWithUserQuery, id).Scan(
 		&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent,
 		&u.Username, &u.Email, &ucreated)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Session{}, User{}, ErrNotFound
 		}
-		return Session{}, User{}, err
+		return Session{}, User{}, s.wrap(err)
 	}
 	u.ID = se.UserID
-	se.CreatedAt = time.Unix(created, 0)
-	se.ExpiresAt = time.Unix(expires, 0)
-	se.LastUsedAt = time.Unix(used, 0)
-	u.CreatedAt = time.Unix(ucreated, 0)
+	se.CreatedAt = fromUnix(created)
+	se.ExpiresAt = fromUnix(expires)
+	se.LastUsedAt = fromUnix(used)
+	u.CreatedAt = fromUnix(ucreated)
 	s.cache.put(gen, se, u)
 	return se, u, nil
 }
@@ -62,41 +103,68 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 // TouchSession records that a session was used at t.
 func (s *Store) TouchSession(ctx context.Context, id string, t time.Time) error {
 	defer s.cache.invalidate(id)
-	_, err := s.w.ExecContext(ctx, `UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?`,
-		t.Unix(), id, t.Unix())
+	_, err := s.exec(ctx, s.w, `UPDATE sessions SET last_used_at = ? WHERE id = ? AND last_used_at < ?`,
+		unix(t), id, unix(t))
 	return err
 }
 
-// DeleteSession ends a session. It reports ErrNotFound when there was none.
-func (s *Store) DeleteSession(ctx context.Context, id string) error {
+// EndSession ends session id. When userID is not 0 the session must belong
+// to that account. ErrNotFound means there was no such session (whether or
+// not another account has one with that id). ev is recorded with it when
+// its Kind is set.
+func (s *Store) EndSession(ctx context.Context, id string, userID int64, ev Event) error {
 	defer s.cache.invalidate(id)
-	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id)
-	return oneRow(res, err)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var owner int64
+		query, args := `DELETE FROM sessions WHERE id = ? RETURNING user_id`, []any{id}
+		if userID != 0 {
+			query, args = `DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING user_id`, []any{id, userID}
+		}
+		err := s.queryRow(ctx, tx, query, args...).Scan(&owner)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if ev.Kind != "" {
+			ev.UserID = owner
+			if err := s.insertEvent(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return s.notify(ctx, tx, "s:"+id)
+	})
 }
 
-// DeleteUserSession ends one session of userID; ErrNotFound when userID has
-// no session with that id (whether or not another account has one).
-func (s *Store) DeleteUserSession(ctx context.Context, userID int64, id string) error {
-	defer s.cache.invalidate(id)
-	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE id = ? AND user_id = ?`, id, userID)
-	return oneRow(res, err)
-}
-
-// DeleteOtherSessions ends every session of userID except keep and returns
-// how many it ended.
-func (s *Store) DeleteOtherSessions(ctx context.Context, userID int64, keep string) (int64, error) {
+// EndOtherSessions ends every session of userID except keep and returns how
+// many it ended. ev is recorded with them when any ended.
+func (s *Store) EndOtherSessions(ctx context.Context, userID int64, keep string, ev Event) (int64, error) {
 	defer s.cache.invalidateUser(userID)
-	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keep)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keep)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		if ev.Kind != "" {
+			ev.UserID = userID
+			if err := s.insertEvent(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return s.notify(ctx, tx, userPayload(userID))
+	})
+	return n, err
 }
 
 // ListSessions returns the unexpired sessions of userID, newest first.
 func (s *Store) ListSessions(ctx context.Context, userID int64, now time.Time) ([]Session, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent
-		FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY created_at DESC, id`, userID, now.Unix())
+	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent
+		FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY created_at DESC, id`, userID, unix(now))
 	if err != nil {
 		return nil, err
 	}
@@ -108,27 +176,41 @@ func (s *Store) ListSessions(ctx context.Context, userID int64, now time.Time) (
 		if err := rows.Scan(&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent); err != nil {
 			return nil, err
 		}
-		se.CreatedAt = time.Unix(created, 0)
-		se.ExpiresAt = time.Unix(expires, 0)
-		se.LastUsedAt = time.Unix(used, 0)
+		se.CreatedAt = fromUnix(created)
+		se.ExpiresAt = fromUnix(expires)
+		se.LastUsedAt = fromUnix(used)
 		out = append(out, se)
 	}
-	return out, rows.Err()
+	return out, s.wrap(rows.Err())
 }
 
-// Prune deletes sessions that expired before now and events older than
-// eventsBefore, and returns how many of each it removed.
-func (s *Store) Prune(ctx context.Context, now, eventsBefore time.Time) (sessions, events int64, err error) {
+// Pruned counts what Prune removed.
+type Pruned struct {
+	Sessions, Events, KnownClients, Throttle int64
+}
+
+// Prune deletes sessions that expired before now, events older than
+// eventsBefore, known clients last seen before knownBefore and lapsed
+// throttle counts.
+func (s *Store) Prune(ctx context.Context, now, eventsBefore, knownBefore time.Time) (Pruned, error) {
 	defer s.cache.clear()
-	res, err := s.w.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, now.Unix())
-	if err != nil {
-		return 0, 0, err
+	var p Pruned
+	steps := []struct {
+		n     *int64
+		query string
+		args  []any
+	}{
+		{&p.Sessions, `DELETE FROM sessions WHERE expires_at <= ?`, []any{unix(now)}},
+		{&p.Events, `DELETE FROM events WHERE at < ?`, []any{unix(eventsBefore)}},
+		{&p.KnownClients, `DELETE FROM known_clients WHERE last_seen < ?`, []any{unix(knownBefore)}},
+		{&p.Throttle, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, []any{unixMilli(now)}},
 	}
-	sessions, _ = res.RowsAffected()
-	res, err = s.w.ExecContext(ctx, `DELETE FROM events WHERE at < ?`, eventsBefore.Unix())
-	if err != nil {
-		return sessions, 0, err
+	for _, st := range steps {
+		res, err := s.exec(ctx, s.w, st.query, st.args...)
+		if err != nil {
+			return p, err
+		}
+		*st.n, _ = res.RowsAffected()
 	}
-	events, _ = res.RowsAffected()
-	return sessions, events, nil
+	return p, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -25,26 +26,33 @@ type NewUser struct {
 	EmailKey     string
 	PasswordHash string
 	CreatedAt    time.Time
+	// Event, when its Kind is set, is recorded for the new account in the
+	// same transaction.
+	Event Event
 }
 
 // CreateUser inserts an account. A taken username or email gives ErrConflict.
 func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO users
-		(username, username_key, email, email_key, password_hash, created_at)
-		VALUES (?, ?, ?, ?, ?, ?)`,
-		nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, nu.CreatedAt.Unix())
-	if err != nil {
-		if isUnique(err) {
-			return User{}, ErrConflict
+	u := User{Username: nu.Username, Email: nu.Email, PasswordHash: nu.PasswordHash,
+		CreatedAt: fromUnix(unix(nu.CreatedAt))}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := s.queryRow(ctx, tx, `INSERT INTO users
+			(username, username_key, email, email_key, password_hash, created_at)
+			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt)).Scan(&u.ID)
+		if err != nil {
+			return err
 		}
-		return User{}, err
-	}
-	id, err := res.LastInsertId()
+		if nu.Event.Kind != "" {
+			nu.Event.UserID = u.ID
+			return s.insertEvent(ctx, tx, nu.Event)
+		}
+		return nil
+	})
 	if err != nil {
 		return User{}, err
 	}
-	return User{ID: id, Username: nu.Username, Email: nu.Email, PasswordHash: nu.PasswordHash,
-		CreatedAt: time.Unix(nu.CreatedAt.Unix(), 0)}, nil
+	return u, nil
 }
 
 const userColumns = `id, username, email, password_hash, created_at`
@@ -58,69 +66,106 @@ func scanUser(row *sql.Row) (User, error) {
 		}
 		return User{}, err
 	}
-	u.CreatedAt = time.Unix(created, 0)
+	u.CreatedAt = fromUnix(created)
 	return u, nil
 }
 
 // UserByUsernameKey finds an account by its normalised username.
 func (s *Store) UserByUsernameKey(ctx context.Context, key string) (User, error) {
-	return scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username_key = ?`, key))
+	u, err := scanUser(s.queryRow(ctx, s.r, `SELECT `+userColumns+` FROM users WHERE username_key = ?`, key))
+	return u, s.wrap(err)
 }
 
 // UserByEmailKey finds an account by its normalised email address.
 func (s *Store) UserByEmailKey(ctx context.Context, key string) (User, error) {
-	return scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, key))
+	u, err := scanUser(s.queryRow(ctx, s.r, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, key))
+	return u, s.wrap(err)
 }
 
 // UserByID finds an account by id.
 func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
-	return scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	u, err := scanUser(s.queryRow(ctx, s.r, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	return u, s.wrap(err)
 }
 
-// SetPasswordHash replaces an account's password hash (used to upgrade a
-// hash to the configured bcrypt cost).
-func (s *Store) SetPasswordHash(ctx context.Context, userID int64, hash string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
-	return oneRow(res, err)
-}
-
-// ChangePassword replaces the password hash and, in the same transaction,
-// ends every session of the account except keepSession.
-func (s *Store) ChangePassword(ctx context.Context, userID int64, hash, keepSession string) error {
-	defer s.cache.invalidateUser(userID)
-	tx, err := s.w.BeginTx(ctx, nil)
+// Taken reports which of a username key and an email key are in use.
+func (s *Store) Taken(ctx context.Context, usernameKey, emailKey string) (username, email bool, err error) {
+	rows, err := s.query(ctx, s.r, `SELECT username_key = ?, email_key = ? FROM users
+		WHERE username_key = ? OR email_key = ?`, usernameKey, emailKey, usernameKey, emailKey)
 	if err != nil {
-		return err
+		return false, false, err
 	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
+	defer rows.Close()
+	for rows.Next() {
+		var u, e bool
+		if err := rows.Scan(&u, &e); err != nil {
+			return false, false, err
+		}
+		username, email = username || u, email || e
+	}
+	return username, email, s.wrap(rows.Err())
+}
+
+// UpgradePasswordHash replaces an account's password hash by another hash
+// of the same password (a different bcrypt cost), only if the stored hash
+// is still old: a password change in between wins. It returns ErrChanged
+// when it did not write.
+func (s *Store) UpgradePasswordHash(ctx context.Context, userID int64, old, hash string) error {
+	res, err := s.exec(ctx, s.w, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`, hash, userID, old)
 	if err := oneRow(res, err); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return ErrChanged
+		}
 		return err
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keepSession); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// DeleteUser removes an account; its sessions and events go with it.
-func (s *Store) DeleteUser(ctx context.Context, userID int64) error {
-	defer s.cache.invalidateUser(userID)
-	res, err := s.w.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, userID)
-	return oneRow(res, err)
-}
-
-// oneRow turns an Exec result that touched no row into ErrNotFound.
-func oneRow(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return ErrNotFound
 	}
 	return nil
 }
+
+// ChangePassword replaces the password hash old by hash and, in the same
+// transaction, ends every session of the account except keepSession and
+// records ev. It returns ErrChanged, writing nothing, when the stored hash
+// is no longer old (the password changed since it was checked).
+func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, keepSession string, ev Event) error {
+	defer s.cache.invalidateUser(userID)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`, hash, userID, old)
+		if err := oneRow(res, err); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return ErrChanged
+			}
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keepSession); err != nil {
+			return err
+		}
+		if ev.Kind != "" {
+			ev.UserID = userID
+			if err := s.insertEvent(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return s.notify(ctx, tx, userPayload(userID))
+	})
+}
+
+// DeleteUser removes an account whose password hash is still hash; its
+// sessions, events and everything else of it go with it. It returns
+// ErrChanged when the password changed since it was checked, ErrNotFound
+// when the account is gone.
+func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) error {
+	defer s.cache.invalidateUser(userID)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ? AND password_hash = ?`, userID, hash)
+		if err := oneRow(res, err); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				if _, err := s.UserByID(ctx, userID); err == nil {
+					return ErrChanged
+				}
+			}
+			return err
+		}
+		return s.notify(ctx, tx, userPayload(userID))
+	})
+}
+
+func userPayload(userID int64) string { return "u:" + strconv.FormatInt(userID, 10) }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -18,8 +19,13 @@ import (
 type Config struct {
 	// Addr is the address to listen on (ADDR).
 	Addr string
-	// DatabasePath is the SQLite file (DATABASE_PATH).
+	// DatabasePath is the SQLite file (DATABASE_PATH), used when
+	// DatabaseURL is empty.
 	DatabasePath string
+	// DatabaseURL selects PostgreSQL (DATABASE_URL).
+	DatabaseURL string
+	// DatabaseMaxConns bounds the PostgreSQL pool (DATABASE_MAX_CONNS).
+	DatabaseMaxConns int
 	// SecretKey signs tokens when set (SECRET_KEY); otherwise a key is
 	// generated once and kept in the database.
 	SecretKey []byte
@@ -37,8 +43,13 @@ type Config struct {
 	// (TRUSTED_PROXIES).
 	TrustedProxies []netip.Prefix
 	// LoginFailuresPerAccount is how many failed sign-ins an account may
-	// have within LoginWindow before it is throttled.
+	// have from one client address within LoginWindow before sign-ins to
+	// it from that address are throttled.
 	LoginFailuresPerAccount int
+	// LoginFailuresAccountWide is how many failed sign-ins an account may
+	// have from all addresses together within LoginWindow before only
+	// clients that signed in to it before may try.
+	LoginFailuresAccountWide int
 	// LoginFailuresPerIP is the ceiling of failed sign-ins from one client
 	// address within LoginWindow.
 	LoginFailuresPerIP int
@@ -83,14 +94,17 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		return v
 	}
 	addr := str("addr", "ADDR", "127.0.0.1:8000", "address to listen on")
-	dbPath := str("database-path", "DATABASE_PATH", "app.db", "SQLite database file, created if missing")
+	dbPath := str("database-path", "DATABASE_PATH", "app.db", "SQLite database file, created if missing (when DATABASE_URL is not set)")
+	dbURL := str("database-url", "DATABASE_URL", "", "PostgreSQL URL (postgres://user:password@host:port/database?sslmode=...); when set it replaces the SQLite file; prefer the variable, since flags show in process lists")
+	maxConns := str("database-max-conns", "DATABASE_MAX_CONNS", "8", "most connections to PostgreSQL at once")
 	secret := str("secret-key", "SECRET_KEY", "", "HS256 signing key, at least 32 bytes; when empty a random key is generated once and stored in the database; prefer the variable, since flags show in process lists")
 	expire := str("access-token-expire-minutes", "ACCESS_TOKEN_EXPIRE_MINUTES", "30", "lifetime of tokens and sessions in minutes, 1 to 525600")
 	cost := str("bcrypt-cost", "BCRYPT_COST", "12", "bcrypt cost of new password hashes, 4 to 31")
 	level := str("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	cookieSecure := str("cookie-secure", "COOKIE_SECURE", "auto", "Secure attribute of cookies: auto (when the request came over HTTPS), true or false")
 	proxies := str("trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are trusted; empty trusts none")
-	perAccount := str("login-failures-per-account", "LOGIN_FAILURES_PER_ACCOUNT", "5", "failed sign-ins per account within the login window before it is throttled")
+	perAccount := str("login-failures-per-account", "LOGIN_FAILURES_PER_ACCOUNT", "5", "failed sign-ins per account from one client address within the login window before that address is throttled for it")
+	accountWide := str("login-failures-account-wide", "LOGIN_FAILURES_ACCOUNT_WIDE", "100", "failed sign-ins per account from all addresses within the login window before only clients that signed in to it before may try")
 	perIP := str("login-failures-per-ip", "LOGIN_FAILURES_PER_IP", "50", "failed sign-ins per client address within the login window before it is throttled")
 	window := str("login-window", "LOGIN_WINDOW", "15m", "period over which failed sign-ins are counted")
 	regs := str("registrations-per-ip", "REGISTRATIONS_PER_IP", "300", "accounts one client address may register per hour")
@@ -115,15 +129,27 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		}
 	}
 
-	c := Config{Addr: *addr, DatabasePath: *dbPath, CookieSecure: strings.ToLower(*cookieSecure)}
+	c := Config{Addr: *addr, DatabasePath: *dbPath, DatabaseURL: strings.TrimSpace(*dbURL), CookieSecure: strings.ToLower(*cookieSecure)}
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	if _, _, err := splitHostPort(c.Addr); err != nil {
 		bad("ADDR %q is not host:port: %v", c.Addr, err)
 	}
-	if strings.TrimSpace(c.DatabasePath) == "" {
+	if c.DatabaseURL != "" {
+		if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+			// Never echo the value: it may hold a password.
+			bad("DATABASE_URL must be a PostgreSQL URL starting with postgres:// or postgresql://")
+		} else if _, err := url.Parse(c.DatabaseURL); err != nil {
+			bad("DATABASE_URL is not a valid URL")
+		}
+	} else if strings.TrimSpace(c.DatabasePath) == "" {
 		bad("DATABASE_PATH is empty")
+	}
+	if n, err := intIn(*maxConns, 1, 1000); err != nil {
+		bad("DATABASE_MAX_CONNS %q: %v", *maxConns, err)
+	} else {
+		c.DatabaseMaxConns = n
 	}
 	if *secret != "" {
 		if len(*secret) < 32 {
@@ -169,6 +195,11 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		bad("LOGIN_FAILURES_PER_ACCOUNT %q: %v", *perAccount, err)
 	} else {
 		c.LoginFailuresPerAccount = n
+	}
+	if n, err := intIn(*accountWide, 1, 100000000); err != nil {
+		bad("LOGIN_FAILURES_ACCOUNT_WIDE %q: %v", *accountWide, err)
+	} else {
+		c.LoginFailuresAccountWide = n
 	}
 	if n, err := intIn(*perIP, 1, 100000000); err != nil {
 		bad("LOGIN_FAILURES_PER_IP %q: %v", *perIP, err)

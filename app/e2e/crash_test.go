@@ -92,7 +92,7 @@ func TestCrashSafety(t *testing.T) {
 	if _, err := p.stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	store, err := db.Open(context.Background(), path)
+	store, err := db.Open(context.Background(), db.Options{Path: path})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}

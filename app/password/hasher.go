@@ -34,10 +34,13 @@ const MaxWait = 5 * time.Second
 // queue callers waiting for one, none of them longer than MaxWait.
 type Hasher struct {
 	cost    int
+	maxWait time.Duration
 	slots   chan struct{}
 	limit   int64
 	pending atomic.Int64
 	dummy   []byte
+	// verified counts bcrypt comparisons made, dummy ones included.
+	verified atomic.Int64
 }
 
 // NewHasher returns a Hasher for cost. workers <= 0 means one per CPU;
@@ -50,7 +53,7 @@ func NewHasher(cost, workers, queue int) (*Hasher, error) {
 	if queue <= 0 {
 		queue = 128 * workers
 	}
-	h := &Hasher{cost: cost, slots: make(chan struct{}, workers), limit: int64(workers + queue)}
+	h := &Hasher{cost: cost, maxWait: MaxWait, slots: make(chan struct{}, workers), limit: int64(workers + queue)}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
@@ -78,7 +81,7 @@ func (h *Hasher) acquire(ctx context.Context) (func(), error) {
 		return h.release, nil
 	default:
 	}
-	t := time.NewTimer(MaxWait)
+	t := time.NewTimer(h.maxWait)
 	defer t.Stop()
 	select {
 	case h.slots <- struct{}{}:
@@ -137,6 +140,7 @@ func (h *Hasher) Verify(ctx context.Context, hash, pw string) error {
 	if bcrypt.CompareHashAndPassword(target, p) == nil {
 		match = 1
 	}
+	h.verified.Add(1)
 	if subtle.ConstantTimeSelect(known&fits, match, 0) == 1 {
 		return nil
 	}
@@ -149,6 +153,12 @@ func (h *Hasher) NeedsRehash(hash string) bool {
 	c, err := bcrypt.Cost([]byte(hash))
 	return err == nil && c != h.cost
 }
+
+// Verifications returns how many bcrypt comparisons Verify has made.
+func (h *Hasher) Verifications() int64 { return h.verified.Load() }
+
+// Pending returns how many hashing calls are running or waiting.
+func (h *Hasher) Pending() int64 { return h.pending.Load() }
 
 // DummyHash returns the hash unknown users are checked against.
 func (h *Hasher) DummyHash() []byte { return h.dummy }

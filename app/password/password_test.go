@@ -57,6 +57,10 @@ func TestBoundedQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A queued caller would wait for a worker for as long as this: a
+	// refusal that came from waiting instead of from the full queue would
+	// not come while the worker is held.
+	h.maxWait = time.Hour
 	// Occupy the single worker and the single queue place.
 	release, err := h.acquire(context.Background())
 	if err != nil {
@@ -73,8 +77,15 @@ func TestBoundedQueue(t *testing.T) {
 	for h.pending.Load() < 2 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if err := h.Verify(context.Background(), "", "x"); !errors.Is(err, ErrBusy) {
-		t.Errorf("third caller: %v, want ErrBusy", err)
+	third := make(chan error, 1)
+	go func() { third <- h.Verify(context.Background(), "", "x") }()
+	select {
+	case err := <-third:
+		if !errors.Is(err, ErrBusy) {
+			t.Errorf("third caller: %v, want ErrBusy", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the third caller was left waiting for a worker instead of being refused at once")
 	}
 	release()
 	wg.Wait()

@@ -1,99 +1,83 @@
-package throttle
+package throttle_test
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
+
+	"fiberauth/app/throttle"
+	"fiberauth/app/throttle/throttletest"
 )
 
-func TestCounter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	c := NewCounter(3, 15*time.Minute, 30*time.Second, func() time.Time { return now })
-	for i := 0; i < 2; i++ {
-		if w := c.Add("k"); w != 0 {
-			t.Fatalf("event %d: wait %v, want none below the threshold", i+1, w)
+func TestMemoryConformance(t *testing.T) {
+	throttletest.Run(t, func(*testing.T) throttle.Store { return throttle.NewMemory(0) })
+}
+
+func TestRuleDelay(t *testing.T) {
+	r := throttle.Rule{Limit: 5, Window: 15 * time.Minute, Base: 30 * time.Second}
+	for n, want := range map[int]time.Duration{1: 0, 4: 0, 5: 30 * time.Second, 6: time.Minute,
+		9: 8 * time.Minute, 10: 15 * time.Minute, 1000: 15 * time.Minute} {
+		if got := r.Delay(n); got != want {
+			t.Errorf("Delay(%d) = %v, want %v", n, got, want)
 		}
-	}
-	if w := c.Add("k"); w != 30*time.Second {
-		t.Errorf("at the threshold: wait %v, want 30s", w)
-	}
-	if w := c.Add("k"); w != time.Minute {
-		t.Errorf("one past: wait %v, want 1m (doubled)", w)
-	}
-	for i := 0; i < 20; i++ {
-		c.Add("k")
-	}
-	if w := c.Wait("k"); w != 15*time.Minute {
-		t.Errorf("capped wait %v, want the window", w)
-	}
-	if w := c.Wait("other"); w != 0 {
-		t.Errorf("another key waits %v", w)
-	}
-	now = now.Add(15 * time.Minute)
-	if w := c.Wait("k"); w != 0 {
-		t.Errorf("after the window: wait %v, want none", w)
-	}
-	c.Add("k")
-	if w := c.Wait("k"); w != 0 {
-		t.Errorf("count not reset after the window: wait %v", w)
-	}
-	c.Reset("k")
-	if c.Len() != 0 {
-		t.Errorf("Len after Reset = %d", c.Len())
 	}
 }
 
-func TestSweep(t *testing.T) {
-	now := time.Unix(1000, 0)
-	c := NewCounter(3, time.Minute, time.Second, func() time.Time { return now })
-	c.Add("a")
-	c.Add("b")
-	now = now.Add(2 * time.Minute)
-	c.Add("c")
-	c.Sweep()
-	if c.Len() != 1 {
-		t.Errorf("Len after sweep = %d, want 1", c.Len())
+// The store holds at most its capacity whatever arrives, forgetting the key
+// unused for longest.
+func TestMemoryCapacity(t *testing.T) {
+	m := throttle.NewMemory(1000)
+	ctx := context.Background()
+	r := throttle.Rule{Limit: 5, Window: 2 * time.Hour, Base: time.Hour}
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := 0; i < 5; i++ {
+		m.Take(ctx, "kept", r, t0)
+		m.Fail(ctx, t0, "kept") // the fifth blocks it until t0+1h
+	}
+	now := t0
+	for i := 0; i < 100000; i++ {
+		now = now.Add(time.Millisecond)
+		m.Take(ctx, "k"+strconv.Itoa(i), r, now)
+		if i%100 == 0 {
+			m.Take(ctx, "kept", r, now) // recently used: survives
+		}
+		if m.Len() > 1000 {
+			t.Fatalf("after %d keys Len = %d > 1000", i+1, m.Len())
+		}
+	}
+	// Still the original block: had the key been evicted and counted
+	// afresh, its block would have started later.
+	if w, _ := m.Take(ctx, "kept", r, now); w != t0.Add(time.Hour).Sub(now) {
+		t.Errorf("kept waits %v, want the original block's %v", w, t0.Add(time.Hour).Sub(now))
 	}
 }
 
 func TestRetryAfterSeconds(t *testing.T) {
-	for d, want := range map[time.Duration]int{0: 1, 200 * time.Millisecond: 1, 1500 * time.Millisecond: 2, time.Minute: 60} {
-		if got := RetryAfterSeconds(d); got != want {
+	for d, want := range map[time.Duration]int{0: 1, time.Millisecond: 1, time.Second: 1, 1500 * time.Millisecond: 2, time.Minute: 60} {
+		if got := throttle.RetryAfterSeconds(d); got != want {
 			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", d, got, want)
 		}
 	}
 }
 
-func TestBeginEnd(t *testing.T) {
-	now := time.Unix(1000, 0)
-	c := NewCounter(3, 15*time.Minute, 30*time.Second, func() time.Time { return now })
-	// Three attempts may be in flight below the threshold; the fourth waits.
-	for i := 0; i < 3; i++ {
-		if w := c.Begin("k"); w != 0 {
-			t.Fatalf("attempt %d refused: %v", i+1, w)
+func TestAddressKey(t *testing.T) {
+	tests := map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"2001:db8:1:3::1":      "2001:db8:1:3::/64",
+		"fe80::1%eth0":         "fe80::/64",
+	}
+	for in, want := range tests {
+		if got := throttle.AddressKey(in); got != want {
+			t.Errorf("AddressKey(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if w := c.Begin("k"); w == 0 {
-		t.Fatal("a fourth concurrent attempt was allowed")
-	}
-	for i := 0; i < 3; i++ {
-		c.End("k", Failed)
-	}
-	if w := c.Begin("k"); w != 30*time.Second {
-		t.Errorf("after 3 failures: wait %v, want 30s", w)
-	}
-	now = now.Add(30 * time.Second)
-	if w := c.Begin("k"); w != 0 {
-		t.Fatalf("after the delay: refused %v", w)
-	}
-	if w := c.Begin("k"); w == 0 {
-		t.Error("past the threshold, a second attempt in flight was allowed")
-	}
-	c.End("k", Succeeded)
-	if w := c.Begin("k"); w != 0 {
-		t.Errorf("after a success: refused %v", w)
-	}
-	c.End("k", Abandoned)
-	if c.Wait("k") != 0 {
-		t.Error("an abandoned attempt counted as a failure")
+	bad := throttle.AddressKey("not an address")
+	if bad == "not an address" || len(bad) != len(throttle.AddressKey(fmt.Sprint("x", 1, "y"))) {
+		t.Errorf("AddressKey of garbage = %q, want a fixed-size digest", bad)
 	}
 }

@@ -1,16 +1,17 @@
-// Package token issues and verifies the service's access tokens: HS256 JWTs
-// that name the user (sub) and the server-side session (sid) they belong to.
+// Package token issues and verifies the service's access tokens: JWTs that
+// name the user (sub) and the server-side session (sid) they belong to.
 package token
 
 import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"sync"
-	"sync/atomic"
+	"fmt"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"fiberauth/app/cache"
 )
 
 // Issuer and Audience are written into every token and required when one is
@@ -28,11 +29,29 @@ const leeway = 5 * time.Second
 // any parsing. Tokens issued here are about 300 bytes.
 const MaxLength = 2048
 
-// ErrInvalid is returned for every token that must be refused: malformed,
-// badly signed, of another algorithm, expired, not yet valid, too long, or
-// without the required claims. The reasons are deliberately not told apart
-// to the client.
+// ErrInvalid is returned, wrapped in one of the errors below, for every
+// token that must be refused. Each says why in words a client may be shown.
 var ErrInvalid = errors.New("token: invalid")
+
+// The reasons a token is refused; each wraps ErrInvalid.
+var (
+	ErrMalformed = fmt.Errorf("%w: The access token is malformed", ErrInvalid)
+	ErrSignature = fmt.Errorf("%w: The access token signature is invalid", ErrInvalid)
+	ErrExpired   = fmt.Errorf("%w: The access token expired", ErrInvalid)
+	ErrNotYet    = fmt.Errorf("%w: The access token is not valid yet", ErrInvalid)
+	ErrForeign   = fmt.Errorf("%w: The access token was not issued by this service", ErrInvalid)
+)
+
+// Reason returns the words of a refusal ("The access token expired"), or
+// a generic sentence for other errors.
+func Reason(err error) string {
+	for _, e := range []error{ErrMalformed, ErrSignature, ErrExpired, ErrNotYet, ErrForeign} {
+		if errors.Is(err, e) {
+			return e.Error()[len(ErrInvalid.Error())+2:]
+		}
+	}
+	return "The access token is invalid"
+}
 
 // Claims are the claims of an access token.
 type Claims struct {
@@ -53,26 +72,16 @@ type Manager struct {
 
 	// verified remembers tokens whose signature and claims checked out,
 	// so that a token used again costs a map lookup and a time check
-	// instead of an HMAC and two JSON decodings. Whether its session
-	// still exists is checked by the caller on every use.
-	verified  sync.Map // raw token -> *verifiedToken
-	nVerified atomic.Int64
-	puts      atomic.Int64
-	sweeping  sync.Mutex
+	// instead of a signature check and two JSON decodings. Whether its
+	// session still exists is checked by the caller on every use.
+	verified *cache.Cache[string, *Claims]
 }
 
-// verifiedToken is a cache entry: the claims and when they were checked.
-type verifiedToken struct {
-	claims *Claims
-	at     time.Time
-}
-
-// The verified-token cache holds at most maxVerified entries, each for at
-// most verifiedFor; stale entries are swept every sweepEvery insertions.
+// The verified-token cache holds about maxVerified entries, each for at
+// most verifiedFor.
 const (
 	maxVerified = 10000
 	verifiedFor = time.Minute
-	sweepEvery  = 1024
 )
 
 // NewManager returns a Manager signing with key; tokens live for lifetime.
@@ -81,7 +90,8 @@ func NewManager(key []byte, lifetime time.Duration, now func() time.Time) *Manag
 	if now == nil {
 		now = time.Now
 	}
-	m := &Manager{key: key, lifetime: lifetime, now: now}
+	m := &Manager{key: key, lifetime: lifetime, now: now,
+		verified: cache.New[string, *Claims](maxVerified, verifiedFor, now)}
 	m.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
@@ -136,65 +146,34 @@ func (m *Manager) Issue(subject, sessionID string, issuedAt time.Time) (string, 
 // and that it names a subject and a session. The returned claims are shared
 // and must not be modified.
 func (m *Manager) Verify(raw string) (*Claims, error) {
-	now := m.now()
-	if v, ok := m.verified.Load(raw); ok {
-		e := v.(*verifiedToken)
-		if now.Sub(e.at) < verifiedFor {
-			if m.timely(e.claims) {
-				return e.claims, nil
-			}
-			return nil, ErrInvalid
+	if c, ok := m.verified.Get(raw); ok {
+		if err := m.timely(c); err != nil {
+			return nil, err
 		}
-		m.forget(raw)
+		return c, nil
 	}
 	c, err := m.parse(m.parser, raw)
 	if err != nil {
 		return nil, err
 	}
-	if m.puts.Add(1)%sweepEvery == 0 || m.nVerified.Load() >= maxVerified {
-		m.sweep(now)
-	}
-	if m.nVerified.Load() < maxVerified {
-		if _, loaded := m.verified.Swap(raw, &verifiedToken{claims: c, at: now}); !loaded {
-			m.nVerified.Add(1)
-		}
-	}
+	m.verified.Put(raw, c)
 	return c, nil
-}
-
-// sweep drops cache entries older than verifiedFor or whose token expired.
-func (m *Manager) sweep(now time.Time) {
-	m.sweeping.Lock()
-	defer m.sweeping.Unlock()
-	m.verified.Range(func(k, v any) bool {
-		e := v.(*verifiedToken)
-		if now.Sub(e.at) >= verifiedFor || !m.timely(e.claims) {
-			m.forget(k.(string))
-		}
-		return true
-	})
-}
-
-func (m *Manager) forget(raw string) {
-	if _, loaded := m.verified.LoadAndDelete(raw); loaded {
-		m.nVerified.Add(-1)
-	}
 }
 
 // timely repeats, for a cached token, the time checks of the parser: not
 // expired and already valid, with the same leeway.
-func (m *Manager) timely(c *Claims) bool {
+func (m *Manager) timely(c *Claims) error {
 	now := m.now()
 	if c.ExpiresAt == nil || !now.Before(c.ExpiresAt.Add(leeway)) {
-		return false
+		return ErrExpired
 	}
 	if c.NotBefore != nil && now.Add(leeway).Before(c.NotBefore.Time) {
-		return false
+		return ErrNotYet
 	}
 	if c.IssuedAt != nil && now.Add(leeway).Before(c.IssuedAt.Time) {
-		return false
+		return ErrNotYet
 	}
-	return true
+	return nil
 }
 
 // VerifySignature checks only that the token was signed here and names a
@@ -206,15 +185,34 @@ func (m *Manager) VerifySignature(raw string) (*Claims, error) {
 
 func (m *Manager) parse(p *jwt.Parser, raw string) (*Claims, error) {
 	if raw == "" || len(raw) > MaxLength {
-		return nil, ErrInvalid
+		return nil, ErrMalformed
 	}
 	var c Claims
 	_, err := p.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return m.key, nil })
 	if err != nil {
-		return nil, ErrInvalid
+		return nil, classify(err)
 	}
 	if c.Subject == "" || c.SessionID == "" {
-		return nil, ErrInvalid
+		return nil, ErrForeign
 	}
 	return &c, nil
+}
+
+// classify maps the JWT library's errors to the reasons above.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ErrExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ErrNotYet
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ErrSignature
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// An algorithm other than the one this service signs with.
+		return ErrSignature
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience),
+		errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return ErrForeign
+	}
+	return ErrMalformed
 }

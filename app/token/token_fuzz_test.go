@@ -1,6 +1,7 @@
 package token
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,10 +62,12 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	}
 }
 
-// The verified-token cache stays bounded however many tokens pass through.
+// The verified-token cache stays bounded however many tokens pass through,
+// and a full cache still caches the newest token.
 func TestVerifiedCacheBounded(t *testing.T) {
 	now := time.Now()
 	m := NewManager([]byte("0123456789abcdef0123456789abcdef"), time.Hour, func() time.Time { return now })
+	var last string
 	for i := 0; i < maxVerified+2000; i++ {
 		raw, _, err := m.Issue("alice", "sid-"+strconv.Itoa(i), now)
 		if err != nil {
@@ -73,14 +76,56 @@ func TestVerifiedCacheBounded(t *testing.T) {
 		if _, err := m.Verify(raw); err != nil {
 			t.Fatal(err)
 		}
+		last = raw
 	}
-	if n := m.nVerified.Load(); n > maxVerified {
-		t.Errorf("%d cached tokens, want at most %d", n, maxVerified)
+	if n := m.verified.Len(); n > m.verified.Capacity() {
+		t.Errorf("%d cached tokens, want at most %d", n, m.verified.Capacity())
 	}
-	// Entries older than verifiedFor are swept.
-	now = now.Add(verifiedFor + time.Second)
-	m.sweep(now)
-	if n := m.nVerified.Load(); n != 0 {
-		t.Errorf("%d stale entries left after a sweep", n)
+	if _, ok := m.verified.Get(last); !ok {
+		t.Error("the newest token was not cached by a full cache")
+	}
+}
+
+// Each refusal names its reason.
+func TestRefusalReasons(t *testing.T) {
+	now := time.Now()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	m := NewManager(key, time.Minute, func() time.Time { return now })
+	raw, _, _ := m.Issue("alice", "sid", now)
+	other := NewManager([]byte("another key, another key, another"), time.Minute, nil)
+	forged, _, _ := other.Issue("alice", "sid", now)
+	tests := []struct {
+		name string
+		raw  string
+		at   time.Time
+		want error
+	}{
+		{"garbage", "not.a.token", now, ErrMalformed},
+		{"empty", "", now, ErrMalformed},
+		{"other key", forged, now, ErrSignature},
+		{"expired", raw, now.Add(2 * time.Minute), ErrExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fresh := NewManager(key, time.Minute, func() time.Time { return tt.at })
+			_, err := fresh.Verify(tt.raw)
+			if !errors.Is(err, tt.want) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if r := Reason(err); !strings.HasPrefix(r, "The access token ") {
+				t.Errorf("Reason = %q", r)
+			}
+		})
+	}
+	if got := Reason(ErrExpired); got != "The access token expired" {
+		t.Errorf("Reason(ErrExpired) = %q", got)
+	}
+	// A cached token expires like a fresh one.
+	if _, err := m.Verify(raw); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := m.Verify(raw); !errors.Is(err, ErrExpired) {
+		t.Errorf("cached expired token: %v, want ErrExpired", err)
 	}
 }

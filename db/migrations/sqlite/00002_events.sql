@@ -1,3 +1,4 @@
+-- +goose Up
 -- Account activity: sign-ins (successful and failed), password changes and
 -- ended sessions, shown to the account's owner.
 CREATE TABLE events (

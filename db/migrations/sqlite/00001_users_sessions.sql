@@ -1,3 +1,4 @@
+-- +goose Up
 -- Accounts. The *_key columns hold the normalised (trimmed, lower-cased)
 -- username and email; their UNIQUE constraints make case-insensitive
 -- uniqueness a property of the schema, so concurrent registrations cannot

@@ -1,0 +1,190 @@
+// Package account is the core of the service: every account operation
+// (registration, sign-in with its throttling, sessions, password change,
+// deletion, the activity record) lives here, apart from HTTP. It takes a
+// context and plain values, calls the store, the password hasher, the
+// throttle and the token issuer, and returns *Error values with a code that
+// each surface (the JSON API, the pages) turns into a status and words.
+package account
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"fiberauth/app/password"
+	"fiberauth/app/throttle"
+	"fiberauth/app/token"
+	"fiberauth/db"
+)
+
+// Hasher hashes and checks passwords; *password.Hasher is the real one.
+type Hasher interface {
+	Hash(ctx context.Context, pw string) (string, error)
+	Verify(ctx context.Context, hash, pw string) error
+	NeedsRehash(hash string) bool
+}
+
+var _ Hasher = (*password.Hasher)(nil)
+
+// Config holds the core's settings.
+type Config struct {
+	// TokenLifetime is how long a session and its access token live.
+	TokenLifetime time.Duration
+	// Pair limits failed sign-ins for one account from one client address.
+	Pair throttle.Rule
+	// Address limits failed sign-ins from one client address, all accounts
+	// together.
+	Address throttle.Rule
+	// Account limits failed sign-ins for one account from every address;
+	// past it only known clients may still try.
+	Account throttle.Rule
+	// Registration limits registrations from one client address.
+	Registration throttle.Rule
+	// KnownFor is how long after a successful sign-in a client counts as
+	// known to the account.
+	KnownFor time.Duration
+}
+
+// Client is who is asking, as the surface saw it.
+type Client struct {
+	// Addr is the client's address.
+	Addr string
+	// UserAgent is the client's User-Agent, made safe to store.
+	UserAgent string
+	// Browser is true for the pages, where a device cookie identifies the
+	// browser; false for API clients, which are known by their address.
+	Browser bool
+	// Device is the browser's device id from its signed cookie, or "".
+	Device string
+}
+
+// knownKey is how a client is recorded as known to an account: a browser
+// by its device id, an API client by its address.
+func (c Client) knownKey() string {
+	if c.Browser {
+		if c.Device == "" {
+			return ""
+		}
+		return "d:" + c.Device
+	}
+	return "a:" + throttle.AddressKey(c.Addr)
+}
+
+// Principal is an authenticated caller: the account and the session its
+// token belongs to.
+type Principal struct {
+	User    db.User
+	Session db.Session
+}
+
+// Grant is a started session with its access token.
+type Grant struct {
+	User        db.User
+	Session     db.Session
+	AccessToken string
+	// ExpiresIn is the token's lifetime in seconds.
+	ExpiresIn int
+	// Device is the browser's device id to keep in its cookie (the one it
+	// sent, or a new one); empty for API clients.
+	Device string
+}
+
+// Hooks let tests stop an operation at a point where it can race with
+// another. Nil hooks do nothing.
+type Hooks struct {
+	// AfterPasswordCheck runs in SignIn after the password matched and
+	// before the session is written.
+	AfterPasswordCheck func(ctx context.Context)
+}
+
+// Service carries out account operations.
+type Service struct {
+	cfg    Config
+	store  *db.Store
+	hasher Hasher
+	tokens *token.Manager
+	limits throttle.Store
+	log    *slog.Logger
+	events *recorder
+
+	// Now is the clock; tests replace it.
+	Now   func() time.Time
+	Hooks Hooks
+}
+
+// New returns a Service. limits is where throttle counts are kept.
+func New(cfg Config, store *db.Store, hasher Hasher, tokens *token.Manager, limits throttle.Store, log *slog.Logger) *Service {
+	s := &Service{cfg: cfg, store: store, hasher: hasher, tokens: tokens, limits: limits, log: log, Now: time.Now}
+	s.events = newRecorder(store, log)
+	return s
+}
+
+// Close waits for the activity records still queued to be written.
+func (s *Service) Close() { s.events.close() }
+
+// Tokens returns the token manager.
+func (s *Service) Tokens() *token.Manager { return s.tokens }
+
+// Limits returns where the throttle counts are kept.
+func (s *Service) Limits() throttle.Store { return s.limits }
+
+// fail turns a store or hasher error into the core's error.
+func fail(err error) error {
+	var e *Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, password.ErrBusy):
+		return &Error{Code: EBusy, Message: MsgBusy, RetryAfter: time.Second}
+	case errors.Is(err, db.ErrUnavailable):
+		return &Error{Code: EUnavailable, Message: MsgUnavailable, RetryAfter: 5 * time.Second, Err: err}
+	}
+	return internal(err)
+}
+
+// detached is a context for bookkeeping that must happen even when the
+// request's context has ended (handing back throttle counts).
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
+// Events returns the latest limit events of the caller's account.
+func (s *Service) Events(ctx context.Context, p *Principal, limit int) ([]db.Event, error) {
+	list, err := s.store.ListEvents(ctx, p.User.ID, limit)
+	return list, fail(err)
+}
+
+// Sessions returns the caller's live sessions, newest first; the current
+// one shows its latest use.
+func (s *Service) Sessions(ctx context.Context, p *Principal) ([]db.Session, error) {
+	list, err := s.store.ListSessions(ctx, p.User.ID, s.Now())
+	if err != nil {
+		return nil, fail(err)
+	}
+	for i := range list {
+		if list[i].ID == p.Session.ID {
+			list[i].LastUsedAt = p.Session.LastUsedAt
+		}
+	}
+	return list, nil
+}
+
+// Pruning schedule: events are kept for EventRetention.
+const EventRetention = 90 * 24 * time.Hour
+
+// Housekeep deletes expired sessions, old events, clients no longer known
+// and lapsed throttle counts.
+func (s *Service) Housekeep(ctx context.Context) (db.Pruned, error) {
+	now := s.Now()
+	p, err := s.store.Prune(ctx, now, now.Add(-EventRetention), now.Add(-s.cfg.KnownFor))
+	if err != nil {
+		return p, err
+	}
+	return p, s.limits.Sweep(ctx, now)
+}
+
+// FlushEvents returns once every activity record queued so far is written.
+func (s *Service) FlushEvents() { s.events.wait() }

@@ -1,0 +1,146 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"fiberauth/app/token"
+	"fiberauth/db"
+)
+
+// touchEvery is how often, at most, a session's last use is written.
+const touchEvery = 60
+
+// Authenticate checks an access token and its session: signature,
+// algorithm, issuer, audience and times, then that the session exists, has
+// not expired and belongs to the token's subject. Errors: EUnauthorized
+// (with a Reason), EUnavailable, EInternal.
+func (s *Service) Authenticate(ctx context.Context, raw string) (*Principal, error) {
+	claims, err := s.tokens.Verify(raw)
+	if err != nil {
+		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: token.Reason(err)}
+	}
+	se, u, err := s.store.SessionWithUser(ctx, claims.SessionID)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: "The access token was revoked"}
+	}
+	if err != nil {
+		return nil, fail(err)
+	}
+	now := s.Now()
+	if u.Username != claims.Subject {
+		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: "The access token was not issued by this service"}
+	}
+	if !now.Before(se.ExpiresAt) {
+		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: "The access token expired"}
+	}
+	if now.Unix()-se.LastUsedAt.Unix() >= touchEvery {
+		if err := s.store.TouchSession(ctx, se.ID, now); err != nil {
+			s.log.Warn("touch session", slog.String("error", err.Error()))
+		} else {
+			se.LastUsedAt = now.Truncate(1e9)
+		}
+	}
+	return &Principal{User: u, Session: se}, nil
+}
+
+// SignOut ends the caller's session.
+func (s *Service) SignOut(ctx context.Context, c Client, p *Principal) error {
+	err := s.store.EndSession(ctx, p.Session.ID, p.User.ID, s.event(c, db.EventSignOut))
+	if errors.Is(err, db.ErrNotFound) {
+		return nil
+	}
+	return fail(err)
+}
+
+// Revoke ends the session of a token signed here, expired or not (RFC
+// 7009: a token that is not valid is no error).
+func (s *Service) Revoke(ctx context.Context, c Client, raw string) error {
+	claims, err := s.tokens.VerifySignature(raw)
+	if err != nil {
+		return nil
+	}
+	_, u, err := s.store.SessionWithUser(ctx, claims.SessionID)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if u.Username != claims.Subject {
+		return nil
+	}
+	err = s.store.EndSession(ctx, claims.SessionID, u.ID, s.event(c, db.EventSignOut))
+	if errors.Is(err, db.ErrNotFound) {
+		return nil
+	}
+	return fail(err)
+}
+
+// EndSession ends one of the caller's sessions. ENotFound when the caller
+// has no session with that id.
+func (s *Service) EndSession(ctx context.Context, c Client, p *Principal, id string) error {
+	err := s.store.EndSession(ctx, id, p.User.ID, s.event(c, db.EventSessionEnded))
+	if errors.Is(err, db.ErrNotFound) {
+		return &Error{Code: ENotFound, Message: "Session not found"}
+	}
+	return fail(err)
+}
+
+// EndOtherSessions ends every session of the caller but the current one and
+// returns how many ended.
+func (s *Service) EndOtherSessions(ctx context.Context, c Client, p *Principal) (int64, error) {
+	n, err := s.store.EndOtherSessions(ctx, p.User.ID, p.Session.ID, s.event(c, db.EventSessionEnded))
+	return n, fail(err)
+}
+
+// ChangePassword sets a new password after checking the current one and
+// ends every other session. Errors: EInvalid (field new_password),
+// EForbidden, EThrottled, EBusy, EUnavailable, EInternal.
+func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, current, next string) error {
+	if msg := NewPasswordProblem(next); msg != "" {
+		return invalid(FieldError{Field: "new_password", Message: msg})
+	}
+	if next == current {
+		return invalid(FieldError{Field: "new_password", Message: "The new password must differ from the current one."})
+	}
+	old, err := s.checkPassword(ctx, c, p, current)
+	if err != nil {
+		return err
+	}
+	hash, err := s.hasher.Hash(ctx, next)
+	if err != nil {
+		return fail(err)
+	}
+	err = s.store.ChangePassword(ctx, p.User.ID, old, hash, p.Session.ID, s.event(c, db.EventPasswordChange))
+	if errors.Is(err, db.ErrChanged) {
+		// Another change won the race: the password checked is no longer
+		// the account's.
+		return &Error{Code: EForbidden, Message: MsgIncorrectPassword}
+	}
+	return fail(err)
+}
+
+// DeleteAccount removes the caller's account, its sessions and its events
+// after checking the password. Errors: EForbidden, EThrottled, EBusy,
+// EUnavailable, EInternal.
+func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, pw string) error {
+	hash, err := s.checkPassword(ctx, c, p, pw)
+	if err != nil {
+		return err
+	}
+	err = s.store.DeleteUser(ctx, p.User.ID, hash)
+	switch {
+	case errors.Is(err, db.ErrChanged):
+		return &Error{Code: EForbidden, Message: MsgIncorrectPassword}
+	case errors.Is(err, db.ErrNotFound):
+		return nil
+	}
+	return fail(err)
+}
+
+// event is an activity record of kind for c, now.
+func (s *Service) event(c Client, kind string) db.Event {
+	return db.Event{Kind: kind, At: s.Now(), IP: c.Addr, UserAgent: c.UserAgent}
+}

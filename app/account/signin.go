@@ -1,0 +1,287 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"fiberauth/app/password"
+	"fiberauth/app/throttle"
+	"fiberauth/app/token"
+	"fiberauth/app/valid"
+	"fiberauth/db"
+)
+
+// Throttle keys. An account is "u:<id>" when the login names one and
+// "l:<digest of the login>" when it does not, so that unknown names are
+// counted the same way (a 429 tells nothing) in keys of fixed size.
+func addressKey(addr string) string       { return "i:" + throttle.AddressKey(addr) }
+func userKey(id int64) string             { return "u:" + strconv.FormatInt(id, 10) }
+func loginKey(login string) string        { return "l:" + throttle.Digest(login) }
+func pairKey(account, addr string) string { return "p:" + account + "|" + throttle.AddressKey(addr) }
+func registrationKey(addr string) string  { return "r:" + throttle.AddressKey(addr) }
+func pairPrefix(account string) string    { return "p:" + account + "|" }
+
+// attempt is a sign-in attempt's hold on the throttle counts, taken before
+// the password is checked.
+type attempt struct {
+	s    *Service
+	keys []string
+	pair string
+}
+
+// take counts the attempt against key under r, or returns EThrottled.
+func (a *attempt) take(ctx context.Context, key string, r throttle.Rule, now time.Time) error {
+	w, err := a.s.limits.Take(ctx, key, r, now)
+	if err != nil {
+		return fail(err)
+	}
+	if w > 0 {
+		return throttled(w)
+	}
+	a.keys = append(a.keys, key)
+	return nil
+}
+
+// end finishes the attempt: one that counts (a failed sign-in, a
+// registration) stays counted and may start a delay; a success forgives the account's failures from this address and
+// hands the other counts back; an attempt whose password was not checked
+// (abandoned) hands every count back.
+func (a *attempt) end(ctx context.Context, o outcome) {
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	var err error
+	switch o {
+	case counted:
+		err = a.s.limits.Fail(ctx, a.s.Now(), a.keys...)
+	case succeeded:
+		rest := make([]string, 0, len(a.keys))
+		for _, k := range a.keys {
+			if k != a.pair {
+				rest = append(rest, k)
+			}
+		}
+		if err = a.s.limits.Forget(ctx, a.pair); err == nil {
+			err = a.s.limits.Release(ctx, rest...)
+		}
+	default:
+		err = a.s.limits.Release(ctx, a.keys...)
+	}
+	if err != nil {
+		a.s.log.Warn("throttle update", slog.String("error", err.Error()))
+	}
+	a.keys = nil
+}
+
+type outcome int
+
+const (
+	abandoned outcome = iota
+	counted
+	succeeded
+)
+
+// lookup finds the account a login names: an email address when it holds
+// "@", a username otherwise. found is false for an unknown name.
+func (s *Service) lookup(ctx context.Context, login string) (u db.User, found bool, err error) {
+	key, isEmail := valid.LoginKey(login)
+	if isEmail {
+		u, err = s.store.UserByEmailKey(ctx, key)
+	} else {
+		u, err = s.store.UserByUsernameKey(ctx, key)
+	}
+	if errors.Is(err, db.ErrNotFound) {
+		return db.User{}, false, nil
+	}
+	return u, err == nil, err
+}
+
+// known reports whether c signed in to the account successfully within
+// KnownFor.
+func (s *Service) known(ctx context.Context, userID int64, c Client) bool {
+	key := c.knownKey()
+	if key == "" {
+		return false
+	}
+	ok, err := s.store.KnownClient(ctx, userID, key, s.Now().Add(-s.cfg.KnownFor))
+	if err != nil {
+		s.log.Warn("known client lookup", slog.String("error", err.Error()))
+	}
+	return ok
+}
+
+// SignIn checks a username-or-email and password and starts a session.
+//
+// Throttling, in this order so that a refused address creates nothing
+// else: the client address across all accounts (Address); the account
+// from this address (Pair); the account from every address (Account), which
+// past its limit still lets through clients that signed in to the account
+// before. Each attempt is counted before its password is checked, so that
+// concurrent guesses cannot pass a limit, and handed back when it turns
+// out not to be a failure.
+//
+// Errors: EUnauthorized (unknown name and wrong password alike),
+// EThrottled, EBusy, EUnavailable, EInternal.
+func (s *Service) SignIn(ctx context.Context, c Client, login, pw string) (Grant, error) {
+	now := s.Now()
+	a := &attempt{s: s}
+	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
+		return Grant{}, err
+	}
+	u, found, err := s.lookup(ctx, login)
+	if err != nil {
+		a.end(ctx, abandoned)
+		return Grant{}, fail(err)
+	}
+	normalised, _ := valid.LoginKey(login)
+	account := loginKey(normalised)
+	if found {
+		account = userKey(u.ID)
+	}
+	a.pair = pairKey(account, c.Addr)
+	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
+		a.end(ctx, abandoned)
+		return Grant{}, err
+	}
+	if err := a.take(ctx, account, s.cfg.Account, now); err != nil {
+		// Past the account-wide limit only clients the account knows
+		// may go on: someone else's failures never lock the owner out.
+		if ErrorCode(err) != EThrottled || !found || !s.known(ctx, u.ID, c) {
+			a.end(ctx, abandoned)
+			return Grant{}, err
+		}
+	}
+	// An unknown name is checked against a dummy hash: the same work, and
+	// never a match.
+	err = s.hasher.Verify(ctx, u.PasswordHash, pw)
+	switch {
+	case errors.Is(err, password.ErrMismatch):
+		a.end(ctx, counted)
+		if found {
+			s.events.record(db.Event{UserID: u.ID, Kind: db.EventSignInFailed, At: now, IP: c.Addr, UserAgent: c.UserAgent})
+		}
+		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+	case err != nil:
+		a.end(ctx, abandoned)
+		return Grant{}, fail(err)
+	}
+	if s.Hooks.AfterPasswordCheck != nil {
+		s.Hooks.AfterPasswordCheck(ctx)
+	}
+	a.end(ctx, succeeded)
+	hash := u.PasswordHash
+	if s.hasher.NeedsRehash(hash) {
+		hash = s.upgradeHash(ctx, u, pw)
+	}
+	u.PasswordHash = hash
+	// Failures queued before this success are written first, so that the
+	// activity list keeps their order.
+	s.events.wait()
+	g, err := s.startSession(ctx, c, u, db.EventSignIn)
+	if errors.Is(err, db.ErrChanged) {
+		// The password changed, or the account went, while this sign-in
+		// was being checked: it fails as a wrong password would.
+		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+	}
+	return g, fail(err)
+}
+
+// upgradeHash re-hashes a password at the configured cost after a
+// successful sign-in, only if the hash is still the one checked, and
+// returns the account's hash afterwards. Failure only delays the upgrade to
+// the next sign-in.
+func (s *Service) upgradeHash(ctx context.Context, u db.User, pw string) string {
+	hash, err := s.hasher.Hash(ctx, pw)
+	if err == nil {
+		err = s.store.UpgradePasswordHash(ctx, u.ID, u.PasswordHash, hash)
+	}
+	if err != nil {
+		if !errors.Is(err, db.ErrChanged) {
+			s.log.Warn("password hash upgrade postponed", slog.Int64("user_id", u.ID), slog.String("error", err.Error()))
+		}
+		return u.PasswordHash
+	}
+	return hash
+}
+
+// startSession creates a session for u, only while u's password hash is
+// still u.PasswordHash, and issues its token. A browser without a device id
+// gets one.
+func (s *Service) startSession(ctx context.Context, c Client, u db.User, kind string) (Grant, error) {
+	id, err := token.NewSessionID()
+	if err != nil {
+		return Grant{}, err
+	}
+	if c.Browser && c.Device == "" {
+		if c.Device, err = token.NewSessionID(); err != nil {
+			return Grant{}, err
+		}
+	}
+	now := s.Now()
+	raw, exp, err := s.tokens.Issue(u.Username, id, now)
+	if err != nil {
+		return Grant{}, err
+	}
+	se := db.Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: exp, LastUsedAt: now, IP: c.Addr, UserAgent: c.UserAgent}
+	err = s.store.StartSession(ctx, db.NewSession{
+		Session:      se,
+		PasswordHash: u.PasswordHash,
+		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent},
+		KnownClient:  c.knownKey(),
+	})
+	if err != nil {
+		return Grant{}, err
+	}
+	se.CreatedAt, se.ExpiresAt, se.LastUsedAt = time.Unix(now.Unix(), 0), time.Unix(exp.Unix(), 0), time.Unix(now.Unix(), 0)
+	return Grant{User: u, Session: se, AccessToken: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds()), Device: c.Device}, nil
+}
+
+// checkPassword verifies the caller's current password for a sensitive
+// action. It is throttled like a sign-in for the account from this address
+// (and the address overall); the session proves the caller is no stranger
+// to the account, so the account-wide limit does not apply. It returns the
+// hash that matched, EForbidden, EThrottled, EBusy or another error.
+func (s *Service) checkPassword(ctx context.Context, c Client, p *Principal, pw string) (string, error) {
+	now := s.Now()
+	a := &attempt{s: s, pair: pairKey(userKey(p.User.ID), c.Addr)}
+	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
+		return "", err
+	}
+	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
+		a.end(ctx, abandoned)
+		return "", err
+	}
+	// The session's copy of the account carries no password hash.
+	u, err := s.store.UserByID(ctx, p.User.ID)
+	if err != nil {
+		a.end(ctx, abandoned)
+		if errors.Is(err, db.ErrNotFound) {
+			return "", &Error{Code: EUnauthorized, Message: MsgNotAuthorized}
+		}
+		return "", fail(err)
+	}
+	err = s.hasher.Verify(ctx, u.PasswordHash, pw)
+	switch {
+	case errors.Is(err, password.ErrMismatch):
+		a.end(ctx, counted)
+		s.events.record(db.Event{UserID: u.ID, Kind: db.EventPasswordFailed, At: now, IP: c.Addr, UserAgent: c.UserAgent})
+		return "", &Error{Code: EForbidden, Message: MsgIncorrectPassword}
+	case err != nil:
+		a.end(ctx, abandoned)
+		return "", fail(err)
+	}
+	a.end(ctx, succeeded)
+	return u.PasswordHash, nil
+}
+
+// ClearLimits forgets every sign-in count of an account: its failures from
+// every address and across addresses.
+func (s *Service) ClearLimits(ctx context.Context, userID int64) error {
+	key := userKey(userID)
+	if err := s.limits.Forget(ctx, key); err != nil {
+		return fail(err)
+	}
+	return fail(s.limits.ForgetPrefix(ctx, pairPrefix(key)))
+}
