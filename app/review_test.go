@@ -417,14 +417,14 @@ func TestForwardedFor(t *testing.T) {
 func TestRequestIDFromClient(t *testing.T) {
 	ts := newTestServer(t)
 	for in, kept := range map[string]bool{
-		"abc-123_DEF.4:5":        true,
-		strings.Repeat("a", 64):  true,
-		strings.Repeat("a", 65):  false,
-		"has space":              false,
-		"<script>":               false,
-		"line\u2028break":        false,
-		"quote\"":                false,
-		"":                       false,
+		"abc-123_DEF.4:5":       true,
+		strings.Repeat("a", 64): true,
+		strings.Repeat("a", 65): false,
+		"has space":             false,
+		"<script>":              false,
+		"line\u2028break":       false,
+		"quote\"":               false,
+		"":                      false,
 	} {
 		res := ts.get("/healthz", "X-Request-Id", in)
 		out := res.Header.Get("X-Request-Id")
