@@ -75,8 +75,8 @@ func safeRequestID(id string) bool {
 // their context from c.UserContext(). It does not derive from the server's
 // context, so that a graceful shutdown lets requests in flight finish.
 func (s *Server) deadline(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
+	ctx := newRequestContext(requestTimeout)
+	defer ctx.stop()
 	c.SetUserContext(ctx)
 	return c.Next()
 }

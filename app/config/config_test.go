@@ -18,7 +18,8 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Addr != "127.0.0.1:8000" || c.DatabasePath != "app.db" || c.TokenLifetime != 30*time.Minute ||
 		c.BcryptCost != 12 || c.SecretKey != nil || c.CookieSecure != "auto" || len(c.TrustedProxies) != 0 ||
-		c.LoginFailuresPerAccount != 5 || c.LoginWindow != 15*time.Minute {
+		c.LoginFailuresPerAccount != 5 || c.LoginWindow != 15*time.Minute || c.LoginFailuresAccountWide != 100 ||
+		c.DatabaseURL != "" || c.DatabaseMaxConns != 8 {
 		t.Errorf("defaults: %+v", c)
 	}
 }
@@ -55,12 +56,19 @@ func TestBadValues(t *testing.T) {
 		{"cookie secure", map[string]string{"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"},
 		{"trusted proxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.1,not-an-ip"}, "TRUSTED_PROXIES"},
 		{"window", map[string]string{"LOGIN_WINDOW": "forever"}, "LOGIN_WINDOW"},
+		{"account-wide", map[string]string{"LOGIN_FAILURES_ACCOUNT_WIDE": "0"}, "LOGIN_FAILURES_ACCOUNT_WIDE"},
+		{"database URL of another kind", map[string]string{"DATABASE_URL": "mysql://root:hunter2@db/app"}, "DATABASE_URL must be a PostgreSQL URL"},
+		{"database URL as a path", map[string]string{"DATABASE_URL": "app.db"}, "DATABASE_URL must be a PostgreSQL URL"},
+		{"pool size", map[string]string{"DATABASE_MAX_CONNS": "0"}, "DATABASE_MAX_CONNS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse(nil, env(tt.env), &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one naming %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error shows the database password: %v", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is more than one line: %q", err)
@@ -72,16 +80,17 @@ func TestBadValues(t *testing.T) {
 func TestHelpListsEveryVariableAndNoSecret(t *testing.T) {
 	var out bytes.Buffer
 	secret := strings.Repeat("s", 40)
-	_, err := Parse([]string{"--help"}, env(map[string]string{"SECRET_KEY": secret}), &out)
+	_, err := Parse([]string{"--help"}, env(map[string]string{"SECRET_KEY": secret,
+		"DATABASE_URL": "postgres://user:" + secret + "@db/app"}), &out)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v, want flag.ErrHelp", err)
 	}
-	for _, v := range []string{"ADDR", "DATABASE_PATH", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "BCRYPT_COST", "LOG_LEVEL", "COOKIE_SECURE", "TRUSTED_PROXIES"} {
+	for _, v := range []string{"ADDR", "DATABASE_PATH", "DATABASE_URL", "DATABASE_MAX_CONNS", "LOGIN_FAILURES_ACCOUNT_WIDE", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "BCRYPT_COST", "LOG_LEVEL", "COOKIE_SECURE", "TRUSTED_PROXIES"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("--help does not mention %s", v)
 		}
 	}
 	if strings.Contains(out.String(), secret) {
-		t.Error("--help prints the secret key")
+		t.Error("--help prints the secret key or the database password")
 	}
 }

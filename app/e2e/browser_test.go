@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -84,7 +85,7 @@ func browserMissing(t *testing.T, why string) {
 	t.Skipf("browser tests need Chromium (%s): install the Debian package chromium (apt-get install -y chromium)", why)
 }
 
-func newChrome(t *testing.T) *chrome {
+func newChrome(t *testing.T, extra ...chromedp.ExecAllocatorOption) *chrome {
 	t.Helper()
 	if _, err := exec.LookPath(chromiumPath); err != nil {
 		browserMissing(t, chromiumPath+" not found")
@@ -104,6 +105,7 @@ func newChrome(t *testing.T) *chrome {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1000, 900),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
@@ -156,6 +158,19 @@ func (c *chrome) do(actions ...chromedp.Action[chromedp.Void]) {
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		c.t.Fatalf("browser: %v\nproblems so far: %v", err, c.problems)
+	}
+}
+
+// blockURL makes the browser refuse to load URLs matching pattern (a
+// URLPattern), as if the file were missing.
+func (c *chrome) blockURL(pattern string) {
+	c.t.Helper()
+	if _, err := chromedp.Call(c.ctx, network.Enable, network.EnableParams{}); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := chromedp.Call(c.ctx, network.SetBlockedURLs, network.SetBlockedURLsParams{
+		URLPatterns: []*network.BlockPattern{{URLPattern: pattern, Block: true}}}); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
@@ -310,23 +325,64 @@ func TestBrowserLogoutAndBack(t *testing.T) {
 		t.Error("no logout confirmation")
 	}
 	// The browser's back button: history.back(), then wait for whatever the
-	// browser shows for the previous entry (/profile) to settle.
+	// browser shows for the previous entry (/profile) to settle on the
+	// login page that a signed-out visit to /profile leads to.
 	c.do(chromedp.Evaluate[chromedp.Void](`setTimeout(function () { history.back() }, 0); undefined`))
 	// Read the page through script evaluation: after a history traversal
 	// the DOM queries of the driver may still track the old document.
 	href := func() string { return evalDuringNavigation[string](c, `location.href`) }
+	want := base + "/login?next=/profile"
 	deadline := time.Now().Add(10 * time.Second)
-	for strings.Contains(href(), "done=signed_out") && time.Now().Before(deadline) {
+	for href() != want && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond)
+	if got := href(); got != want {
+		t.Errorf("after back: at %s, want %s", got, want)
+	}
 	body := evalDuringNavigation[string](c, `document.body ? document.body.innerText : ""`)
-	t.Logf("after back: at %s", href())
-	if strings.Contains(body, "alice authorized") || strings.Contains(body, "alice@example.com") {
-		t.Errorf("back button shows account data after logout (at %s):\n%s", href(), body)
+	if strings.Contains(body, "alice authorized") || strings.Contains(body, "alice@example.com") || !strings.Contains(body, "Log in") {
+		t.Errorf("back button after logout shows (at %s):\n%s", href(), body)
 	}
 	c.checkPage()
 	c.screenshot("2-logout-back")
+}
+
+// An account page that the browser restores from its back/forward cache
+// (this Chromium keeps even no-store pages there) reloads itself, so that
+// the server decides again what it shows. The control run blocks the
+// page's script and sees the stale page come back: the test can tell.
+func TestBrowserBackForwardCacheReload(t *testing.T) {
+	for _, withScript := range []bool{true, false} {
+		t.Run(fmt.Sprintf("account.js=%v", withScript), func(t *testing.T) {
+			base, _ := serveApp(t)
+			c := newChrome(t)
+			if !withScript {
+				c.blockURL("http://127.0.0.1:*/static/js/account.js")
+			}
+			c.registerUser(base, "alice", "alice@example.com")
+			// A mark in the page's memory: it survives only if the very
+			// same page is shown again without a reload.
+			c.do(chromedp.Evaluate[chromedp.Void](`window.__stale = true; undefined`))
+			c.do(clickAndWait(`a[href="/profile/password"]`))
+			c.do(chromedp.Evaluate[chromedp.Void](`setTimeout(function () { history.back() }, 0); undefined`))
+			deadline := time.Now().Add(10 * time.Second)
+			var state string
+			for time.Now().Before(deadline) {
+				state = evalDuringNavigation[string](c, `location.pathname + " " + document.readyState + " " + (window.__stale === true) + " " + performance.getEntriesByType('navigation')[0].type`)
+				if strings.HasPrefix(state, "/profile complete") && (!withScript || strings.HasSuffix(state, "reload")) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			stale := strings.Contains(state, " true ")
+			switch {
+			case withScript && stale:
+				t.Errorf("the profile came back from the cache without a reload: %s", state)
+			case !withScript && !stale:
+				t.Errorf("control: without its script the restored page should be the stale one (%s); the browser no longer caches it and this test proves nothing", state)
+			}
+		})
+	}
 }
 
 func TestBrowserLoginByEmailAndWrongPassword(t *testing.T) {

@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -461,4 +463,38 @@ func unwritableDirectory(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(ro, "app.db")); err == nil {
 		t.Error("a database file was created in the read-only directory")
 	}
+}
+
+// The real signals: SIGINT starts a graceful stop, which waits for a
+// connection in the middle of sending its request; a second SIGINT ends
+// the program at once, with a non-zero status.
+func TestSecondSignal(t *testing.T) {
+	p := start(t, baseEnv(filepath.Join(t.TempDir(), "app.db")))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Half a request: the server waits for the rest.
+	fmt.Fprint(conn, "POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nuser")
+	time.Sleep(100 * time.Millisecond) // let the server start reading it
+	p.cmd.Process.Signal(syscall.SIGINT)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log(), "stopping gracefully") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("exited after one signal with a request in flight:\n%s", p.log())
+	default:
+	}
+	took, err := p.stop(syscall.SIGINT)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("exit after the second signal: %v, want status 1\n%s", err, p.log())
+	}
+	if !strings.Contains(p.log(), "second signal") || strings.Contains(p.log(), "msg=stopped") {
+		t.Errorf("log does not show a forced stop:\n%s", p.log())
+	}
+	t.Logf("exited %v after the second signal", took)
 }

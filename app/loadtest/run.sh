@@ -81,6 +81,16 @@ wait $flood_pid || true
 flood_rps=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/flood.txt")
 rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$app_pid/status)
 
+# A flood of new 900-byte login names from one address against a server
+# with the default limits: the throttle must not grow with it.
+FLOOD_ADDR=${LOAD_FLOOD_ADDR:-127.0.0.1:8097}
+DATABASE_PATH="$tmp/flood.db" ADDR="$FLOOD_ADDR" BCRYPT_COST="$COST" LOG_LEVEL=error "$tmp/fiberauth" & flood_app=$!
+pids+=($flood_app)
+for _ in $(seq 100); do curl -fs "http://$FLOOD_ADDR/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+rss_before=$(awk '/^VmRSS:/ {print $2}' /proc/$flood_app/status)
+unique_rps=$(wrk -t2 -c64 -d"$DUR" --timeout 10s -s $HERE/unique.lua "http://$FLOOD_ADDR/token" | awk '/^Requests\/sec:/ {print $2}')
+rss_after=$(awk '/^VmRSS:/ {print $2}' /proc/$flood_app/status)
+
 base_rps=$(echo "${results[0]}" | awk '{print $2}')
 printf '\n%-24s %12s %10s %8s %10s\n' "run" "req/s" "p99 (ms)" "errors" "vs bare"
 for r in "${results[@]}"; do
@@ -92,5 +102,6 @@ echo
 echo "bcrypt cost $COST on $(nproc) CPUs: $bcrypt_rate verifications/s; POST /token reached $(awk -v a="$token_rps" -v b="$bcrypt_rate" 'BEGIN { printf "%.1f", 100 * a / b }')% of it"
 echo "flood of POST /token (64 connections, wrong passwords): $flood_rps req/s answered (401 or 503)"
 echo "server resident size after the runs: $(( rss_kb / 1024 )) MiB ($rss_kb KiB)"
+echo "new 900-byte login names from one address, default limits: $unique_rps req/s; resident size $(( rss_before / 1024 )) -> $(( rss_after / 1024 )) MiB"
 echo "(wrk outputs in full: rerun with LOAD_KEEP=1 to keep $tmp)"
 if [ "${LOAD_KEEP:-}" = 1 ]; then trap - EXIT; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; echo "kept $tmp"; fi
