@@ -218,26 +218,28 @@ func TestUsersMeAuthentication(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	tok := ts.token("alice", pw)
-	other := ts.token("alice", pw)
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		tok := ts.token("alice", pw)
+		other := ts.token("alice", pw)
 
-	res := ts.postForm("/revoke", url.Values{"token": {tok}})
-	wantStatus(t, res, http.StatusOK)
-	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusUnauthorized)
-	// Another session of the same user is untouched.
-	wantStatus(t, ts.get("/users/me", bearer(other)...), http.StatusOK)
+		res := ts.postForm("/revoke", url.Values{"token": {tok}})
+		wantStatus(t, res, http.StatusOK)
+		wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusUnauthorized)
+		// Another session of the same user is untouched.
+		wantStatus(t, ts.get("/users/me", bearer(other)...), http.StatusOK)
 
-	// Revoking again, or revoking garbage, still answers 200 with the same body.
-	again := ts.postForm("/revoke", url.Values{"token": {tok}})
-	wantStatus(t, again, http.StatusOK)
-	garbage := ts.postForm("/revoke", url.Values{"token": {"garbage"}, "token_type_hint": {"access_token"}})
-	wantStatus(t, garbage, http.StatusOK)
-	if again.Body != res.Body || garbage.Body != res.Body {
-		t.Errorf("bodies differ: %q, %q, %q", res.Body, again.Body, garbage.Body)
-	}
-	wantStatus(t, ts.postForm("/revoke", url.Values{}), http.StatusBadRequest)
+		// Revoking again, or revoking garbage, still answers 200 with the same body.
+		again := ts.postForm("/revoke", url.Values{"token": {tok}})
+		wantStatus(t, again, http.StatusOK)
+		garbage := ts.postForm("/revoke", url.Values{"token": {"garbage"}, "token_type_hint": {"access_token"}})
+		wantStatus(t, garbage, http.StatusOK)
+		if again.Body != res.Body || garbage.Body != res.Body {
+			t.Errorf("bodies differ: %q, %q, %q", res.Body, again.Body, garbage.Body)
+		}
+		wantStatus(t, ts.postForm("/revoke", url.Values{}), http.StatusBadRequest)
+	})
 }
 
 // /healthz is a liveness check: it answers while the process serves, even

@@ -16,55 +16,57 @@ import (
 )
 
 func TestAccountThrottling(t *testing.T) {
-	for _, path := range []string{"token", "form", "mixed"} {
-		t.Run(path, func(t *testing.T) {
-			ts := newTestServer(t)
-			ts.register("alice", "alice@example.com", pw)
-			ts.register("bob", "bob@example.com", pw)
-			b := ts.browser()
-			fail := func(i int, login string) response {
-				if path == "token" || (path == "mixed" && i%2 == 0) {
-					return ts.postForm("/token", url.Values{"username": {login}, "password": {"wrong password"}})
+	onEngines(t, func(t *testing.T, env ...string) {
+		for _, path := range []string{"token", "form", "mixed"} {
+			t.Run(path, func(t *testing.T) {
+				ts := newTestServer(t, env...)
+				ts.register("alice", "alice@example.com", pw)
+				ts.register("bob", "bob@example.com", pw)
+				b := ts.browser()
+				fail := func(i int, login string) response {
+					if path == "token" || (path == "mixed" && i%2 == 0) {
+						return ts.postForm("/token", url.Values{"username": {login}, "password": {"wrong password"}})
+					}
+					return b.login(login, "wrong password")
 				}
-				return b.login(login, "wrong password")
-			}
-			// The account is counted as one whichever way it is typed,
-			// by username or by email.
-			logins := []string{"alice", "ALICE", "alice@example.com", " alice ", "Alice@Example.com"}
-			for i := 0; i < 5; i++ {
-				if got := fail(i, logins[i]).StatusCode; got != http.StatusUnauthorized {
-					t.Fatalf("failure %d: status %d, want 401", i+1, got)
+				// The account is counted as one whichever way it is typed,
+				// by username or by email.
+				logins := []string{"alice", "ALICE", "alice@example.com", " alice ", "Alice@Example.com"}
+				for i := 0; i < 5; i++ {
+					if got := fail(i, logins[i]).StatusCode; got != http.StatusUnauthorized {
+						t.Fatalf("failure %d: status %d, want 401", i+1, got)
+					}
 				}
-			}
-			// Past the threshold even the right password is refused, on both paths.
-			res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}})
-			wantStatus(t, res, http.StatusTooManyRequests)
-			ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
-			if err != nil || ra < 25 || ra > 30 {
-				t.Errorf("Retry-After = %q, want about 30 seconds", res.Header.Get("Retry-After"))
-			}
-			if want := "Too many attempts. Try again in " + strconv.Itoa(ra) + " seconds."; res.json(t)["detail"] != want {
-				t.Errorf("detail = %v, want %q", res.json(t)["detail"], want)
-			}
-			if strings.Contains(res.Body, "alice") {
-				t.Errorf("429 body names the account: %s", res.Body)
-			}
-			form := b.login("Alice", pw)
-			wantStatus(t, form, http.StatusTooManyRequests)
-			if form.Header.Get("Retry-After") == "" || !strings.Contains(form.Body, "Too many attempts. Try again in ") {
-				t.Errorf("form 429 without Retry-After or the wait in words: %.300s", form.Body)
-			}
-			// Another account still signs in.
-			ts.token("bob", pw)
-			// An unknown account is throttled the same way, so 429 tells nothing.
-			for i := 0; i < 5; i++ {
-				fail(i, "nobody")
-			}
-			if got := fail(0, "nobody").StatusCode; got != http.StatusTooManyRequests {
-				t.Errorf("unknown account after 5 failures: %d, want 429", got)
-			}
-		})
-	}
+				// Past the threshold even the right password is refused, on both paths.
+				res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}})
+				wantStatus(t, res, http.StatusTooManyRequests)
+				ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
+				if err != nil || ra < 25 || ra > 30 {
+					t.Errorf("Retry-After = %q, want about 30 seconds", res.Header.Get("Retry-After"))
+				}
+				if want := "Too many attempts. Try again in " + strconv.Itoa(ra) + " seconds."; res.json(t)["detail"] != want {
+					t.Errorf("detail = %v, want %q", res.json(t)["detail"], want)
+				}
+				if strings.Contains(res.Body, "alice") {
+					t.Errorf("429 body names the account: %s", res.Body)
+				}
+				form := b.login("Alice", pw)
+				wantStatus(t, form, http.StatusTooManyRequests)
+				if form.Header.Get("Retry-After") == "" || !strings.Contains(form.Body, "Too many attempts. Try again in ") {
+					t.Errorf("form 429 without Retry-After or the wait in words: %.300s", form.Body)
+				}
+				// Another account still signs in.
+				ts.token("bob", pw)
+				// An unknown account is throttled the same way, so 429 tells nothing.
+				for i := 0; i < 5; i++ {
+					fail(i, "nobody")
+				}
+				if got := fail(0, "nobody").StatusCode; got != http.StatusTooManyRequests {
+					t.Errorf("unknown account after 5 failures: %d, want 429", got)
+				}
+			})
+		}
+	})
 }
 
 // Failures of one account by its username and by its email are one count:
@@ -411,37 +413,39 @@ func TestOversizedBodies(t *testing.T) {
 // Concurrent guesses cannot slip past the threshold: attempts in flight
 // count against it.
 func TestConcurrentGuessesBounded(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	const n = 40
-	statuses := make(chan int, n)
-	var wg sync.WaitGroup
-	gate := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			<-gate
-			req := httptest.NewRequest(http.MethodPost, "/token",
-				strings.NewReader(url.Values{"username": {"alice"}, "password": {"guess " + strconv.Itoa(i)}}.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			res, err := ts.s.App().Test(req, -1)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			res.Body.Close()
-			statuses <- res.StatusCode
-		}(i)
-	}
-	close(gate)
-	wg.Wait()
-	close(statuses)
-	count := map[int]int{}
-	for st := range statuses {
-		count[st]++
-	}
-	if count[401] > 5 || count[401]+count[429] != n {
-		t.Errorf("statuses %v: want at most 5 checked guesses (401) and the rest 429", count)
-	}
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		const n = 40
+		statuses := make(chan int, n)
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				<-gate
+				req := httptest.NewRequest(http.MethodPost, "/token",
+					strings.NewReader(url.Values{"username": {"alice"}, "password": {"guess " + strconv.Itoa(i)}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				res, err := ts.s.App().Test(req, -1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				res.Body.Close()
+				statuses <- res.StatusCode
+			}(i)
+		}
+		close(gate)
+		wg.Wait()
+		close(statuses)
+		count := map[int]int{}
+		for st := range statuses {
+			count[st]++
+		}
+		if count[401] > 5 || count[401]+count[429] != n {
+			t.Errorf("statuses %v: want at most 5 checked guesses (401) and the rest 429", count)
+		}
+	})
 }

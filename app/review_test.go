@@ -176,103 +176,109 @@ func TestThrottleMemoryBounded(t *testing.T) {
 // (a browser by its device cookie, an API client by its address) may still
 // sign in; a throttled attempt with the right password is still 429.
 func TestAccountWideLimit(t *testing.T) {
-	ts := newTestServer(t, "TRUSTED_PROXIES", "0.0.0.0/0", "LOGIN_FAILURES_ACCOUNT_WIDE", "20",
-		"LOGIN_FAILURES_PER_IP", "1000")
-	ts.register("alice", "alice@example.com", pw)
-	from := func(addr string) []string { return []string{"X-Forwarded-For", addr} }
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, append(env, "TRUSTED_PROXIES", "0.0.0.0/0", "LOGIN_FAILURES_ACCOUNT_WIDE", "20",
+			"LOGIN_FAILURES_PER_IP", "1000")...)
+		ts.register("alice", "alice@example.com", pw)
+		from := func(addr string) []string { return []string{"X-Forwarded-For", addr} }
 
-	// The owner signs in from a browser and from an API client first.
-	owner := ts.browser()
-	wantStatus(t, owner.login("alice", pw), http.StatusSeeOther)
-	if owner.cookies[deviceCookie] == "" {
-		t.Fatal("no device cookie after a browser sign-in")
-	}
-	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}, from("198.51.100.1")...), 200)
+		// The owner signs in from a browser and from an API client first.
+		owner := ts.browser()
+		wantStatus(t, owner.login("alice", pw), http.StatusSeeOther)
+		if owner.cookies[deviceCookie] == "" {
+			t.Fatal("no device cookie after a browser sign-in")
+		}
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}, from("198.51.100.1")...), 200)
 
-	// An attacker guesses from many addresses, each under the per-pair
-	// limit.
-	for i := 0; i < 20; i++ {
-		addr := fmt.Sprintf("203.0.113.%d", i/4)
-		res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"guess " + strconv.Itoa(i)}}, from(addr)...)
-		wantStatus(t, res, http.StatusUnauthorized)
-	}
-	// Now a stranger is refused even with the right password...
-	res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}, from("192.0.2.99")...)
-	wantStatus(t, res, http.StatusTooManyRequests)
-	stranger := ts.browser()
-	wantStatus(t, stranger.login("alice", pw), http.StatusTooManyRequests)
-	// ...but the owner's known API address and known browser are not.
-	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}, from("198.51.100.1")...), 200)
-	owner.submit("/profile", "/logout", url.Values{})
-	wantStatus(t, owner.login("alice", pw), http.StatusSeeOther)
-	// A forged device cookie is not a known browser.
-	forger := ts.browser()
-	forger.cookies[deviceCookie] = strings.Split(owner.cookies[deviceCookie], ".")[0] + ".forged"
-	wantStatus(t, forger.login("alice", pw), http.StatusTooManyRequests)
-	// Another account is untouched.
-	ts.register("bob", "bob@example.com", pw)
-	wantStatus(t, ts.postForm("/token", url.Values{"username": {"bob"}, "password": {pw}}, from("192.0.2.99")...), 200)
+		// An attacker guesses from many addresses, each under the per-pair
+		// limit.
+		for i := 0; i < 20; i++ {
+			addr := fmt.Sprintf("203.0.113.%d", i/4)
+			res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"guess " + strconv.Itoa(i)}}, from(addr)...)
+			wantStatus(t, res, http.StatusUnauthorized)
+		}
+		// Now a stranger is refused even with the right password...
+		res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}, from("192.0.2.99")...)
+		wantStatus(t, res, http.StatusTooManyRequests)
+		stranger := ts.browser()
+		wantStatus(t, stranger.login("alice", pw), http.StatusTooManyRequests)
+		// ...but the owner's known API address and known browser are not.
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}, from("198.51.100.1")...), 200)
+		owner.submit("/profile", "/logout", url.Values{})
+		wantStatus(t, owner.login("alice", pw), http.StatusSeeOther)
+		// A forged device cookie is not a known browser.
+		forger := ts.browser()
+		forger.cookies[deviceCookie] = strings.Split(owner.cookies[deviceCookie], ".")[0] + ".forged"
+		wantStatus(t, forger.login("alice", pw), http.StatusTooManyRequests)
+		// Another account is untouched.
+		ts.register("bob", "bob@example.com", pw)
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"bob"}, "password": {pw}}, from("192.0.2.99")...), 200)
+	})
 }
 
 // 8. A sign-in whose password check started before a password change does
 // not create a session after it.
 func TestSignInRacingPasswordChange(t *testing.T) {
-	for _, rehash := range []bool{false, true} {
-		t.Run(fmt.Sprintf("rehash=%v", rehash), func(t *testing.T) {
-			ts := newTestServer(t)
-			ts.register("alice", "alice@example.com", pw)
-			other := ts.token("alice", pw)
-			if rehash {
-				// A server of another cost upgrades the hash at sign-in.
-				ts = ts.withConfig(t, func(cfg *configT) { cfg.BcryptCost = 5 })
-			}
-			const newPW = "a brand new passphrase"
-			checked, resume := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			ts.s.acct.Hooks.AfterPasswordCheck = func(context.Context) {
-				once.Do(func() { close(checked); <-resume })
-			}
-			done := make(chan response)
-			go func() {
-				done <- ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}})
-			}()
-			<-checked
-			// The password changes while the sign-in holds its old check.
-			res := ts.postJSON("/users/me/password", `{"current_password":"`+pw+`","new_password":"`+newPW+`"}`, bearer(other)...)
-			wantStatus(t, res, http.StatusNoContent)
-			close(resume)
-			res = <-done
-			wantStatus(t, res, http.StatusUnauthorized)
-			if res.Body != `{"detail":"Incorrect username or password","error":"invalid_grant"}` {
-				t.Errorf("body = %s", res.Body)
-			}
-			if l := ts.sessions(other); len(l) != 1 {
-				t.Errorf("%d sessions after the change, want only the one that changed it", len(l))
-			}
-			// The new password works; the hash was not overwritten by the
-			// old password's upgrade.
-			ts.token("alice", newPW)
-			wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}), http.StatusUnauthorized)
-		})
-	}
+	onEngines(t, func(t *testing.T, env ...string) {
+		for _, rehash := range []bool{false, true} {
+			t.Run(fmt.Sprintf("rehash=%v", rehash), func(t *testing.T) {
+				ts := newTestServer(t, env...)
+				ts.register("alice", "alice@example.com", pw)
+				other := ts.token("alice", pw)
+				if rehash {
+					// A server of another cost upgrades the hash at sign-in.
+					ts = ts.withConfig(t, func(cfg *configT) { cfg.BcryptCost = 5 })
+				}
+				const newPW = "a brand new passphrase"
+				checked, resume := make(chan struct{}), make(chan struct{})
+				var once sync.Once
+				ts.s.acct.Hooks.AfterPasswordCheck = func(context.Context) {
+					once.Do(func() { close(checked); <-resume })
+				}
+				done := make(chan response)
+				go func() {
+					done <- ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}})
+				}()
+				<-checked
+				// The password changes while the sign-in holds its old check.
+				res := ts.postJSON("/users/me/password", `{"current_password":"`+pw+`","new_password":"`+newPW+`"}`, bearer(other)...)
+				wantStatus(t, res, http.StatusNoContent)
+				close(resume)
+				res = <-done
+				wantStatus(t, res, http.StatusUnauthorized)
+				if res.Body != `{"detail":"Incorrect username or password","error":"invalid_grant"}` {
+					t.Errorf("body = %s", res.Body)
+				}
+				if l := ts.sessions(other); len(l) != 1 {
+					t.Errorf("%d sessions after the change, want only the one that changed it", len(l))
+				}
+				// The new password works; the hash was not overwritten by the
+				// old password's upgrade.
+				ts.token("alice", newPW)
+				wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}), http.StatusUnauthorized)
+			})
+		}
+	})
 }
 
 // 11. A sign-in racing the deletion of its account gets 401, not 500.
 func TestSignInRacingDeletion(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	other := ts.token("alice", pw)
-	checked, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	ts.s.acct.Hooks.AfterPasswordCheck = func(context.Context) {
-		once.Do(func() { close(checked); <-resume })
-	}
-	done := make(chan response)
-	go func() { done <- ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}) }()
-	<-checked
-	wantStatus(t, ts.del("/users/me", `{"password":"`+pw+`"}`, bearer(other)...), http.StatusNoContent)
-	close(resume)
-	wantStatus(t, <-done, http.StatusUnauthorized)
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		other := ts.token("alice", pw)
+		checked, resume := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		ts.s.acct.Hooks.AfterPasswordCheck = func(context.Context) {
+			once.Do(func() { close(checked); <-resume })
+		}
+		done := make(chan response)
+		go func() { done <- ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}) }()
+		<-checked
+		wantStatus(t, ts.del("/users/me", `{"password":"`+pw+`"}`, bearer(other)...), http.StatusNoContent)
+		close(resume)
+		wantStatus(t, <-done, http.StatusUnauthorized)
+	})
 }
 
 // 9. A wrong password for a real account answers without waiting for its

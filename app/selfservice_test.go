@@ -67,27 +67,29 @@ func TestListSessions(t *testing.T) {
 }
 
 func TestEndSession(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	ts.register("bob", "bob@example.com", pw)
-	a1, a2 := ts.token("alice", pw), ts.token("alice", pw)
-	bob := ts.token("bob", pw)
-	c1, _ := ts.s.acct.Tokens().Verify(a1)
-	cb, _ := ts.s.acct.Tokens().Verify(bob)
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		ts.register("bob", "bob@example.com", pw)
+		a1, a2 := ts.token("alice", pw), ts.token("alice", pw)
+		bob := ts.token("bob", pw)
+		c1, _ := ts.s.acct.Tokens().Verify(a1)
+		cb, _ := ts.s.acct.Tokens().Verify(bob)
 
-	// Another user's session id and a made-up one answer the same 404.
-	other := ts.del("/users/me/sessions/"+cb.SessionID, "", bearer(a2)...)
-	made := ts.del("/users/me/sessions/nonexistent", "", bearer(a2)...)
-	wantStatus(t, other, http.StatusNotFound)
-	wantStatus(t, made, http.StatusNotFound)
-	if other.Body != made.Body {
-		t.Errorf("404 bodies differ: %s vs %s", other.Body, made.Body)
-	}
-	wantStatus(t, ts.get("/users/me", bearer(bob)...), http.StatusOK)
+		// Another user's session id and a made-up one answer the same 404.
+		other := ts.del("/users/me/sessions/"+cb.SessionID, "", bearer(a2)...)
+		made := ts.del("/users/me/sessions/nonexistent", "", bearer(a2)...)
+		wantStatus(t, other, http.StatusNotFound)
+		wantStatus(t, made, http.StatusNotFound)
+		if other.Body != made.Body {
+			t.Errorf("404 bodies differ: %s vs %s", other.Body, made.Body)
+		}
+		wantStatus(t, ts.get("/users/me", bearer(bob)...), http.StatusOK)
 
-	wantStatus(t, ts.del("/users/me/sessions/"+c1.SessionID, "", bearer(a2)...), http.StatusNoContent)
-	wantStatus(t, ts.get("/users/me", bearer(a1)...), http.StatusUnauthorized)
-	wantStatus(t, ts.get("/users/me", bearer(a2)...), http.StatusOK)
+		wantStatus(t, ts.del("/users/me/sessions/"+c1.SessionID, "", bearer(a2)...), http.StatusNoContent)
+		wantStatus(t, ts.get("/users/me", bearer(a1)...), http.StatusUnauthorized)
+		wantStatus(t, ts.get("/users/me", bearer(a2)...), http.StatusOK)
+	})
 }
 
 func TestEndOtherSessions(t *testing.T) {
@@ -107,64 +109,68 @@ func TestEndOtherSessions(t *testing.T) {
 }
 
 func TestChangePassword(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	a1, a2 := ts.token("alice", pw), ts.token("alice", pw)
-	const newPW = "a brand new passphrase"
-	tests := []struct {
-		name, body string
-		status     int
-		detail     string
-	}{
-		{"wrong current", `{"current_password":"nope nope nope","new_password":"` + newPW + `"}`, 403, msgIncorrectPassword},
-		{"short new", `{"current_password":"` + pw + `","new_password":"short"}`, 422, ""},
-		{"common new", `{"current_password":"` + pw + `","new_password":"iloveyou1"}`, 422, ""},
-		{"same as current", `{"current_password":"` + pw + `","new_password":"` + pw + `"}`, 422, ""},
-		{"missing field", `{"current_password":"` + pw + `"}`, 422, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := ts.postJSON("/users/me/password", tt.body, bearer(a2)...)
-			wantStatus(t, res, tt.status)
-			if tt.detail != "" && res.json(t)["detail"] != tt.detail {
-				t.Errorf("detail = %v, want %q", res.json(t)["detail"], tt.detail)
-			}
-		})
-	}
-	res := ts.postJSON("/users/me/password", `{"current_password":"`+pw+`","new_password":"`+newPW+`"}`, bearer(a2)...)
-	wantStatus(t, res, http.StatusNoContent)
-	wantStatus(t, ts.get("/users/me", bearer(a1)...), http.StatusUnauthorized)
-	wantStatus(t, ts.get("/users/me", bearer(a2)...), http.StatusOK)
-	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}), http.StatusUnauthorized)
-	ts.token("alice", newPW)
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		a1, a2 := ts.token("alice", pw), ts.token("alice", pw)
+		const newPW = "a brand new passphrase"
+		tests := []struct {
+			name, body string
+			status     int
+			detail     string
+		}{
+			{"wrong current", `{"current_password":"nope nope nope","new_password":"` + newPW + `"}`, 403, msgIncorrectPassword},
+			{"short new", `{"current_password":"` + pw + `","new_password":"short"}`, 422, ""},
+			{"common new", `{"current_password":"` + pw + `","new_password":"iloveyou1"}`, 422, ""},
+			{"same as current", `{"current_password":"` + pw + `","new_password":"` + pw + `"}`, 422, ""},
+			{"missing field", `{"current_password":"` + pw + `"}`, 422, ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				res := ts.postJSON("/users/me/password", tt.body, bearer(a2)...)
+				wantStatus(t, res, tt.status)
+				if tt.detail != "" && res.json(t)["detail"] != tt.detail {
+					t.Errorf("detail = %v, want %q", res.json(t)["detail"], tt.detail)
+				}
+			})
+		}
+		res := ts.postJSON("/users/me/password", `{"current_password":"`+pw+`","new_password":"`+newPW+`"}`, bearer(a2)...)
+		wantStatus(t, res, http.StatusNoContent)
+		wantStatus(t, ts.get("/users/me", bearer(a1)...), http.StatusUnauthorized)
+		wantStatus(t, ts.get("/users/me", bearer(a2)...), http.StatusOK)
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}), http.StatusUnauthorized)
+		ts.token("alice", newPW)
+	})
 }
 
 func TestEvents(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	ts.register("bob", "bob@example.com", pw)
-	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"wrong password"}}), http.StatusUnauthorized)
-	b := ts.browser()
-	wantStatus(t, b.login("alice@example.com", "wrong again"), http.StatusUnauthorized)
-	tok := ts.token("alice", pw)
-	ts.token("bob", pw)
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		ts.register("bob", "bob@example.com", pw)
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"wrong password"}}), http.StatusUnauthorized)
+		b := ts.browser()
+		wantStatus(t, b.login("alice@example.com", "wrong again"), http.StatusUnauthorized)
+		tok := ts.token("alice", pw)
+		ts.token("bob", pw)
 
-	res := ts.get("/users/me/events", bearer(tok)...)
-	wantStatus(t, res, http.StatusOK)
-	var events []struct{ Time, Kind, IP, UserAgent string }
-	if err := json.Unmarshal([]byte(res.Body), &events); err != nil {
-		t.Fatal(err)
-	}
-	kinds := make([]string, len(events))
-	for i, e := range events {
-		kinds[i] = e.Kind
-		if e.Time == "" {
-			t.Errorf("event without time: %+v", e)
+		res := ts.get("/users/me/events", bearer(tok)...)
+		wantStatus(t, res, http.StatusOK)
+		var events []struct{ Time, Kind, IP, UserAgent string }
+		if err := json.Unmarshal([]byte(res.Body), &events); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if got, want := strings.Join(kinds, ","), "sign_in,sign_in_failed,sign_in_failed,account_created"; got != want {
-		t.Errorf("events newest first = %s, want %s", got, want)
-	}
+		kinds := make([]string, len(events))
+		for i, e := range events {
+			kinds[i] = e.Kind
+			if e.Time == "" {
+				t.Errorf("event without time: %+v", e)
+			}
+		}
+		if got, want := strings.Join(kinds, ","), "sign_in,sign_in_failed,sign_in_failed,account_created"; got != want {
+			t.Errorf("events newest first = %s, want %s", got, want)
+		}
+	})
 }
 
 func TestEventsAtMost50(t *testing.T) {
@@ -185,21 +191,23 @@ func TestEventsAtMost50(t *testing.T) {
 }
 
 func TestDeleteAccount(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	a1, a2 := ts.token("alice", pw), ts.token("alice", pw)
-	res := ts.del("/users/me", `{"password":"wrong password"}`, bearer(a1)...)
-	wantStatus(t, res, http.StatusForbidden)
-	if res.json(t)["detail"] != msgIncorrectPassword {
-		t.Errorf("detail = %v", res.json(t)["detail"])
-	}
-	wantStatus(t, ts.del("/users/me", `{}`, bearer(a1)...), http.StatusUnprocessableEntity)
-	wantStatus(t, ts.del("/users/me", `{"password":"`+pw+`"}`, bearer(a1)...), http.StatusNoContent)
-	wantStatus(t, ts.get("/users/me", bearer(a1)...), http.StatusUnauthorized)
-	wantStatus(t, ts.get("/users/me", bearer(a2)...), http.StatusUnauthorized)
-	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}), http.StatusUnauthorized)
-	// The username and email are free again.
-	ts.register("Alice", "ALICE@example.com", "another passphrase")
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		a1, a2 := ts.token("alice", pw), ts.token("alice", pw)
+		res := ts.del("/users/me", `{"password":"wrong password"}`, bearer(a1)...)
+		wantStatus(t, res, http.StatusForbidden)
+		if res.json(t)["detail"] != msgIncorrectPassword {
+			t.Errorf("detail = %v", res.json(t)["detail"])
+		}
+		wantStatus(t, ts.del("/users/me", `{}`, bearer(a1)...), http.StatusUnprocessableEntity)
+		wantStatus(t, ts.del("/users/me", `{"password":"`+pw+`"}`, bearer(a1)...), http.StatusNoContent)
+		wantStatus(t, ts.get("/users/me", bearer(a1)...), http.StatusUnauthorized)
+		wantStatus(t, ts.get("/users/me", bearer(a2)...), http.StatusUnauthorized)
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}), http.StatusUnauthorized)
+		// The username and email are free again.
+		ts.register("Alice", "ALICE@example.com", "another passphrase")
+	})
 }
 
 func TestProfileSelfService(t *testing.T) {

@@ -73,7 +73,8 @@ type Store struct {
 	// (PostgreSQL only).
 	listener *listener
 
-	rebound sync.Map // SQL with ? placeholders -> the engine's form
+	rebound  sync.Map // SQL with ? placeholders -> the engine's form
+	prepared sync.Map // SQL -> *sql.Stmt on the read pool
 }
 
 // Open opens the database named by o, applies pending migrations and
@@ -101,6 +102,10 @@ func (s *Store) Close() error {
 	if s.listener != nil {
 		s.listener.close()
 	}
+	s.prepared.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
@@ -153,6 +158,23 @@ func (s *Store) exec(ctx context.Context, on execer, query string, args ...any) 
 
 func (s *Store) queryRow(ctx context.Context, on execer, query string, args ...any) *sql.Row {
 	return on.QueryRowContext(ctx, s.q(query), args...)
+}
+
+// readRow runs a hot read query as a statement prepared once on the read
+// pool (SQLite otherwise compiles the SQL on every call).
+func (s *Store) readRow(ctx context.Context, query string, args ...any) (*sql.Row, error) {
+	if v, ok := s.prepared.Load(query); ok {
+		return v.(*sql.Stmt).QueryRowContext(ctx, args...), nil
+	}
+	st, err := s.r.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	if v, loaded := s.prepared.LoadOrStore(query, st); loaded {
+		st.Close()
+		st = v.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...), nil
 }
 
 func (s *Store) query(ctx context.Context, on execer, query string, args ...any) (*sql.Rows, error) {

@@ -157,7 +157,6 @@ type listener struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu        sync.Mutex
 	connected atomic.Bool
 	// ready is closed once the first LISTEN succeeded.
 	ready     chan struct{}

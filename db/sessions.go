@@ -82,8 +82,11 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 	se := Session{ID: id}
 	var u User
 	var created, expires, used, ucreated int64
-	err := s.queryRow(ctx, s.r, sessionWithUserQuery, id).Scan(
-		&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent,
+	row, err := s.readRow(ctx, sessionWithUserQuery, id)
+	if err != nil {
+		return Session{}, User{}, err
+	}
+	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent,
 		&u.Username, &u.Email, &ucreated)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {

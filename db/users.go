@@ -57,6 +57,15 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 
 const userColumns = `id, username, email, password_hash, created_at`
 
+func (s *Store) user(ctx context.Context, where string, arg any) (User, error) {
+	row, err := s.readRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+` = ?`, arg)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := scanUser(row)
+	return u, s.wrap(err)
+}
+
 func scanUser(row *sql.Row) (User, error) {
 	var u User
 	var created int64
@@ -72,20 +81,17 @@ func scanUser(row *sql.Row) (User, error) {
 
 // UserByUsernameKey finds an account by its normalised username.
 func (s *Store) UserByUsernameKey(ctx context.Context, key string) (User, error) {
-	u, err := scanUser(s.queryRow(ctx, s.r, `SELECT `+userColumns+` FROM users WHERE username_key = ?`, key))
-	return u, s.wrap(err)
+	return s.user(ctx, "username_key", key)
 }
 
 // UserByEmailKey finds an account by its normalised email address.
 func (s *Store) UserByEmailKey(ctx context.Context, key string) (User, error) {
-	u, err := scanUser(s.queryRow(ctx, s.r, `SELECT `+userColumns+` FROM users WHERE email_key = ?`, key))
-	return u, s.wrap(err)
+	return s.user(ctx, "email_key", key)
 }
 
 // UserByID finds an account by id.
 func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
-	u, err := scanUser(s.queryRow(ctx, s.r, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
-	return u, s.wrap(err)
+	return s.user(ctx, "id", id)
 }
 
 // Taken reports which of a username key and an email key are in use.

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"fiberauth/db/dbtest"
 )
 
 // binary is the program built once for every test in this package.
@@ -56,22 +58,43 @@ type proc struct {
 	mu     sync.Mutex
 	stderr bytes.Buffer
 	done   chan struct{}
+	found  chan string
 	err    error
 }
 
 var listening = regexp.MustCompile(`msg=listening addr=(http://[0-9.:]+)`)
 
-// baseEnv is what every process gets: cheap bcrypt, a free port.
-func baseEnv(dbPath string, extra ...string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"DATABASE_PATH=" + dbPath, "ADDR=127.0.0.1:0", "BCRYPT_COST=4"}
+// baseEnv is what every process gets: cheap bcrypt, a free port, and the
+// database: a SQLite file, or a PostgreSQL URL.
+func baseEnv(database string, extra ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ADDR=127.0.0.1:0", "BCRYPT_COST=4"}
+	if strings.HasPrefix(database, "postgres://") {
+		env = append(env, "DATABASE_URL="+database)
+	} else {
+		env = append(env, "DATABASE_PATH="+database)
+	}
 	return append(env, extra...)
+}
+
+// engines runs fn once with a fresh SQLite file and once with a fresh
+// PostgreSQL schema (when TEST_DATABASE_URL is set).
+func engines(t *testing.T, fn func(t *testing.T, database string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, filepath.Join(t.TempDir(), "app.db")) })
+	t.Run("postgres", func(t *testing.T) { fn(t, dbtest.URL(t)) })
 }
 
 // start runs the program with env and waits until it listens.
 func start(t testing.TB, env []string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(binary), done: make(chan struct{})}
+	p := launch(t, env)
+	p.waitListening()
+	return p
+}
+
+// launch runs the program with env without waiting for it.
+func launch(t testing.TB, env []string) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command(binary), done: make(chan struct{}), found: make(chan string, 1)}
 	p.cmd.Env = env
 	pipe, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -80,7 +103,6 @@ func start(t testing.TB, env []string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pipe)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -91,7 +113,7 @@ func start(t testing.TB, env []string) *proc {
 			p.mu.Unlock()
 			if m := listening.FindStringSubmatch(line); m != nil {
 				select {
-				case found <- m[1]:
+				case p.found <- m[1]:
 				default:
 				}
 			}
@@ -107,14 +129,19 @@ func start(t testing.TB, env []string) *proc {
 			<-p.done
 		}
 	})
-	select {
-	case p.base = <-found:
-	case <-p.done:
-		t.Fatalf("server exited before listening: %v\n%s", p.err, p.log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("server did not listen within 30s\n%s", p.log())
-	}
 	return p
+}
+
+// waitListening waits until the program listens and notes its address.
+func (p *proc) waitListening() {
+	p.t.Helper()
+	select {
+	case p.base = <-p.found:
+	case <-p.done:
+		p.t.Fatalf("server exited before listening: %v\n%s", p.err, p.log())
+	case <-time.After(60 * time.Second):
+		p.t.Fatalf("server did not listen within 60s\n%s", p.log())
+	}
 }
 
 func (p *proc) log() string {
@@ -180,8 +207,9 @@ func me(base, tok string) (int, error) {
 
 const password = "correct horse battery"
 
-func TestRestartKeepsTokensAndRevocations(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "app.db")
+func TestRestartKeepsTokensAndRevocations(t *testing.T) { engines(t, restartKeepsTokensAndRevocations) }
+
+func restartKeepsTokensAndRevocations(t *testing.T, db string) {
 	p := start(t, baseEnv(db))
 	if st, err := register(p.base, "alice", password); err != nil || st != 201 {
 		t.Fatalf("register: %d %v", st, err)
@@ -206,8 +234,10 @@ func TestRestartKeepsTokensAndRevocations(t *testing.T) {
 	}
 }
 
-func TestConcurrentRegistrations(t *testing.T) {
-	p := start(t, baseEnv(filepath.Join(t.TempDir(), "app.db")))
+func TestConcurrentRegistrations(t *testing.T) { engines(t, concurrentRegistrations) }
+
+func concurrentRegistrations(t *testing.T, db string) {
+	p := start(t, baseEnv(db))
 	count := func(n int, name func(i int) string) map[int]int {
 		statuses := map[int]int{}
 		var mu sync.Mutex
@@ -289,8 +319,10 @@ func TestMixedLoad(t *testing.T) {
 	}
 }
 
-func TestGracefulShutdown(t *testing.T) {
-	p := start(t, baseEnv(filepath.Join(t.TempDir(), "app.db"), "BCRYPT_COST=12"))
+func TestGracefulShutdown(t *testing.T) { engines(t, gracefulShutdown) }
+
+func gracefulShutdown(t *testing.T, db string) {
+	p := start(t, baseEnv(db, "BCRYPT_COST=12"))
 	register(p.base, "alice", password) // cost 12: about a quarter second of bcrypt
 	// Open the connections first, so that the sign-ins below are on the
 	// server as soon as they are sent.
