@@ -2,13 +2,16 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"fiberauth/app/account"
 	"fiberauth/app/openapi"
+	"fiberauth/app/token"
 )
 
 // The JSON API's handlers: each parses its request, calls the account core
@@ -45,40 +48,63 @@ func (s *Server) apiRegister(c *fiber.Ctx) error {
 	})
 }
 
-// apiToken is POST /token, the OAuth2 resource owner password grant
-// (RFC 6749 §4.3). Every malformed request is 400 invalid_request (§5.2).
+// apiToken is POST /token: the OAuth2 resource owner password grant
+// (RFC 6749 §4.3) and the refresh token grant (§6). Every malformed request
+// is 400 invalid_request (§5.2).
 func (s *Server) apiToken(c *fiber.Ctx) error {
-	f, err := oauthForm(c, "grant_type", "username", "password", "scope")
+	f, err := oauthForm(c, "grant_type", "username", "password", "scope", "refresh_token")
 	if err != nil {
 		return err
 	}
-	if f.has("grant_type") && f.get("grant_type") != "password" {
-		return oauthError(http.StatusBadRequest, "unsupported_grant_type",
-			"grant_type must be password (or left out)")
-	}
-	username, pw := f.get("username"), f.get("password")
-	for _, field := range []struct{ name, v string }{{"username", username}, {"password", pw}} {
-		if field.v == "" {
-			return oauthError(http.StatusBadRequest, "invalid_request", field.name+" is required")
+	var g account.Grant
+	switch grant := f.get("grant_type"); {
+	case grant == "refresh_token":
+		raw := f.get("refresh_token")
+		if raw == "" {
+			return oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required")
 		}
-	}
-	g, err := s.acct.SignIn(c.UserContext(), s.client(c, false), username, pw)
-	if account.ErrorCode(err) == account.EUnauthorized {
-		return &Error{Status: http.StatusUnauthorized,
-			Body:    fiber.Map{"detail": msgIncorrectCredentials, "error": "invalid_grant"},
-			Headers: map[string]string{"WWW-Authenticate": "Bearer"}}
+		g, err = s.acct.Refresh(c.UserContext(), s.client(c, false), raw, f.get("scope"))
+		switch account.ErrorCode(err) {
+		case account.EUnauthorized:
+			return oauthError(http.StatusBadRequest, "invalid_grant", account.MsgInvalidRefresh)
+		case account.EInvalid:
+			return oauthError(http.StatusBadRequest, "invalid_scope", "The requested scope is wider than the one granted")
+		}
+	case f.has("grant_type") && grant != "password":
+		return oauthError(http.StatusBadRequest, "unsupported_grant_type",
+			"grant_type must be password or refresh_token")
+	default:
+		username, pw := f.get("username"), f.get("password")
+		for _, field := range []struct{ name, v string }{{"username", username}, {"password", pw}} {
+			if field.v == "" {
+				return oauthError(http.StatusBadRequest, "invalid_request", field.name+" is required")
+			}
+		}
+		g, err = s.acct.SignIn(c.UserContext(), s.client(c, false), username, pw)
+		if account.ErrorCode(err) == account.EUnauthorized {
+			return &Error{Status: http.StatusUnauthorized,
+				Body:    fiber.Map{"detail": msgIncorrectCredentials, "error": "invalid_grant"},
+				Headers: map[string]string{"WWW-Authenticate": "Bearer"}}
+		}
 	}
 	if err != nil {
 		return err
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderPragma, "no-cache")
-	return c.JSON(fiber.Map{"access_token": g.AccessToken, "token_type": "bearer", "expires_in": g.ExpiresIn})
+	body := fiber.Map{"access_token": g.AccessToken, "token_type": "bearer", "expires_in": g.ExpiresIn,
+		"refresh_token": g.RefreshToken}
+	if g.Scope != "" {
+		body["scope"] = g.Scope
+	}
+	return c.JSON(body)
 }
 
 // apiRevoke is POST /revoke (RFC 7009): it ends the token's session and
 // answers 200 whether or not the token was valid.
 func (s *Server) apiRevoke(c *fiber.Ctx) error {
+	// token_type_hint is optional and only a hint (RFC 7009 §2.1): the
+	// token's form says which kind it is.
 	f, err := oauthForm(c, "token", "token_type_hint")
 	if err != nil {
 		return err
@@ -252,4 +278,73 @@ func (s *Server) apiDeleteAccount(c *fiber.Ctx) error {
 func (s *Server) openAPI(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
 	return c.Send(openapi.Document)
+}
+
+// apiIntrospect is POST /introspect (RFC 7662), for resource servers that
+// hold one of INTROSPECTION_TOKENS.
+func (s *Server) apiIntrospect(c *fiber.Ctx) error {
+	if !s.introspectionAllowed(c) {
+		return &Error{Status: http.StatusUnauthorized, Detail: "Not authenticated",
+			Headers: map[string]string{"WWW-Authenticate": `Bearer realm="introspection"`}}
+	}
+	f, err := oauthForm(c, "token", "token_type_hint")
+	if err != nil {
+		return err
+	}
+	raw := f.get("token")
+	if raw == "" {
+		return oauthError(http.StatusBadRequest, "invalid_request", "token is required")
+	}
+	in, err := s.acct.Introspect(c.UserContext(), raw)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	if !in.Active {
+		return c.JSON(fiber.Map{"active": false})
+	}
+	return c.JSON(fiber.Map{"active": true, "sub": in.Subject, "sid": in.SessionID, "scope": in.Scope,
+		"token_type": in.TokenType, "iat": in.IssuedAt.Unix(), "exp": in.ExpiresAt.Unix(), "iss": in.Issuer,
+		"aud": token.Audience, "client_id": "fiberauth"})
+}
+
+// introspectionAllowed checks the caller's bearer secret against
+// INTROSPECTION_TOKENS in constant time.
+func (s *Server) introspectionAllowed(c *fiber.Ctx) bool {
+	scheme, sent, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+	if !strings.EqualFold(scheme, "bearer") || sent == "" {
+		return false
+	}
+	ok := 0
+	for _, t := range s.cfg.IntrospectionTokens {
+		ok |= subtle.ConstantTimeCompare([]byte(strings.TrimSpace(sent)), []byte(t))
+	}
+	return ok == 1
+}
+
+// jwks is GET /.well-known/jwks.json: the public keys that verify this
+// service's tokens.
+func (s *Server) jwks(c *fiber.Ctx) error {
+	s.keys.reload(c.UserContext(), keyReloadMin)
+	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	return c.JSON(fiber.Map{"keys": s.acct.Tokens().JWKS(s.acct.Now())})
+}
+
+// metadata is GET /.well-known/oauth-authorization-server (RFC 8414).
+func (s *Server) metadata(c *fiber.Ctx) error {
+	base := s.acct.Tokens().Issuer()
+	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	return c.JSON(fiber.Map{
+		"issuer":                                        base,
+		"token_endpoint":                                base + "/token",
+		"revocation_endpoint":                           base + "/revoke",
+		"introspection_endpoint":                        base + "/introspect",
+		"jwks_uri":                                      base + "/.well-known/jwks.json",
+		"grant_types_supported":                         []string{"password", "refresh_token"},
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         []string{"none"},
+		"revocation_endpoint_auth_methods_supported":    []string{"none"},
+		"introspection_endpoint_auth_methods_supported": []string{"bearer"},
+		"service_documentation":                         base + "/docs",
+	})
 }

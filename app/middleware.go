@@ -173,14 +173,35 @@ func (s *Server) requireAPI(c *fiber.Ctx) error {
 			return errCSRFHeader
 		}
 	}
+	if viaCookie {
+		s.slide(c, p)
+	}
 	c.Locals(principalKey, p)
 	return c.Next()
+}
+
+// slide keeps an active browser signed in: past half its life, the access
+// token in the cookie is replaced by a new one for the same session. The
+// session's own idle and absolute limits still apply.
+func (s *Server) slide(c *fiber.Ctx, p *account.Principal) {
+	if s.acct.Now().Before(p.IssuedAt.Add(p.ExpiresAt.Sub(p.IssuedAt) / 2)) {
+		return
+	}
+	raw, err := s.acct.Renew(p)
+	if err != nil {
+		s.log.Warn("session cookie not renewed", slog.String("error", err.Error()))
+		return
+	}
+	s.setCookie(c, sessionCookie, raw, s.acct.Tokens().Lifetime())
 }
 
 // requirePage guards browser pages: without a valid session the person is
 // sent to the login page, and a stale cookie is cleared on the way.
 func (s *Server) requirePage(c *fiber.Ctx) error {
-	p, _, err := s.authenticate(c)
+	p, viaCookie, err := s.authenticate(c)
+	if err == nil && viaCookie {
+		s.slide(c, p)
+	}
 	if err != nil {
 		if err != errNotAuthenticated && account.ErrorCode(err) != account.EUnauthorized {
 			return err // the database is away: an error page, not the login form

@@ -154,6 +154,8 @@ func (f *fixture) send(t *testing.T, method, path, ctype, body string, header ..
 	return again, res
 }
 
+const introspectionSecret = "resource-server-secret-0123456789"
+
 const (
 	formType = "application/x-www-form-urlencoded"
 	jsonType = "application/json"
@@ -357,6 +359,21 @@ var provocations = map[string]provoke{
 		req := httptest.NewRequest(http.MethodGet, "/readyz", nil)
 		return httptest.NewRequest(http.MethodGet, "/readyz", nil), broken.do(req)
 	},
+	"POST /introspect 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/introspect", formType, "token="+url.QueryEscape(f.tok), bearer(introspectionSecret)...)
+	},
+	"POST /introspect 400": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/introspect", formType, "", bearer(introspectionSecret)...)
+	},
+	"POST /introspect 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/introspect", formType, "token="+url.QueryEscape(f.tok), bearer("not the secret, not the secret")...)
+	},
+	"GET /.well-known/jwks.json 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/.well-known/jwks.json", "", "")
+	},
+	"GET /.well-known/oauth-authorization-server 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/.well-known/oauth-authorization-server", "", "")
+	},
 	"GET /openapi.json 200": func(t *testing.T, f *fixture) (*http.Request, response) {
 		return f.send(t, "GET", "/openapi.json", "", "")
 	},
@@ -374,7 +391,7 @@ func TestOpenAPIStatusesAreReal(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("validator: %v", errs)
 	}
-	ts := newTestServer(t)
+	ts := newTestServer(t, "INTROSPECTION_TOKENS", introspectionSecret)
 	ts.register("alice", "alice@example.com", pw)
 	f := &fixture{ts: ts, tok: ts.token("alice", pw)}
 	ln := startTestListener(t)

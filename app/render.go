@@ -126,6 +126,8 @@ func eventLabel(kind string) string {
 		return "Session ended"
 	case db.EventSignOut:
 		return "Signed out"
+	case db.EventRefreshReused:
+		return "Refresh token reused: session ended"
 	}
 	return kind
 }

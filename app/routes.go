@@ -53,6 +53,9 @@ func (s *Server) routes() {
 	s.api("GET", "/healthz", s.healthz)
 	s.api("GET", "/readyz", s.readyz)
 	s.api("GET", "/openapi.json", s.openAPI)
+	s.api("POST", "/introspect", s.apiIntrospect)
+	s.api("GET", "/.well-known/jwks.json", s.jwks)
+	s.api("GET", "/.well-known/oauth-authorization-server", s.metadata)
 
 	// Guards are attached per route, not with Use on a prefix, so that an
 	// unknown path or method answers 404 or 405 rather than 401.

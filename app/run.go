@@ -49,6 +49,9 @@ type runOptions struct {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, o runOptions) error {
+	if isCommand(args) {
+		return runCommand(ctx, args, getenv, stdout)
+	}
 	cfg, err := config.Parse(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -106,6 +109,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cancelWait()
 
+	if cfg.IssuerFromAddr && cfg.DatabaseURL != "" {
+		log.Warn("ISSUER is not set: tokens name " + cfg.Issuer + " as their issuer; with several instances set ISSUER to the public URL, the same on every instance, or they refuse each other's tokens")
+	}
 	srv, err := New(ctx, cfg, store, log)
 	if err != nil {
 		return fmt.Errorf("cannot start: %v", err)
@@ -117,6 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(janitorDone)
 		srv.janitor(janitorCtx, pruneInterval, o.beforePrune)
 	}()
+	go srv.keys.watch(janitorCtx)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.App().Listener(ln) }()

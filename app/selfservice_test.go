@@ -280,7 +280,7 @@ func TestPruneAndTouch(t *testing.T) {
 	u, _ := ts.store.UserByUsernameKey(t.Context(), "alice")
 	stored := func() sessionTime {
 		t.Helper()
-		list, err := ts.store.ListSessions(t.Context(), u.ID, sessionTime{})
+		list, err := ts.store.ListSessions(t.Context(), u.ID, sessionTime{}, sessionTime{})
 		if err != nil || len(list) != 1 || list[0].ID != sid {
 			t.Fatalf("stored sessions: %+v, %v", list, err)
 		}
@@ -298,10 +298,10 @@ func TestPruneAndTouch(t *testing.T) {
 	if got := stored(); !got.After(before) {
 		t.Errorf("stored last_used_at %v not advanced after two minutes (was %v)", got, before)
 	}
-	// Past expiry housekeeping deletes the session.
-	ts.s.acct.Now = func() sessionTime { return real().Add(31 * 60e9) }
+	// Past the idle limit housekeeping deletes the session.
+	ts.s.acct.Now = func() sessionTime { return real().Add(15 * 24 * 3600e9) }
 	ts.s.housekeep(t.Context())
-	if list, _ := ts.store.ListSessions(t.Context(), u.ID, sessionTime{}); len(list) != 0 {
+	if list, _ := ts.store.ListSessions(t.Context(), u.ID, sessionTime{}, sessionTime{}); len(list) != 0 {
 		t.Errorf("expired session not pruned: %+v", list)
 	}
 }

@@ -56,6 +56,7 @@ type Server struct {
 	app *fiber.App
 	// table lists the routes with their surfaces (routes.go).
 	table []route
+	keys  *keyReloader
 }
 
 // secretSetting is the settings key under which a generated signing key is
@@ -85,14 +86,33 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 	if store.Engine() == db.Postgres {
 		limits = store.Throttle()
 	}
-	acct := account.New(account.Config{
-		TokenLifetime: cfg.TokenLifetime,
-		Pair:          throttle.Rule{Limit: cfg.LoginFailuresPerAccount, Window: cfg.LoginWindow, Base: 30 * time.Second},
-		Address:       throttle.Rule{Limit: cfg.LoginFailuresPerIP, Window: cfg.LoginWindow, Base: time.Minute},
-		Account:       throttle.Rule{Limit: cfg.LoginFailuresAccountWide, Window: cfg.LoginWindow, Base: time.Minute},
-		Registration:  throttle.Rule{Limit: cfg.RegistrationsPerIP, Window: time.Hour, Base: time.Hour},
-		KnownFor:      30 * 24 * time.Hour,
-	}, store, hasher, token.NewManager(key, cfg.TokenLifetime, nil), limits, log)
+	keys, err := loadKeys(ctx, store, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	// Tokens of earlier releases, signed with the HS256 secret, stay valid
+	// until they expire: at most one lifetime after the first Ed25519 key.
+	legacyUntil := keys[0].CreatedAt
+	for _, k := range keys {
+		if k.CreatedAt.Before(legacyUntil) {
+			legacyUntil = k.CreatedAt
+		}
+	}
+	// The token manager reads the core's clock, so that a test moving one
+	// moves both.
+	var acct *account.Service
+	tokens := token.NewManager(token.Config{Issuer: cfg.Issuer, Lifetime: cfg.TokenLifetime, Legacy: key,
+		LegacyUntil: legacyUntil.Add(cfg.TokenLifetime + time.Minute), Now: func() time.Time { return acct.Now() }}, keys)
+	acct = account.New(account.Config{
+		SessionLifetime: cfg.SessionLifetime,
+		IdleLifetime:    cfg.IdleLifetime,
+		ReuseGrace:      cfg.ReuseGrace,
+		Pair:            throttle.Rule{Limit: cfg.LoginFailuresPerAccount, Window: cfg.LoginWindow, Base: 30 * time.Second},
+		Address:         throttle.Rule{Limit: cfg.LoginFailuresPerIP, Window: cfg.LoginWindow, Base: time.Minute},
+		Account:         throttle.Rule{Limit: cfg.LoginFailuresAccountWide, Window: cfg.LoginWindow, Base: time.Minute},
+		Registration:    throttle.Rule{Limit: cfg.RegistrationsPerIP, Window: time.Hour, Base: time.Hour},
+		KnownFor:        30 * 24 * time.Hour,
+	}, store, hasher, tokens, limits, log)
 	s := &Server{
 		cfg:       cfg,
 		store:     store,
@@ -102,6 +122,8 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		csrfKey:   derive(key, "fiberauth csrf v1"),
 		deviceKey: derive(key, "fiberauth device v1"),
 	}
+	s.keys = &keyReloader{s: s, last: time.Now()}
+	store.OnKeysChanged(func() { go s.keys.reload(context.Background(), 0) })
 	s.app = s.newFiber()
 	s.routes()
 	return s, nil

@@ -27,9 +27,15 @@ func claimsFor(t *testing.T, m *token.Manager, raw string) token.Claims {
 	return *c
 }
 
-func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.Claims) string {
+// sign makes a token with method and key, with kid in its header when not
+// empty.
+func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.Claims) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	tok := jwt.NewWithClaims(method, claims)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}
@@ -41,9 +47,11 @@ func TestHostileTokens(t *testing.T) {
 	ts.register("alice", "alice@example.com", pw)
 	ts.register("bob", "bob@example.com", pw)
 	good := ts.token("alice", pw)
-	base := claimsFor(t, ts.s.acct.Tokens(), good)
-	bobClaims := claimsFor(t, ts.s.acct.Tokens(), ts.token("bob", pw))
-	key := []byte(testKey)
+	m := ts.s.acct.Tokens()
+	base := claimsFor(t, m, good)
+	bobClaims := claimsFor(t, m, ts.token("bob", pw))
+	signing := m.Keys()[0]
+	kid := signing.ID
 	now := time.Now()
 
 	with := func(edit func(c *token.Claims)) token.Claims {
@@ -52,6 +60,7 @@ func TestHostileTokens(t *testing.T) {
 		edit(&c)
 		return c
 	}
+	ed := func(c token.Claims) string { return sign(t, jwt.SigningMethodEdDSA, signing.Private, kid, c) }
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -69,41 +78,45 @@ func TestHostileTokens(t *testing.T) {
 		t.Fatal("payload tampering changed nothing")
 	}
 	noneHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+	legacy := func(edit func(c *token.Claims)) token.Claims {
+		return with(func(c *token.Claims) {
+			c.Issuer = token.LegacyIssuer
+			edit(c)
+		})
+	}
 
 	tests := []struct {
 		name string
 		tok  string
 		why  string
 	}{
-		{"forged with another key", sign(t, jwt.SigningMethodHS256, []byte("another key of thirty-two bytes!!"), base), "signature is invalid"},
+		{"forged with the secret as an HS256 token of our issuer", sign(t, jwt.SigningMethodHS256, []byte(testKey), "", base), "was not issued by this service"},
+		{"forged with another secret", sign(t, jwt.SigningMethodHS256, []byte("another key of thirty-two bytes!!"), "", legacy(func(*token.Claims) {})), "signature is invalid"},
 		{"tampered signature", parts[0] + "." + parts[1] + "." + string(flipped), "signature is invalid"},
 		{"tampered payload", parts[0] + "." + payload + "." + parts[2], "signature is invalid"},
 		{"alg none", noneHeader + "." + parts[1] + ".", "signature is invalid"},
-		{"alg none signed by library", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, base), "signature is invalid"},
-		{"HS512 with the right key", sign(t, jwt.SigningMethodHS512, key, base), "signature is invalid"},
-		{"HS384 with the right key", sign(t, jwt.SigningMethodHS384, key, base), "signature is invalid"},
-		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, base), "signature is invalid"},
-		{"expired", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) {
+		{"alg none signed by library", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, kid, base), "signature is invalid"},
+		{"HS256 keyed with the public key", sign(t, jwt.SigningMethodHS256, []byte(signing.Public), kid, base), "signature is invalid"},
+		{"HS512 with the secret", sign(t, jwt.SigningMethodHS512, []byte(testKey), "", legacy(func(*token.Claims) {})), "signature is invalid"},
+		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, kid, base), "signature is invalid"},
+		{"unknown kid", sign(t, jwt.SigningMethodEdDSA, signing.Private, "not-a-key", base), "signature is invalid"},
+		{"expired", ed(with(func(c *token.Claims) {
 			c.IssuedAt = jwt.NewNumericDate(now.Add(-2 * time.Hour))
 			c.NotBefore = c.IssuedAt
 			c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour))
 		})), "expired"},
-		{"without exp", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.ExpiresAt = nil })), "was not issued by this service"},
-		{"not yet valid", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) {
-			c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour))
-		})), "is not valid yet"},
-		{"issued in the future", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) {
-			c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour))
-		})), "is not valid yet"},
-		{"wrong issuer", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Issuer = "someone-else" })), "was not issued by this service"},
-		{"no issuer", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Issuer = "" })), "was not issued by this service"},
-		{"wrong audience", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Audience = jwt.ClaimStrings{"other"} })), "was not issued by this service"},
-		{"no audience", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Audience = nil })), "was not issued by this service"},
-		{"unknown session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = "no-such-session" })), "was revoked"},
-		{"no session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = "" })), "was not issued by this service"},
-		{"another user's session", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.SessionID = bobClaims.SessionID })), "was not issued by this service"},
-		{"subject changed", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Subject = "bob" })), "was not issued by this service"},
-		{"subject in other case", sign(t, jwt.SigningMethodHS256, key, with(func(c *token.Claims) { c.Subject = "ALICE" })), "was not issued by this service"},
+		{"without exp", ed(with(func(c *token.Claims) { c.ExpiresAt = nil })), "was not issued by this service"},
+		{"not yet valid", ed(with(func(c *token.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })), "is not valid yet"},
+		{"issued in the future", ed(with(func(c *token.Claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour)) })), "is not valid yet"},
+		{"wrong issuer", ed(with(func(c *token.Claims) { c.Issuer = "someone-else" })), "was not issued by this service"},
+		{"no issuer", ed(with(func(c *token.Claims) { c.Issuer = "" })), "was not issued by this service"},
+		{"wrong audience", ed(with(func(c *token.Claims) { c.Audience = jwt.ClaimStrings{"other"} })), "was not issued by this service"},
+		{"no audience", ed(with(func(c *token.Claims) { c.Audience = nil })), "was not issued by this service"},
+		{"unknown session", ed(with(func(c *token.Claims) { c.SessionID = "no-such-session" })), "was revoked"},
+		{"no session", ed(with(func(c *token.Claims) { c.SessionID = "" })), "was not issued by this service"},
+		{"another user's session", ed(with(func(c *token.Claims) { c.SessionID = bobClaims.SessionID })), "was not issued by this service"},
+		{"subject changed", ed(with(func(c *token.Claims) { c.Subject = "bob" })), "was not issued by this service"},
+		{"subject in other case", ed(with(func(c *token.Claims) { c.Subject = "ALICE" })), "was not issued by this service"},
 		{"oversized", good + strings.Repeat("A", token.MaxLength), "is malformed"},
 		{"two dots only", "..", "is malformed"},
 	}
@@ -124,8 +137,12 @@ func TestHostileTokens(t *testing.T) {
 	t.Run("re-signed valid claims are accepted", func(t *testing.T) {
 		// The control: the same construction with nothing wrong passes, so
 		// the refusals above are for the reason each case names.
-		res := ts.get("/users/me", bearer(sign(t, jwt.SigningMethodHS256, key, base))...)
-		wantStatus(t, res, http.StatusOK)
+		wantStatus(t, ts.get("/users/me", bearer(ed(base))...), http.StatusOK)
+	})
+
+	t.Run("a token of the earlier release (HS256 with SECRET_KEY) is accepted until it expires", func(t *testing.T) {
+		old := sign(t, jwt.SigningMethodHS256, []byte(testKey), "", legacy(func(*token.Claims) {}))
+		wantStatus(t, ts.get("/users/me", bearer(old)...), http.StatusOK)
 	})
 
 	t.Run("revoked", func(t *testing.T) {
@@ -134,33 +151,21 @@ func TestHostileTokens(t *testing.T) {
 	})
 }
 
-// A token signed with SECRET_KEY is an ordinary HS256 JWT that another
-// service holding the key can verify.
-func TestSecretKeyIsUsedAsIs(t *testing.T) {
-	ts := newTestServer(t, "SECRET_KEY", testKey)
-	ts.register("alice", "alice@example.com", pw)
-	raw := ts.token("alice", pw)
-	var claims jwt.MapClaims
-	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return []byte(testKey), nil },
-		jwt.WithValidMethods([]string{"HS256"}))
-	if err != nil {
-		t.Fatalf("token does not verify with SECRET_KEY: %v", err)
-	}
-	for _, k := range []string{"sub", "exp", "iat", "sid", "iss", "aud"} {
-		if _, ok := claims[k]; !ok {
-			t.Errorf("claim %q missing from %v", k, claims)
-		}
-	}
-	if claims["sub"] != "alice" {
-		t.Errorf("sub = %v, want alice", claims["sub"])
-	}
-}
-
-// An expired session refuses its token even while the token itself is valid.
-func TestExpiredSessionRefused(t *testing.T) {
-	ts := newTestServer(t)
+// A session past its idle limit refuses its token even while the token
+// itself is valid.
+func TestIdleSessionRefused(t *testing.T) {
+	ts := newTestServer(t, "SESSION_IDLE_DAYS", "1", "ACCESS_TOKEN_EXPIRE_MINUTES", "10000")
 	ts.register("alice", "alice@example.com", pw)
 	tok := ts.token("alice", pw)
-	ts.s.acct.Now = func() time.Time { return time.Now().Add(31 * time.Minute) }
-	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusUnauthorized)
+	start := time.Now()
+	ts.s.acct.Now = func() time.Time { return start.Add(23 * time.Hour) }
+	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusOK) // a use resets the idle clock
+	ts.s.acct.Now = func() time.Time { return start.Add(46 * time.Hour) }
+	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusOK)
+	ts.s.acct.Now = func() time.Time { return start.Add(70*time.Hour + time.Minute) }
+	res := ts.get("/users/me", bearer(tok)...)
+	wantStatus(t, res, http.StatusUnauthorized)
+	if got := res.Header.Get("WWW-Authenticate"); !strings.Contains(got, "The session expired") {
+		t.Errorf("WWW-Authenticate = %q", got)
+	}
 }

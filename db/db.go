@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,7 +46,7 @@ type Options struct {
 	Path string
 	// URL is a PostgreSQL URL (postgres:// or postgresql://).
 	URL string
-	// MaxConns bounds the PostgreSQL pool (<= 0 means 8).
+	// MaxConns bounds the PostgreSQL pool (<= 0 means DefaultMaxConns).
 	MaxConns int
 	// Log receives notices about migrations and connections; nil discards
 	// them.
@@ -63,15 +64,25 @@ type Store struct {
 	engine Engine
 	w      *sql.DB
 	r      *sql.DB
-	log    *slog.Logger
+	// fast takes writes whose last moments a crash of the database may
+	// lose without harm (throttle counts: losing them only forgives). On
+	// PostgreSQL its connections commit without waiting for the WAL flush;
+	// on SQLite it is the writer.
+	fast *sql.DB
+	log  *slog.Logger
 	// name is how errors name the database: the SQLite path, or the
 	// PostgreSQL host and database without credentials.
 	name string
 
 	cache *sessionCache
+	// batch groups SQLite's write transactions into shared commits.
+	batch *batcher
 	// listener drops cached sessions when another instance ends them
 	// (PostgreSQL only).
 	listener *listener
+
+	// keysChanged runs when another instance announces new signing keys.
+	keysChanged atomic.Pointer[func()]
 
 	rebound  sync.Map // SQL with ? placeholders -> the engine's form
 	prepared sync.Map // SQL -> *sql.Stmt on the read pool
@@ -102,12 +113,18 @@ func (s *Store) Close() error {
 	if s.listener != nil {
 		s.listener.close()
 	}
+	if s.batch != nil {
+		s.batch.close()
+	}
 	s.prepared.Range(func(_, v any) bool {
 		v.(*sql.Stmt).Close()
 		return true
 	})
 	if s.r != nil && s.r != s.w {
 		errs = append(errs, s.r.Close())
+	}
+	if s.fast != nil && s.fast != s.w {
+		errs = append(errs, s.fast.Close())
 	}
 	errs = append(errs, s.w.Close())
 	return errors.Join(errs...)
@@ -183,7 +200,11 @@ func (s *Store) query(ctx context.Context, on execer, query string, args ...any)
 }
 
 // tx runs fn in a write transaction and commits it when fn returns nil.
+// On SQLite concurrent transactions share a commit (batch.go).
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.batch != nil {
+		return s.wrap(s.batch.do(ctx, func(tx *sql.Tx) error { return s.wrap(fn(tx)) }))
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(err)

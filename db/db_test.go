@@ -331,10 +331,10 @@ func TestEndSessions(t *testing.T) {
 		if err := s.EndSession(ctx, "a2", 0, Event{}); err != nil {
 			t.Fatal(err)
 		}
-		if l, _ := s.ListSessions(ctx, a.ID, now); len(l) != 0 {
+		if l, _ := s.ListSessions(ctx, a.ID, now, time.Time{}); len(l) != 0 {
 			t.Errorf("alice's sessions left: %+v", l)
 		}
-		if l, _ := s.ListSessions(ctx, b.ID, now); len(l) != 1 {
+		if l, _ := s.ListSessions(ctx, b.ID, now, time.Time{}); len(l) != 1 {
 			t.Errorf("bob's sessions: %+v, want his one", l)
 		}
 		if evs, _ := s.ListEvents(ctx, a.ID, 10); len(evs) != 2 {
@@ -410,17 +410,18 @@ func TestPrune(t *testing.T) {
 		u, _ := s.CreateUser(ctx, newUser("alice"))
 		now := time.Now()
 		session(t, s, u, "old", now.Add(-2*time.Hour), now.Add(-time.Hour))
+		session(t, s, u, "idle", now.Add(-20*24*time.Hour), now.Add(time.Hour))
 		session(t, s, u, "live", now, now.Add(time.Hour))
 		s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now.AddDate(0, 0, -100)})
 		s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now})
 		r := throttle.Rule{Limit: 5, Window: time.Minute, Base: time.Second}
 		s.Throttle().Take(ctx, "lapsed", r, now.Add(-time.Hour))
 		s.Throttle().Take(ctx, "live", r, now)
-		p, err := s.Prune(ctx, now, now.AddDate(0, 0, -90), now.AddDate(0, 0, -30))
-		if err != nil || p.Sessions != 1 || p.Events != 1 || p.Throttle != 1 {
-			t.Errorf("Prune = %+v, %v; want 1 session, 1 event, 1 count", p, err)
+		p, err := s.Prune(ctx, now, now.AddDate(0, 0, -14), now.AddDate(0, 0, -90), now.AddDate(0, 0, -30))
+		if err != nil || p.Sessions != 2 || p.Events != 1 || p.Throttle != 1 {
+			t.Errorf("Prune = %+v, %v; want 2 sessions (expired, idle), 1 event, 1 count", p, err)
 		}
-		if l, _ := s.ListSessions(ctx, u.ID, now); len(l) != 1 || l[0].ID != "live" {
+		if l, _ := s.ListSessions(ctx, u.ID, now, time.Time{}); len(l) != 1 || l[0].ID != "live" {
 			t.Errorf("sessions left: %+v", l)
 		}
 	})
@@ -590,4 +591,70 @@ func TestRevocationReachesOtherInstances(t *testing.T) {
 	check("two", "ending the other sessions")
 	a.DeleteUser(ctx, u.ID, u.PasswordHash)
 	check("three", "deleting the account")
+}
+
+// Concurrent write transactions on SQLite share commits: each is answered
+// only after its own work committed, and one that fails is rolled back
+// alone, leaving the others of its batch committed.
+func TestBatchedWrites(t *testing.T) {
+	s := mustOpen(t, sqliteOptions(t))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 60)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			name := fmt.Sprintf("user%d", i)
+			if i%3 == 0 {
+				name = "taken" // all but one of these fail
+			}
+			_, errs[i] = s.CreateUser(ctx, newUser(name))
+		}(i)
+	}
+	wg.Wait()
+	ok, conflicts := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrConflict):
+			conflicts++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != 41 || conflicts != 19 {
+		t.Errorf("%d created and %d conflicts, want 41 and 19", ok, conflicts)
+	}
+	// What was answered as committed is on disk: a new store sees it.
+	s.Close()
+	again := mustOpen(t, Options{Path: s.name})
+	for i := range errs {
+		name := fmt.Sprintf("user%d", i)
+		if i%3 == 0 {
+			continue
+		}
+		if _, err := again.UserByUsernameKey(ctx, name); err != nil {
+			t.Errorf("%s answered as created but not found after reopening: %v", name, err)
+		}
+	}
+	// A transaction whose function fails leaves nothing behind.
+	err := again.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := again.exec(ctx, tx, `INSERT INTO settings (key, value) VALUES ('half', x'00')`); err != nil {
+			return err
+		}
+		return errors.New("changed my mind")
+	})
+	if err == nil || err.Error() != "changed my mind" {
+		t.Fatalf("tx error = %v", err)
+	}
+	if v, err := again.Secret(ctx, "half", func() ([]byte, error) { return []byte("fresh"), nil }); err != nil || string(v) != "fresh" {
+		t.Errorf("the failed transaction's insert survived: %q, %v", v, err)
+	}
+	// After Close, writes fail cleanly.
+	again.Close()
+	if _, err := again.CreateUser(ctx, newUser("late")); err == nil {
+		t.Error("a write after Close succeeded")
+	}
 }

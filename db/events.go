@@ -15,6 +15,7 @@ const (
 	EventPasswordFailed = "password_change_failed"
 	EventSessionEnded   = "session_ended"
 	EventSignOut        = "sign_out"
+	EventRefreshReused  = "refresh_reused"
 )
 
 // Event is one entry of an account's activity.

@@ -10,13 +10,18 @@ import (
 // Session is a server-side sign-in. A token is valid only while its session
 // row exists and has not expired.
 type Session struct {
-	ID         string
-	UserID     int64
+	ID     string
+	UserID int64
+	// CreatedAt is the sign-in; ExpiresAt the session's absolute end (its
+	// refresh tokens' lifetime). A session also ends when it has not been
+	// used for the idle limit since LastUsedAt.
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
 	LastUsedAt time.Time
 	IP         string
 	UserAgent  string
+	// Scope is the space-separated scopes the session was granted.
+	Scope string
 }
 
 // NewSession is a sign-in to record.
@@ -30,6 +35,8 @@ type NewSession struct {
 	// KnownClient, when set, records that this client signed in to the
 	// account successfully at the session's creation time.
 	KnownClient string
+	// RefreshHash is the SHA-256 of the session's first refresh token.
+	RefreshHash []byte
 }
 
 // StartSession stores a new session, only if the account still exists and
@@ -40,9 +47,9 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 	se := ns.Session
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, `INSERT INTO sessions
-			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent)
-			SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
-			se.ID, unix(se.CreatedAt), unix(se.ExpiresAt), unix(se.LastUsedAt), se.IP, se.UserAgent,
+			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope)
+			SELECT ?, id, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
+			se.ID, unix(se.CreatedAt), unix(se.ExpiresAt), unix(se.LastUsedAt), se.IP, se.UserAgent, se.Scope,
 			se.UserID, ns.PasswordHash)
 		if err := oneRow(res, err); err != nil {
 			if errors.Is(err, ErrNotFound) {
@@ -53,6 +60,12 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 		if ns.Event.Kind != "" {
 			ns.Event.UserID = se.UserID
 			if err := s.insertEvent(ctx, tx, ns.Event); err != nil {
+				return err
+			}
+		}
+		if len(ns.RefreshHash) > 0 {
+			if _, err := s.exec(ctx, tx, `INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?, ?, ?)`,
+				ns.RefreshHash, se.ID, unixMilli(se.CreatedAt)); err != nil {
 				return err
 			}
 		}
@@ -68,7 +81,7 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 }
 
 const sessionWithUserQuery = `SELECT
-	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent,
+	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope,
 	u.username, u.email, u.created_at
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`
 
@@ -86,7 +99,7 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 	if err != nil {
 		return Session{}, User{}, err
 	}
-	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent,
+	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope,
 		&u.Username, &u.Email, &ucreated)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -164,10 +177,12 @@ func (s *Store) EndOtherSessions(ctx context.Context, userID int64, keep string,
 	return n, err
 }
 
-// ListSessions returns the unexpired sessions of userID, newest first.
-func (s *Store) ListSessions(ctx context.Context, userID int64, now time.Time) ([]Session, error) {
-	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent
-		FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY created_at DESC, id`, userID, unix(now))
+// ListSessions returns the sessions of userID that have not expired at now
+// nor been idle since idleSince, newest first.
+func (s *Store) ListSessions(ctx context.Context, userID int64, now, idleSince time.Time) ([]Session, error) {
+	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope
+		FROM sessions WHERE user_id = ? AND expires_at > ? AND last_used_at > ? ORDER BY created_at DESC, id`,
+		userID, unix(now), unix(idleSince))
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +191,7 @@ func (s *Store) ListSessions(ctx context.Context, userID int64, now time.Time) (
 	for rows.Next() {
 		var se Session
 		var created, expires, used int64
-		if err := rows.Scan(&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent); err != nil {
+		if err := rows.Scan(&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope); err != nil {
 			return nil, err
 		}
 		se.CreatedAt = fromUnix(created)
@@ -192,10 +207,10 @@ type Pruned struct {
 	Sessions, Events, KnownClients, Throttle int64
 }
 
-// Prune deletes sessions that expired before now, events older than
-// eventsBefore, known clients last seen before knownBefore and lapsed
-// throttle counts.
-func (s *Store) Prune(ctx context.Context, now, eventsBefore, knownBefore time.Time) (Pruned, error) {
+// Prune deletes sessions that expired before now or were last used before
+// idleBefore, events older than eventsBefore, known clients last seen
+// before knownBefore and lapsed throttle counts.
+func (s *Store) Prune(ctx context.Context, now, idleBefore, eventsBefore, knownBefore time.Time) (Pruned, error) {
 	defer s.cache.clear()
 	var p Pruned
 	steps := []struct {
@@ -203,7 +218,7 @@ func (s *Store) Prune(ctx context.Context, now, eventsBefore, knownBefore time.T
 		query string
 		args  []any
 	}{
-		{&p.Sessions, `DELETE FROM sessions WHERE expires_at <= ?`, []any{unix(now)}},
+		{&p.Sessions, `DELETE FROM sessions WHERE expires_at <= ? OR last_used_at <= ?`, []any{unix(now), unix(idleBefore)}},
 		{&p.Events, `DELETE FROM events WHERE at < ?`, []any{unix(eventsBefore)}},
 		{&p.KnownClients, `DELETE FROM known_clients WHERE last_seen < ?`, []any{unix(knownBefore)}},
 		{&p.Throttle, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, []any{unixMilli(now)}},

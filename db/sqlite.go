@@ -51,7 +51,7 @@ func openSQLite(ctx context.Context, o Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{engine: SQLite, w: w, log: o.Log, name: path, cache: newSessionCache(nil)}
+	s := &Store{engine: SQLite, w: w, fast: w, log: o.Log, name: path, cache: newSessionCache(nil)}
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
 		return nil, fail(err)
@@ -69,6 +69,7 @@ func openSQLite(ctx context.Context, o Options) (*Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	s.r = r
+	s.batch = newBatcher(s)
 	return s, nil
 }
 

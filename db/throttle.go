@@ -69,11 +69,27 @@ type sqlThrottle struct{ s *Store }
 
 var _ throttle.Store = sqlThrottle{}
 
+func (t sqlThrottle) Wait(ctx context.Context, key string, now time.Time) (time.Duration, error) {
+	var until int64
+	row, err := t.s.readRow(ctx, `SELECT until_at FROM throttle WHERE key = ?`, key)
+	if err != nil {
+		return 0, err
+	}
+	err = row.Scan(&until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, t.s.wrap(err)
+	}
+	return max(fromUnixMilli(until).Sub(now), 0), nil
+}
+
 func (t sqlThrottle) Take(ctx context.Context, key string, r throttle.Rule, now time.Time) (time.Duration, error) {
 	s := t.s
 	ms := unixMilli(now)
 	var n int64
-	err := s.queryRow(ctx, s.w, takeSQL, key, ms, ms-r.Window.Milliseconds(), int64(r.Limit),
+	err := s.queryRow(ctx, s.fast, takeSQL, key, ms, ms-r.Window.Milliseconds(), int64(r.Limit),
 		r.Base.Milliseconds(), r.Window.Milliseconds()).Scan(&n)
 	if err == nil {
 		return 0, nil
@@ -82,7 +98,7 @@ func (t sqlThrottle) Take(ctx context.Context, key string, r throttle.Rule, now 
 		return 0, s.wrap(err)
 	}
 	var until int64
-	err = s.queryRow(ctx, s.w, `SELECT until_at FROM throttle WHERE key = ?`, key).Scan(&until)
+	err = s.queryRow(ctx, s.fast, `SELECT until_at FROM throttle WHERE key = ?`, key).Scan(&until)
 	if errors.Is(err, sql.ErrNoRows) {
 		return throttle.InFlightWait, nil // forgotten meanwhile: try again
 	}
@@ -131,7 +147,7 @@ func (t sqlThrottle) update(ctx context.Context, set string, args []any, keys []
 		all = append(all, k)
 	}
 	b.WriteString(")")
-	if _, err := t.s.exec(ctx, t.s.w, b.String(), all...); err != nil {
+	if _, err := t.s.exec(ctx, t.s.fast, b.String(), all...); err != nil {
 		return err
 	}
 	if len(again) > 0 {
@@ -142,7 +158,7 @@ func (t sqlThrottle) update(ctx context.Context, set string, args []any, keys []
 
 func (t sqlThrottle) Forget(ctx context.Context, keys ...string) error {
 	for _, k := range keys {
-		if _, err := t.s.exec(ctx, t.s.w, `DELETE FROM throttle WHERE key = ?`, k); err != nil {
+		if _, err := t.s.exec(ctx, t.s.fast, `DELETE FROM throttle WHERE key = ?`, k); err != nil {
 			return err
 		}
 	}
@@ -150,11 +166,11 @@ func (t sqlThrottle) Forget(ctx context.Context, keys ...string) error {
 }
 
 func (t sqlThrottle) ForgetPrefix(ctx context.Context, prefix string) error {
-	_, err := t.s.exec(ctx, t.s.w, `DELETE FROM throttle WHERE substr(key, 1, ?) = ?`, int64(len(prefix)), prefix)
+	_, err := t.s.exec(ctx, t.s.fast, `DELETE FROM throttle WHERE substr(key, 1, ?) = ?`, int64(len(prefix)), prefix)
 	return err
 }
 
 func (t sqlThrottle) Sweep(ctx context.Context, now time.Time) error {
-	_, err := t.s.exec(ctx, t.s.w, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, unixMilli(now))
+	_, err := t.s.exec(ctx, t.s.fast, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, unixMilli(now))
 	return err
 }

@@ -29,8 +29,14 @@ var _ Hasher = (*password.Hasher)(nil)
 
 // Config holds the core's settings.
 type Config struct {
-	// TokenLifetime is how long a session and its access token live.
-	TokenLifetime time.Duration
+	// SessionLifetime is a session's absolute lifetime, and so its refresh
+	// tokens'; IdleLifetime ends a session not used for that long.
+	SessionLifetime time.Duration
+	IdleLifetime    time.Duration
+	// ReuseGrace is how long after its use a refresh token may be
+	// presented again without ending the session (a client that lost the
+	// answer); only the immediately previous token gets it.
+	ReuseGrace time.Duration
 	// Pair limits failed sign-ins for one account from one client address.
 	Pair throttle.Rule
 	// Address limits failed sign-ins from one client address, all accounts
@@ -71,11 +77,15 @@ func (c Client) knownKey() string {
 	return "a:" + throttle.AddressKey(c.Addr)
 }
 
-// Principal is an authenticated caller: the account and the session its
-// token belongs to.
+// Principal is an authenticated caller: the account, the session its
+// token belongs to, and the token's own claims.
 type Principal struct {
 	User    db.User
 	Session db.Session
+	// IssuedAt and ExpiresAt are the access token's.
+	IssuedAt, ExpiresAt time.Time
+	Scope               string
+	AMR                 []string
 }
 
 // Grant is a started session with its access token.
@@ -83,8 +93,12 @@ type Grant struct {
 	User        db.User
 	Session     db.Session
 	AccessToken string
-	// ExpiresIn is the token's lifetime in seconds.
+	// ExpiresIn is the access token's lifetime in seconds.
 	ExpiresIn int
+	// RefreshToken exchanges for a new pair at /token; Scope is what both
+	// grant.
+	RefreshToken string
+	Scope        string
 	// Device is the browser's device id to keep in its cookie (the one it
 	// sent, or a new one); empty for API clients.
 	Device string
@@ -157,10 +171,12 @@ func (s *Service) Events(ctx context.Context, p *Principal, limit int) ([]db.Eve
 	return list, fail(err)
 }
 
-// Sessions returns the caller's live sessions, newest first; the current
-// one shows its latest use.
+// Sessions returns the caller's live sessions, newest first, each with the
+// time it ends unless used again (its absolute end or its idle limit,
+// whichever comes first); the current one shows its latest use.
 func (s *Service) Sessions(ctx context.Context, p *Principal) ([]db.Session, error) {
-	list, err := s.store.ListSessions(ctx, p.User.ID, s.Now())
+	now := s.Now()
+	list, err := s.store.ListSessions(ctx, p.User.ID, now, now.Add(-s.cfg.IdleLifetime))
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -168,8 +184,22 @@ func (s *Service) Sessions(ctx context.Context, p *Principal) ([]db.Session, err
 		if list[i].ID == p.Session.ID {
 			list[i].LastUsedAt = p.Session.LastUsedAt
 		}
+		list[i].ExpiresAt = s.ends(list[i])
 	}
 	return list, nil
+}
+
+// ends is when a session ends unless it is used again.
+func (s *Service) ends(se db.Session) time.Time {
+	if idle := se.LastUsedAt.Add(s.cfg.IdleLifetime); idle.Before(se.ExpiresAt) {
+		return idle
+	}
+	return se.ExpiresAt
+}
+
+// alive reports whether a session is still valid at now.
+func (s *Service) alive(se db.Session, now time.Time) bool {
+	return now.Before(s.ends(se))
 }
 
 // Pruning schedule: events are kept for EventRetention.
@@ -179,7 +209,7 @@ const EventRetention = 90 * 24 * time.Hour
 // and lapsed throttle counts.
 func (s *Service) Housekeep(ctx context.Context) (db.Pruned, error) {
 	now := s.Now()
-	p, err := s.store.Prune(ctx, now, now.Add(-EventRetention), now.Add(-s.cfg.KnownFor))
+	p, err := s.store.Prune(ctx, now, now.Add(-s.cfg.IdleLifetime), now.Add(-EventRetention), now.Add(-s.cfg.KnownFor))
 	if err != nil {
 		return p, err
 	}

@@ -32,8 +32,8 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (*Principal, err
 	if u.Username != claims.Subject {
 		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: "The access token was not issued by this service"}
 	}
-	if !now.Before(se.ExpiresAt) {
-		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: "The access token expired"}
+	if !s.alive(se, now) {
+		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: "The session expired"}
 	}
 	if now.Unix()-se.LastUsedAt.Unix() >= touchEvery {
 		if err := s.store.TouchSession(ctx, se.ID, now); err != nil {
@@ -42,7 +42,16 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (*Principal, err
 			se.LastUsedAt = now.Truncate(1e9)
 		}
 	}
-	return &Principal{User: u, Session: se}, nil
+	return &Principal{User: u, Session: se, IssuedAt: claims.IssuedAt.Time, ExpiresAt: claims.ExpiresAt.Time,
+		Scope: claims.Scope, AMR: claims.AMR}, nil
+}
+
+// Renew issues a new access token for the caller's session (a browser whose
+// token is past half its life, while the session is alive).
+func (s *Service) Renew(p *Principal) (string, error) {
+	now := s.Now()
+	raw, _, err := s.tokens.Issue(token.Grant{Subject: p.User.Username, SessionID: p.Session.ID, Scope: p.Scope, AMR: p.AMR}, now)
+	return raw, fail(err)
 }
 
 // SignOut ends the caller's session.
@@ -54,9 +63,23 @@ func (s *Service) SignOut(ctx context.Context, c Client, p *Principal) error {
 	return fail(err)
 }
 
-// Revoke ends the session of a token signed here, expired or not (RFC
-// 7009: a token that is not valid is no error).
+// Revoke ends the session of an access token signed here, expired or not,
+// or of a refresh token (RFC 7009: a token that is not valid is no error).
 func (s *Service) Revoke(ctx context.Context, c Client, raw string) error {
+	if !token.LooksLikeJWT(raw) {
+		se, _, _, err := s.store.SessionByRefresh(ctx, token.HashRefresh(raw))
+		if errors.Is(err, db.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fail(err)
+		}
+		err = s.store.EndSession(ctx, se.ID, se.UserID, s.event(c, db.EventSignOut))
+		if errors.Is(err, db.ErrNotFound) {
+			return nil
+		}
+		return fail(err)
+	}
 	claims, err := s.tokens.VerifySignature(raw)
 	if err != nil {
 		return nil

@@ -207,8 +207,8 @@ func (s *Service) upgradeHash(ctx context.Context, u db.User, pw string) string 
 }
 
 // startSession creates a session for u, only while u's password hash is
-// still u.PasswordHash, and issues its token. A browser without a device id
-// gets one.
+// still u.PasswordHash, and issues its access and refresh tokens. A browser
+// without a device id gets one.
 func (s *Service) startSession(ctx context.Context, c Client, u db.User, kind string) (Grant, error) {
 	id, err := token.NewSessionID()
 	if err != nil {
@@ -219,23 +219,39 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, kind st
 			return Grant{}, err
 		}
 	}
-	now := s.Now()
-	raw, exp, err := s.tokens.Issue(u.Username, id, now)
+	refresh, refreshHash, err := token.NewRefresh()
 	if err != nil {
 		return Grant{}, err
 	}
-	se := db.Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: exp, LastUsedAt: now, IP: c.Addr, UserAgent: c.UserAgent}
+	now := s.Now()
+	se := db.Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionLifetime), LastUsedAt: now,
+		IP: c.Addr, UserAgent: c.UserAgent}
 	err = s.store.StartSession(ctx, db.NewSession{
 		Session:      se,
 		PasswordHash: u.PasswordHash,
 		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent},
 		KnownClient:  c.knownKey(),
+		RefreshHash:  refreshHash,
 	})
 	if err != nil {
 		return Grant{}, err
 	}
-	se.CreatedAt, se.ExpiresAt, se.LastUsedAt = time.Unix(now.Unix(), 0), time.Unix(exp.Unix(), 0), time.Unix(now.Unix(), 0)
-	return Grant{User: u, Session: se, AccessToken: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds()), Device: c.Device}, nil
+	se.CreatedAt, se.ExpiresAt, se.LastUsedAt = time.Unix(now.Unix(), 0), time.Unix(se.ExpiresAt.Unix(), 0), time.Unix(now.Unix(), 0)
+	g, err := s.grant(u, se, now)
+	if err != nil {
+		return Grant{}, err
+	}
+	g.RefreshToken, g.Device = refresh, c.Device
+	return g, nil
+}
+
+// grant issues an access token for a session.
+func (s *Service) grant(u db.User, se db.Session, now time.Time) (Grant, error) {
+	raw, _, err := s.tokens.Issue(token.Grant{Subject: u.Username, SessionID: se.ID, Scope: se.Scope, AMR: []string{"pwd"}}, now)
+	if err != nil {
+		return Grant{}, err
+	}
+	return Grant{User: u, Session: se, AccessToken: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds()), Scope: se.Scope}, nil
 }
 
 // checkPassword verifies the caller's current password for a sensitive

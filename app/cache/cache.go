@@ -66,12 +66,17 @@ func (c *Cache[K, V]) Get(k K) (V, bool) {
 	p := c.part(k)
 	p.mu.RLock()
 	e, ok := p.m[k]
+	var v V
+	var at time.Time
+	if ok {
+		v, at = e.v, e.at
+	}
 	p.mu.RUnlock()
-	if !ok || c.now().Sub(e.at) >= c.ttl {
+	if !ok || c.now().Sub(at) >= c.ttl {
 		var zero V
 		return zero, false
 	}
-	return e.v, true
+	return v, true
 }
 
 // Put stores v under k, evicting the oldest entry of k's shard when it is

@@ -29,9 +29,30 @@ type Config struct {
 	// SecretKey signs tokens when set (SECRET_KEY); otherwise a key is
 	// generated once and kept in the database.
 	SecretKey []byte
-	// TokenLifetime is how long an access token and its session live
+	// TokenLifetime is how long an access token lives
 	// (ACCESS_TOKEN_EXPIRE_MINUTES).
 	TokenLifetime time.Duration
+	// SessionLifetime is a session's absolute lifetime, and its refresh
+	// tokens' (REFRESH_TOKEN_EXPIRE_DAYS).
+	SessionLifetime time.Duration
+	// IdleLifetime ends a session not used for that long
+	// (SESSION_IDLE_DAYS).
+	IdleLifetime time.Duration
+	// ReuseGrace is how long a just-spent refresh token may be presented
+	// again without ending its session (REFRESH_REUSE_GRACE).
+	ReuseGrace time.Duration
+	// Issuer is the service's public URL: the iss of its tokens and the
+	// base of the URLs in its metadata (ISSUER).
+	Issuer string
+	// IssuerFromAddr is true when ISSUER was not set and the issuer was
+	// derived from ADDR.
+	IssuerFromAddr bool
+	// KeyPublishDelay is how long a new signing key is published before
+	// it signs (KEY_PUBLISH_DELAY).
+	KeyPublishDelay time.Duration
+	// IntrospectionTokens are the bearer secrets that may call
+	// /introspect (INTROSPECTION_TOKENS).
+	IntrospectionTokens []string
 	// BcryptCost is the cost of new password hashes (BCRYPT_COST).
 	BcryptCost int
 	// LogLevel is the minimum level logged (LOG_LEVEL).
@@ -96,9 +117,15 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	addr := str("addr", "ADDR", "127.0.0.1:8000", "address to listen on")
 	dbPath := str("database-path", "DATABASE_PATH", "app.db", "SQLite database file, created if missing (when DATABASE_URL is not set)")
 	dbURL := str("database-url", "DATABASE_URL", "", "PostgreSQL URL (postgres://user:password@host:port/database?sslmode=...); when set it replaces the SQLite file; prefer the variable, since flags show in process lists")
-	maxConns := str("database-max-conns", "DATABASE_MAX_CONNS", "8", "most connections to PostgreSQL at once")
+	maxConns := str("database-max-conns", "DATABASE_MAX_CONNS", "16", "most connections to PostgreSQL at once for requests (throttle counts use up to a quarter as many more)")
 	secret := str("secret-key", "SECRET_KEY", "", "HS256 signing key, at least 32 bytes; when empty a random key is generated once and stored in the database; prefer the variable, since flags show in process lists")
-	expire := str("access-token-expire-minutes", "ACCESS_TOKEN_EXPIRE_MINUTES", "30", "lifetime of tokens and sessions in minutes, 1 to 525600")
+	expire := str("access-token-expire-minutes", "ACCESS_TOKEN_EXPIRE_MINUTES", "30", "lifetime of access tokens in minutes, 1 to 525600")
+	refreshDays := str("refresh-token-expire-days", "REFRESH_TOKEN_EXPIRE_DAYS", "30", "absolute lifetime of a session and its refresh tokens in days, 1 to 3650")
+	idleDays := str("session-idle-days", "SESSION_IDLE_DAYS", "14", "a session not used for this many days ends, 1 to 3650")
+	grace := str("refresh-reuse-grace", "REFRESH_REUSE_GRACE", "10s", "how long a just-spent refresh token may be presented again (a client that lost the answer) without ending its session, 0s to 1m")
+	issuer := str("issuer", "ISSUER", "", "the service's public URL, the iss of its tokens and the base of its metadata URLs; empty means http://ADDR")
+	publishDelay := str("key-publish-delay", "KEY_PUBLISH_DELAY", "10m", "how long a new signing key is in the JWK set before it signs, 0s to 24h")
+	introspection := str("introspection-tokens", "INTROSPECTION_TOKENS", "", "comma-separated bearer secrets (at least 16 characters each) that may call POST /introspect; empty refuses every caller; prefer the variable")
 	cost := str("bcrypt-cost", "BCRYPT_COST", "12", "bcrypt cost of new password hashes, 4 to 31")
 	level := str("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	cookieSecure := str("cookie-secure", "COOKIE_SECURE", "auto", "Secure attribute of cookies: auto (when the request came over HTTPS), true or false")
@@ -119,7 +146,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+		return Config{}, fmt.Errorf("unexpected argument %q (see --help, and fiberauth help for the commands)", fs.Arg(0))
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -161,6 +188,48 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		bad("ACCESS_TOKEN_EXPIRE_MINUTES %q: %v", *expire, err)
 	} else {
 		c.TokenLifetime = time.Duration(n) * time.Minute
+	}
+	if n, err := intIn(*refreshDays, 1, 3650); err != nil {
+		bad("REFRESH_TOKEN_EXPIRE_DAYS %q: %v", *refreshDays, err)
+	} else {
+		c.SessionLifetime = time.Duration(n) * 24 * time.Hour
+	}
+	if n, err := intIn(*idleDays, 1, 3650); err != nil {
+		bad("SESSION_IDLE_DAYS %q: %v", *idleDays, err)
+	} else {
+		c.IdleLifetime = time.Duration(n) * 24 * time.Hour
+	}
+	if d, err := time.ParseDuration(*grace); err != nil || d < 0 || d > time.Minute {
+		bad("REFRESH_REUSE_GRACE %q: must be a duration from 0s to 1m, such as 10s", *grace)
+	} else {
+		c.ReuseGrace = d
+	}
+	if d, err := time.ParseDuration(*publishDelay); err != nil || d < 0 || d > 24*time.Hour {
+		bad("KEY_PUBLISH_DELAY %q: must be a duration from 0s to 24h, such as 10m", *publishDelay)
+	} else {
+		c.KeyPublishDelay = d
+	}
+	c.Issuer = strings.TrimRight(strings.TrimSpace(*issuer), "/")
+	if c.Issuer == "" {
+		host, port, _ := splitHostPort(c.Addr)
+		if host == "" || host == "0.0.0.0" || host == "::" || host == "[::]" {
+			host = "127.0.0.1"
+		}
+		c.Issuer = "http://" + host + ":" + strconv.Itoa(port)
+		c.IssuerFromAddr = true
+	} else if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" {
+		bad("ISSUER %q: must be an http or https URL without query or fragment, such as https://auth.example.com", *issuer)
+	}
+	for _, tok := range strings.Split(*introspection, ",") {
+		if tok = strings.TrimSpace(tok); tok == "" {
+			continue
+		}
+		if len(tok) < 16 {
+			bad("INTROSPECTION_TOKENS: each token must be at least 16 characters (for example: openssl rand -hex 32)")
+			break
+		}
+		c.IntrospectionTokens = append(c.IntrospectionTokens, tok)
 	}
 	if n, err := intIn(*cost, 4, 31); err != nil {
 		bad("BCRYPT_COST %q: %v", *cost, err)

@@ -82,6 +82,15 @@ wrk_run() {
 # ms VALUE: wrk's latency (850.00us, 1.20ms, 2.00s) in milliseconds.
 ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 
+# refresh_run NAME: POST /token grant_type=refresh_token on the running app,
+# REFRESH_CHAINS connections each following its own chain of tokens.
+REFRESH_CHAINS=${LOAD_REFRESH_CHAINS:-8}
+refresh_run() {
+  "$tmp/sessions" -base "http://$APP_ADDR" -user "$LOAD_USER" -password "$LOAD_PASSWORD" -n "$REFRESH_CHAINS" \
+    -refresh -out "$tmp/refresh.txt" >/dev/null
+  LOAD_REFRESH="$tmp/refresh.txt" wrk_run "$1" -t"$REFRESH_CHAINS" -c"$REFRESH_CHAINS" -d"$DUR" -s $HERE/refresh.lua "http://$APP_ADDR/token"
+}
+
 # cold_run NAME VAR=VALUE…: GET /users/me over more sessions than the
 # server caches, on a server of bcrypt cost 4 (the sessions are made fast).
 cold_run() {
@@ -116,8 +125,10 @@ results+=("$(wrk_run sqlite-users-me-in-flood -t1 -c"$CONNS" -d"$DUR" -s $HERE/b
 wait $flood_pid || true
 flood_rps=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/flood.txt")
 rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$app_pid/status)
+results+=("$(refresh_run sqlite-refresh)")
 stop_app
 results+=("$(cold_run sqlite-users-me-cold DATABASE_PATH="$tmp/cold.db")")
+durable_sqlite=$("$tmp/baseline" -durable "$tmp/durable.db" -duration 5s)
 
 if [ -n "${LOAD_DATABASE_URL:-}" ]; then
   schema="load_$$"
@@ -127,7 +138,9 @@ if [ -n "${LOAD_DATABASE_URL:-}" ]; then
   sign_in "$APP_ADDR"
   results+=("$(wrk_run postgres-users-me -t2 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me")")
   results+=("$(wrk_run postgres-token -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token")")
+  results+=("$(refresh_run postgres-refresh)")
   stop_app
+  durable_pg=$("$tmp/baseline" -durable "$pg_url" -conns "$REFRESH_CHAINS" -duration 5s)
   psql -q "$LOAD_DATABASE_URL" -c "DROP SCHEMA $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
   results+=("$(cold_run postgres-users-me-cold DATABASE_URL="$pg_url")")
 fi
@@ -155,6 +168,10 @@ echo
 echo "bcrypt cost $COST on $(nproc) CPUs: $bcrypt_rate verifications/s; POST /token reached $(awk -v a="$(rate_of sqlite-token)" -v b="$bcrypt_rate" 'BEGIN { printf "%.1f", 100 * a / b }')% of it on SQLite"
 if [ -n "${LOAD_DATABASE_URL:-}" ]; then
   echo "PostgreSQL: POST /token reached $(awk -v a="$(rate_of postgres-token)" -v b="$bcrypt_rate" 'BEGIN { printf "%.1f", 100 * a / b }')% of the bcrypt rate; GET /users/me at $(awk -v a="$(rate_of postgres-users-me)" -v b="$(rate_of sqlite-users-me)" 'BEGIN { printf "%.2f", a / b }') x its SQLite figure"
+fi
+echo "refresh grant on SQLite: $(rate_of sqlite-refresh) req/s; bare one-row durable transactions: $durable_sqlite/s ($(awk -v a="$(rate_of sqlite-refresh)" -v b="$durable_sqlite" 'BEGIN { printf "%.2f", a / b }') x)"
+if [ -n "${LOAD_DATABASE_URL:-}" ]; then
+  echo "refresh grant on PostgreSQL: $(rate_of postgres-refresh) req/s; bare one-row durable transactions ($REFRESH_CHAINS writers): $durable_pg/s ($(awk -v a="$(rate_of postgres-refresh)" -v b="$durable_pg" 'BEGIN { printf "%.2f", a / b }') x)"
 fi
 echo "cold runs cycle through $COLD_SESSIONS sessions, more than the caches hold; at a steady $COLD_RATE req/s over $CONNS connections:"
 for f in "$tmp"/*.paced; do echo "  $(basename "$f" .paced): $(cat "$f")"; done

@@ -43,6 +43,18 @@ func NewMemory(capacity int) *Memory {
 
 var _ Store = (*Memory)(nil)
 
+// Wait implements Store.
+func (m *Memory) Wait(_ context.Context, key string, now time.Time) (time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if el, ok := m.keys[key]; ok {
+		if s := el.Value.(*slot); now.Before(s.until) {
+			return s.until.Sub(now), nil
+		}
+	}
+	return 0, nil
+}
+
 // Take implements Store.
 func (m *Memory) Take(_ context.Context, key string, r Rule, now time.Time) (time.Duration, error) {
 	m.mu.Lock()

@@ -45,6 +45,9 @@ const InFlightWait = time.Second
 // Store keeps the counts. Implementations must make Take atomic: two
 // attempts taken at once on one key see different counts.
 type Store interface {
+	// Wait returns how long key is blocked for at now (0 when it is not),
+	// counting nothing: for attempts that count only when they fail.
+	Wait(ctx context.Context, key string, now time.Time) (time.Duration, error)
 	// Take counts one attempt on key at now, unless the key is blocked:
 	// then nothing is counted and the wait until it is free is returned.
 	// The key keeps r for what follows.

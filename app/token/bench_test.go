@@ -11,10 +11,11 @@ import (
 // entry. Its cost must not grow with the fill (compare with
 // BenchmarkVerifyCold, misses into a cache with room).
 func BenchmarkVerifyCacheFull(b *testing.B) {
-	m := NewManager([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil)
+	now := time.Now()
+	m := testManager(b, time.Hour, &now)
 	toks := make([]string, 3*maxVerified)
 	for i := range toks {
-		toks[i], _, _ = m.Issue("alice", "sid-"+strconv.Itoa(i), time.Now())
+		toks[i], _, _ = m.Issue(grant("sid-"+strconv.Itoa(i)), now)
 	}
 	for _, tok := range toks[:2*maxVerified] {
 		m.Verify(tok)
@@ -31,17 +32,18 @@ func BenchmarkVerifyCacheFull(b *testing.B) {
 // BenchmarkVerifyCold verifies tokens the cache has not seen while it has
 // room: the signature check and claim decoding without eviction.
 func BenchmarkVerifyCold(b *testing.B) {
-	m := NewManager([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil)
+	now := time.Now()
+	m := testManager(b, time.Hour, &now)
 	toks := make([]string, maxVerified/2)
 	for i := range toks {
-		toks[i], _, _ = m.Issue("alice", "sid-"+strconv.Itoa(i), time.Now())
+		toks[i], _, _ = m.Issue(grant("sid-"+strconv.Itoa(i)), now)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i%len(toks) == 0 {
 			b.StopTimer()
-			m = NewManager([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil)
+			m = testManager(b, time.Hour, &now)
 			b.StartTimer()
 		}
 		if _, err := m.Verify(toks[i%len(toks)]); err != nil {

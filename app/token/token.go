@@ -1,12 +1,19 @@
 // Package token issues and verifies the service's access tokens: JWTs that
-// name the user (sub) and the server-side session (sid) they belong to.
+// name the user (sub) and the server-side session (sid) they belong to,
+// signed with Ed25519 keys (alg EdDSA, RFC 8037) that carry a key id (kid)
+// and are published as a JWK set for other services. Tokens of earlier
+// releases, signed with the HS256 secret, are accepted until they expire.
 package token
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -14,19 +21,18 @@ import (
 	"fiberauth/app/cache"
 )
 
-// Issuer and Audience are written into every token and required when one is
-// verified. A service that verifies tokens with the shared SECRET_KEY should
-// check them too.
-const (
-	Issuer   = "fiberauth"
-	Audience = "fiberauth"
-)
+// Audience is written into every token and required when one is
+// verified; the issuer is the service's ISSUER URL.
+const Audience = "fiberauth"
+
+// LegacyIssuer is the issuer of the HS256 tokens of earlier releases.
+const LegacyIssuer = "fiberauth"
 
 // leeway is the clock skew tolerated on exp, nbf and iat.
 const leeway = 5 * time.Second
 
 // MaxLength is the longest token accepted; longer input is refused before
-// any parsing. Tokens issued here are about 300 bytes.
+// any parsing. Tokens issued here are about 400 bytes.
 const MaxLength = 2048
 
 // ErrInvalid is returned, wrapped in one of the errors below, for every
@@ -57,17 +63,65 @@ func Reason(err error) string {
 type Claims struct {
 	// SessionID names the server-side session the token belongs to.
 	SessionID string `json:"sid"`
+	// Scope is the space-separated scopes the token grants (RFC 8693 §4.2).
+	Scope string `json:"scope,omitempty"`
+	// AMR lists how the person signed in (RFC 8176): "pwd", "otp".
+	AMR []string `json:"amr,omitempty"`
 	jwt.RegisteredClaims
 }
 
-// Manager signs and verifies tokens with one key.
+// Key is an Ed25519 signing key.
+type Key struct {
+	ID        string
+	Private   ed25519.PrivateKey
+	Public    ed25519.PublicKey
+	CreatedAt time.Time
+	// PublishAt is when the key starts signing; it is in the JWK set from
+	// its creation, so that verifiers learn it first.
+	PublishAt time.Time
+}
+
+// NewKey makes a key from a 32-byte seed (random, or stored); its id is the
+// RFC 7638 thumbprint of its public key, so the same seed gives the same id
+// on every instance.
+func NewKey(seed []byte, createdAt, publishAt time.Time) (Key, error) {
+	if len(seed) != ed25519.SeedSize {
+		return Key{}, fmt.Errorf("token: a key seed is %d bytes, not %d", ed25519.SeedSize, len(seed))
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := priv.Public().(ed25519.PublicKey)
+	return Key{ID: Thumbprint(pub), Private: priv, Public: pub, CreatedAt: createdAt, PublishAt: publishAt}, nil
+}
+
+// NewSeed returns 32 random bytes for NewKey.
+func NewSeed() ([]byte, error) {
+	b := make([]byte, ed25519.SeedSize)
+	_, err := rand.Read(b)
+	return b, err
+}
+
+// Config says how tokens are made.
+type Config struct {
+	// Issuer is the iss claim (the service's public URL).
+	Issuer string
+	// Lifetime is how long an access token is valid.
+	Lifetime time.Duration
+	// Legacy is the HS256 secret of earlier releases: tokens it signed
+	// are still accepted while LegacyUntil is ahead.
+	Legacy      []byte
+	LegacyUntil time.Time
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Manager signs and verifies tokens.
 type Manager struct {
-	key      []byte
-	lifetime time.Duration
-	now      func() time.Time
-	parser   *jwt.Parser
-	// lenient checks only the signature and the claims' presence, for
-	// revocation of expired tokens.
+	cfg  Config
+	keys atomic.Pointer[keyset]
+
+	parser *jwt.Parser
+	// lenient checks only the signature, for revocation of expired
+	// tokens.
 	lenient *jwt.Parser
 
 	// verified remembers tokens whose signature and claims checked out,
@@ -77,6 +131,12 @@ type Manager struct {
 	verified *cache.Cache[string, *Claims]
 }
 
+// keyset is the keys known at one time, in order of PublishAt.
+type keyset struct {
+	all  []Key
+	byID map[string]Key
+}
+
 // The verified-token cache holds about maxVerified entries, each for at
 // most verifiedFor.
 const (
@@ -84,34 +144,105 @@ const (
 	verifiedFor = time.Minute
 )
 
-// NewManager returns a Manager signing with key; tokens live for lifetime.
-// now may be nil for time.Now.
-func NewManager(key []byte, lifetime time.Duration, now func() time.Time) *Manager {
-	if now == nil {
-		now = time.Now
+// NewManager returns a Manager with keys (see SetKeys).
+func NewManager(cfg Config, keys []Key) *Manager {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	m := &Manager{key: key, lifetime: lifetime, now: now,
-		verified: cache.New[string, *Claims](maxVerified, verifiedFor, now)}
+	m := &Manager{cfg: cfg, verified: cache.New[string, *Claims](maxVerified, verifiedFor, cfg.Now)}
+	methods := []string{jwt.SigningMethodEdDSA.Alg()}
+	if len(cfg.Legacy) > 0 {
+		methods = append(methods, jwt.SigningMethodHS256.Alg())
+	}
 	m.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithValidMethods(methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithIssuer(Issuer),
 		jwt.WithAudience(Audience),
-		jwt.WithTimeFunc(func() time.Time { return m.now() }),
+		jwt.WithTimeFunc(func() time.Time { return m.cfg.Now() }),
 		jwt.WithLeeway(leeway),
 		jwt.WithStrictDecoding(),
 	)
 	m.lenient = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithValidMethods(methods),
 		jwt.WithoutClaimsValidation(),
 		jwt.WithStrictDecoding(),
 	)
+	m.SetKeys(keys)
 	return m
 }
 
+// SetKeys replaces the known keys. The key that signs is the one published
+// last among those whose PublishAt has come; the others verify.
+func (m *Manager) SetKeys(keys []Key) {
+	ks := &keyset{all: slices.Clone(keys), byID: make(map[string]Key, len(keys))}
+	slices.SortFunc(ks.all, func(a, b Key) int { return a.PublishAt.Compare(b.PublishAt) })
+	for i := range ks.all {
+		ks.byID[ks.all[i].ID] = ks.all[i]
+	}
+	m.keys.Store(ks)
+}
+
+// Keys returns the known keys, oldest first.
+func (m *Manager) Keys() []Key { return slices.Clone(m.keys.Load().all) }
+
 // Lifetime is how long issued tokens are valid.
-func (m *Manager) Lifetime() time.Duration { return m.lifetime }
+func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
+
+// Issuer is the iss of issued tokens.
+func (m *Manager) Issuer() string { return m.cfg.Issuer }
+
+// signing returns the key that signs at now.
+func (m *Manager) signing(now time.Time) (Key, bool) {
+	ks := m.keys.Load()
+	for i := len(ks.all) - 1; i >= 0; i-- {
+		if k := ks.all[i]; !k.PublishAt.After(now) && k.Private != nil {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+// KeyState is a key with its state at a moment.
+type KeyState struct {
+	Key
+	// State is "pending" (published, not signing yet), "active"
+	// (signing), "retired" (verifying tokens it signed that may still be
+	// valid) or "expired" (no longer needed).
+	State string
+	// RetiredAt is when a newer key took over; zero unless retired or
+	// expired.
+	RetiredAt time.Time
+}
+
+// States returns every known key's state at now, oldest first.
+func (m *Manager) States(now time.Time) []KeyState {
+	ks := m.keys.Load()
+	out := make([]KeyState, 0, len(ks.all))
+	active := -1
+	for i := range ks.all {
+		if !ks.all[i].PublishAt.After(now) {
+			active = i
+		}
+	}
+	for i, k := range ks.all {
+		st := KeyState{Key: k}
+		switch {
+		case k.PublishAt.After(now):
+			st.State = "pending"
+		case i == active:
+			st.State = "active"
+		default:
+			st.RetiredAt = ks.all[i+1].PublishAt
+			st.State = "retired"
+			if !now.Before(st.RetiredAt.Add(m.cfg.Lifetime + leeway)) {
+				st.State = "expired"
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
 
 // NewSessionID returns a fresh random session id (128 bits, URL-safe).
 func NewSessionID() (string, error) {
@@ -122,29 +253,50 @@ func NewSessionID() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Issue signs a token for subject and session, valid from issuedAt for the
-// manager's lifetime, and returns it with its expiry.
-func (m *Manager) Issue(subject, sessionID string, issuedAt time.Time) (string, time.Time, error) {
+// Grant is what an access token says.
+type Grant struct {
+	Subject   string
+	SessionID string
+	Scope     string
+	AMR       []string
+}
+
+// Issue signs a token for g, valid from issuedAt for the manager's
+// lifetime, and returns it with its expiry.
+func (m *Manager) Issue(g Grant, issuedAt time.Time) (string, time.Time, error) {
 	iat := issuedAt.Truncate(time.Second)
-	exp := iat.Add(m.lifetime)
+	exp := iat.Add(m.cfg.Lifetime)
+	key, ok := m.signing(issuedAt)
+	if !ok {
+		return "", time.Time{}, errors.New("token: no signing key is active")
+	}
+	jti := make([]byte, 12)
+	if _, err := rand.Read(jti); err != nil {
+		return "", time.Time{}, err
+	}
 	claims := Claims{
-		SessionID: sessionID,
+		SessionID: g.SessionID,
+		Scope:     g.Scope,
+		AMR:       g.AMR,
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    Issuer,
-			Subject:   subject,
+			Issuer:    m.cfg.Issuer,
+			Subject:   g.Subject,
 			Audience:  jwt.ClaimStrings{Audience},
 			ExpiresAt: jwt.NewNumericDate(exp),
 			NotBefore: jwt.NewNumericDate(iat),
 			IssuedAt:  jwt.NewNumericDate(iat),
+			ID:        base64.RawURLEncoding.EncodeToString(jti),
 		},
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(m.key)
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	t.Header["kid"] = key.ID
+	s, err := t.SignedString(key.Private)
 	return s, exp, err
 }
 
-// Verify checks a token's signature, algorithm, issuer, audience and times,
-// and that it names a subject and a session. The returned claims are shared
-// and must not be modified.
+// Verify checks a token's signature, algorithm, key, issuer, audience and
+// times, and that it names a subject and a session. The returned claims are
+// shared and must not be modified.
 func (m *Manager) Verify(raw string) (*Claims, error) {
 	if c, ok := m.verified.Get(raw); ok {
 		if err := m.timely(c); err != nil {
@@ -163,7 +315,7 @@ func (m *Manager) Verify(raw string) (*Claims, error) {
 // timely repeats, for a cached token, the time checks of the parser: not
 // expired and already valid, with the same leeway.
 func (m *Manager) timely(c *Claims) error {
-	now := m.now()
+	now := m.cfg.Now()
 	if c.ExpiresAt == nil || !now.Before(c.ExpiresAt.Add(leeway)) {
 		return ErrExpired
 	}
@@ -183,16 +335,47 @@ func (m *Manager) VerifySignature(raw string) (*Claims, error) {
 	return m.parse(m.lenient, raw)
 }
 
+// LooksLikeJWT tells an access token (three dot-separated parts) from an
+// opaque refresh token.
+func LooksLikeJWT(raw string) bool { return strings.Count(raw, ".") == 2 }
+
 func (m *Manager) parse(p *jwt.Parser, raw string) (*Claims, error) {
 	if raw == "" || len(raw) > MaxLength {
 		return nil, ErrMalformed
 	}
 	var c Claims
-	_, err := p.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return m.key, nil })
+	var legacy bool
+	_, err := p.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		switch t.Method.Alg() {
+		case jwt.SigningMethodEdDSA.Alg():
+			kid, _ := t.Header["kid"].(string)
+			k, ok := m.keys.Load().byID[kid]
+			if !ok {
+				return nil, ErrSignature
+			}
+			return k.Public, nil
+		case jwt.SigningMethodHS256.Alg():
+			if len(m.cfg.Legacy) == 0 || !m.cfg.Now().Before(m.cfg.LegacyUntil) {
+				return nil, ErrSignature
+			}
+			legacy = true
+			return m.cfg.Legacy, nil
+		}
+		return nil, ErrSignature
+	})
 	if err != nil {
 		return nil, classify(err)
 	}
-	if c.Subject == "" || c.SessionID == "" {
+	wantIssuer := m.cfg.Issuer
+	if legacy {
+		wantIssuer = LegacyIssuer
+		// A legacy token lives at most one lifetime, so that none made
+		// with the secret outlasts the upgrade by more than that.
+		if c.IssuedAt == nil || c.ExpiresAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > m.cfg.Lifetime {
+			return nil, ErrForeign
+		}
+	}
+	if c.Issuer != wantIssuer || c.Subject == "" || c.SessionID == "" {
 		return nil, ErrForeign
 	}
 	return &c, nil
@@ -201,14 +384,14 @@ func (m *Manager) parse(p *jwt.Parser, raw string) (*Claims, error) {
 // classify maps the JWT library's errors to the reasons above.
 func classify(err error) error {
 	switch {
+	case errors.Is(err, ErrSignature):
+		return ErrSignature
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return ErrExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return ErrNotYet
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return ErrSignature
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		// An algorithm other than the one this service signs with.
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		// Also an algorithm other than those this service signs with.
 		return ErrSignature
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience),
 		errors.Is(err, jwt.ErrTokenRequiredClaimMissing):

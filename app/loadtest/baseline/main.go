@@ -1,17 +1,23 @@
 // Command baseline gives the load script its reference points, measured on
 // the same machine in the same run: a bare Fiber server answering plain
-// text, and the rate at which this machine verifies bcrypt hashes on all of
-// its cores.
+// text, the rate at which this machine verifies bcrypt hashes on all of its
+// cores, and the rate of bare one-row durable transactions on a database
+// engine set up as the service sets it up.
 package main
 
 import (
+	"database/sql"
 	"flag"
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/crypto/bcrypt"
@@ -20,8 +26,19 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8099", "address of the bare Fiber server")
 	cost := flag.Int("bcrypt-cost", 0, "instead of serving, print how many bcrypt verifications per second all CPUs do at this cost")
-	dur := flag.Duration("duration", 5*time.Second, "how long to measure the bcrypt rate")
+	dur := flag.Duration("duration", 5*time.Second, "how long to measure the bcrypt or transaction rate")
+	durable := flag.String("durable", "", "instead of serving, print how many one-row transactions per second commit durably on this database (a SQLite file path, or a postgres:// URL)")
+	conns := flag.Int("conns", 8, "concurrent writers for -durable (SQLite always has one, as in the service)")
 	flag.Parse()
+	if *durable != "" {
+		rate, err := durableRate(*durable, *conns, *dur)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "baseline:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%.2f\n", rate)
+		return
+	}
 	if *cost > 0 {
 		rate, err := bcryptRate(*cost, *dur)
 		if err != nil {
@@ -61,5 +78,56 @@ func bcryptRate(cost int, d time.Duration) (float64, error) {
 		}()
 	}
 	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds(), nil
+}
+
+// durableRate inserts one row per transaction from conns writers for d and
+// returns commits per second. SQLite gets the service's pragmas
+// (synchronous=FULL, WAL) and, like the service, one writing connection.
+func durableRate(target string, conns int, d time.Duration) (float64, error) {
+	var db *sql.DB
+	var err error
+	if strings.HasPrefix(target, "postgres://") || strings.HasPrefix(target, "postgresql://") {
+		db, err = sql.Open("pgx", target)
+	} else {
+		db, err = sql.Open("sqlite3", "file:"+target+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate")
+		conns = 1
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(conns)
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS baseline_commits (id BIGINT PRIMARY KEY, at BIGINT NOT NULL)`); err != nil {
+		return 0, err
+	}
+	defer db.Exec(`DROP TABLE baseline_commits`)
+	var next, n atomic.Int64
+	var wg sync.WaitGroup
+	var failure atomic.Value
+	start := time.Now()
+	deadline := start.Add(d)
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				id := next.Add(1)
+				q := `INSERT INTO baseline_commits (id, at) VALUES (?, ?)`
+				if strings.HasPrefix(target, "postgres") {
+					q = `INSERT INTO baseline_commits (id, at) VALUES ($1, $2)`
+				}
+				if _, err := db.Exec(q, id, time.Now().UnixNano()); err != nil {
+					failure.Store(err)
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failure.Load().(error); err != nil {
+		return 0, err
+	}
 	return float64(n.Load()) / time.Since(start).Seconds(), nil
 }

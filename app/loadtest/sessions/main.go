@@ -29,6 +29,7 @@ func main() {
 	workers := flag.Int("workers", 4, "sign-ins at once (one account may have five in flight)")
 	out := flag.String("out", "tokens.txt", "file to write the tokens to (read with -measure)")
 	measureRate := flag.Int("measure", 0, "instead, read the tokens and call GET /users/me this many times a second")
+	refresh := flag.Bool("refresh", false, "write the refresh tokens instead of the access tokens")
 	conns := flag.Int("conns", 32, "connections for -measure")
 	dur := flag.Duration("duration", 10*time.Second, "how long to measure")
 	flag.Parse()
@@ -56,7 +57,8 @@ func main() {
 					continue
 				}
 				var body struct {
-					AccessToken string `json:"access_token"`
+					AccessToken  string `json:"access_token"`
+					RefreshToken string `json:"refresh_token"`
 				}
 				json.NewDecoder(res.Body).Decode(&body)
 				res.Body.Close()
@@ -65,6 +67,9 @@ func main() {
 					continue
 				}
 				tokens[i] = body.AccessToken
+				if *refresh {
+					tokens[i] = body.RefreshToken
+				}
 			}
 		}()
 	}

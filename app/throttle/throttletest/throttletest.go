@@ -69,6 +69,28 @@ func Run(t *testing.T, open func(t *testing.T) throttle.Store) {
 		}
 	})
 
+	t.Run("wait counts nothing", func(t *testing.T) {
+		s := open(t)
+		if w, err := s.Wait(ctx, "k", t0); err != nil || w != 0 {
+			t.Fatalf("Wait on an unknown key = %v, %v", w, err)
+		}
+		for i := 0; i < rule.Limit; i++ {
+			if w, _ := s.Wait(ctx, "k", t0); w != 0 {
+				t.Fatalf("Wait after %d failures = %v", i, w)
+			}
+			fail(t, s, "k", t0)
+		}
+		if w, _ := s.Wait(ctx, "k", t0.Add(time.Second)); w != 29*time.Second {
+			t.Fatalf("Wait of a blocked key = %v, want 29s", w)
+		}
+		for i := 0; i < 10; i++ {
+			s.Wait(ctx, "k", t0.Add(time.Second))
+		}
+		if w := take(t, s, "k", t0.Add(30*time.Second)); w != 0 {
+			t.Fatalf("Waits counted: the key still waits %v after its delay", w)
+		}
+	})
+
 	t.Run("delay is capped at the window", func(t *testing.T) {
 		s := open(t)
 		at := t0

@@ -1,0 +1,483 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	jwxjwt "github.com/lestrrat-go/jwx/v3/jwt"
+	"golang.org/x/oauth2"
+)
+
+// pair is a token response.
+type pair struct {
+	Access, Refresh, Scope string
+	ExpiresIn              int
+}
+
+func (ts *testServer) pairFrom(res response) pair {
+	ts.t.Helper()
+	wantStatus(ts.t, res, http.StatusOK)
+	var body struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		Scope        string `json:"scope"`
+		ExpiresIn    int    `json:"expires_in"`
+	}
+	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body.AccessToken == "" || body.RefreshToken == "" {
+		ts.t.Fatalf("token response without both tokens: %s", res.Body)
+	}
+	return pair{Access: body.AccessToken, Refresh: body.RefreshToken, Scope: body.Scope, ExpiresIn: body.ExpiresIn}
+}
+
+// signIn is the password grant.
+func (ts *testServer) signIn(username string) pair {
+	ts.t.Helper()
+	return ts.pairFrom(ts.postForm("/token", url.Values{"username": {username}, "password": {pw}}))
+}
+
+// refresh is the refresh grant; it returns the raw response.
+func (ts *testServer) refresh(rt string, extra ...string) response {
+	ts.t.Helper()
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		form.Set(extra[i], extra[i+1])
+	}
+	return ts.postForm("/token", form)
+}
+
+func wantOAuthError(t *testing.T, res response, status int, code string) {
+	t.Helper()
+	wantStatus(t, res, status)
+	if got := res.json(t)["error"]; got != code {
+		t.Errorf("error = %v, want %s (%s)", got, code, res.Body)
+	}
+}
+
+func TestRefreshRotation(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		p := ts.signIn("alice")
+		if len(p.Refresh) < 22 { // 128 bits in base64
+			t.Errorf("refresh token %q is too short", p.Refresh)
+		}
+		sid := mustClaims(t, ts, p.Access).SessionID
+		q := ts.pairFrom(ts.refresh(p.Refresh))
+		if q.Refresh == p.Refresh || q.Access == p.Access {
+			t.Fatal("a refresh returned the same tokens")
+		}
+		if got := mustClaims(t, ts, q.Access).SessionID; got != sid {
+			t.Errorf("the new access token is for session %s, want the same session %s", got, sid)
+		}
+		wantStatus(t, ts.get("/users/me", bearer(q.Access)...), http.StatusOK)
+		// The new refresh token works; the chain goes on.
+		r := ts.pairFrom(ts.refresh(q.Refresh))
+		wantStatus(t, ts.get("/users/me", bearer(r.Access)...), http.StatusOK)
+		if l := ts.sessions(r.Access); len(l) != 1 {
+			t.Errorf("%d sessions after refreshing, want the one", len(l))
+		}
+	})
+}
+
+func TestRefreshErrors(t *testing.T) {
+	ts := newTestServer(t, "LOGIN_FAILURES_PER_IP", "1000")
+	ts.register("alice", "alice@example.com", pw)
+	p := ts.signIn("alice")
+	wantOAuthError(t, ts.refresh("not-a-token"), 400, "invalid_grant")
+	wantOAuthError(t, ts.postForm("/token", url.Values{"grant_type": {"refresh_token"}}), 400, "invalid_request")
+	wantOAuthError(t, ts.postForm("/token", url.Values{"grant_type": {"client_credentials"}}), 400, "unsupported_grant_type")
+	res := ts.refresh(p.Refresh, "scope", "admin")
+	wantOAuthError(t, res, 400, "invalid_scope")
+	// A refused scope spends nothing.
+	ts.pairFrom(ts.refresh(p.Refresh))
+	for _, body := range []string{res.Body} {
+		var m map[string]any
+		json.Unmarshal([]byte(body), &m)
+		if m["error_description"] == "" || m["detail"] == "" {
+			t.Errorf("OAuth error without a description: %s", body)
+		}
+	}
+}
+
+func TestRefreshReuse(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		now := time.Now()
+		ts.s.acct.Now = func() time.Time { return now }
+		p := ts.signIn("alice")
+		q := ts.pairFrom(ts.refresh(p.Refresh))
+		now = now.Add(11 * time.Second) // past the grace
+		wantOAuthError(t, ts.refresh(p.Refresh), 400, "invalid_grant")
+		// The whole session ended: its access tokens, and the live refresh
+		// token too.
+		wantStatus(t, ts.get("/users/me", bearer(q.Access)...), http.StatusUnauthorized)
+		wantOAuthError(t, ts.refresh(q.Refresh), 400, "invalid_grant")
+		// The owner sees it.
+		other := ts.signIn("alice")
+		res := ts.get("/users/me/events", bearer(other.Access)...)
+		if !strings.Contains(res.Body, `"refresh_reused"`) {
+			t.Errorf("no reuse event: %s", res.Body)
+		}
+		b := ts.browser()
+		b.login("alice", pw)
+		if page := b.get("/profile"); !strings.Contains(page.Body, "Refresh token reused: session ended") {
+			t.Error("the profile does not show the reuse")
+		}
+	})
+}
+
+func TestRefreshGrace(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	now := time.Now()
+	ts.s.acct.Now = func() time.Time { return now }
+	p := ts.signIn("alice")
+	q := ts.pairFrom(ts.refresh(p.Refresh))
+	// The answer was lost: the client sends the same token again, soon.
+	now = now.Add(9 * time.Second)
+	r := ts.pairFrom(ts.refresh(p.Refresh))
+	if mustClaims(t, ts, r.Access).SessionID != mustClaims(t, ts, q.Access).SessionID {
+		t.Error("the grace answer is for another session")
+	}
+	// Both successors work.
+	ts.pairFrom(ts.refresh(q.Refresh))
+	s := ts.pairFrom(ts.refresh(r.Refresh))
+	// Once a successor has been used, the old token is no longer "the
+	// immediately previous one": presenting it ends the session, grace or
+	// not.
+	now = now.Add(time.Second)
+	wantOAuthError(t, ts.refresh(p.Refresh), 400, "invalid_grant")
+	wantStatus(t, ts.get("/users/me", bearer(s.Access)...), http.StatusUnauthorized)
+}
+
+// Two refreshes with one token at once: one session, and both clients
+// keep working.
+func TestConcurrentRefresh(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		p := ts.signIn("alice")
+		results := make([]response, 2)
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := range results {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				<-gate
+				results[i] = ts.refresh(p.Refresh)
+			}(i)
+		}
+		close(gate)
+		wg.Wait()
+		a, b := ts.pairFrom(results[0]), ts.pairFrom(results[1])
+		if mustClaims(t, ts, a.Access).SessionID != mustClaims(t, ts, b.Access).SessionID {
+			t.Error("two sessions came of one refresh token")
+		}
+		for _, x := range []pair{a, b} {
+			next := ts.pairFrom(ts.refresh(x.Refresh))
+			wantStatus(t, ts.get("/users/me", bearer(next.Access)...), http.StatusOK)
+		}
+	})
+}
+
+func TestRevokeEitherToken(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	p := ts.signIn("alice")
+	wantStatus(t, ts.postForm("/revoke", url.Values{"token": {p.Refresh}, "token_type_hint": {"refresh_token"}}), 200)
+	wantStatus(t, ts.get("/users/me", bearer(p.Access)...), http.StatusUnauthorized)
+	q := ts.signIn("alice")
+	wantStatus(t, ts.postForm("/revoke", url.Values{"token": {q.Access}}), 200)
+	wantOAuthError(t, ts.refresh(q.Refresh), 400, "invalid_grant")
+	// A wrong hint changes nothing.
+	r := ts.signIn("alice")
+	wantStatus(t, ts.postForm("/revoke", url.Values{"token": {r.Refresh}, "token_type_hint": {"access_token"}}), 200)
+	wantStatus(t, ts.get("/users/me", bearer(r.Access)...), http.StatusUnauthorized)
+}
+
+func TestSessionLifetimes(t *testing.T) {
+	ts := newTestServer(t, "SESSION_IDLE_DAYS", "2", "REFRESH_TOKEN_EXPIRE_DAYS", "5")
+	ts.register("alice", "alice@example.com", pw)
+	start := time.Now()
+	at := func(d time.Duration) { ts.s.acct.Now = func() time.Time { return start.Add(d) } }
+	day := 24 * time.Hour
+
+	// Idle: unused for more than two days, it ends.
+	idle := ts.signIn("alice")
+	list := ts.sessions(idle.Access)
+	if exp, _ := time.Parse(time.RFC3339, list[0].ExpiresAt); exp.Sub(start) > 2*day+time.Minute || exp.Sub(start) < 2*day-time.Minute {
+		t.Errorf("listed expiry %s, want two days ahead (the idle limit)", list[0].ExpiresAt)
+	}
+	at(2*day + time.Minute)
+	wantOAuthError(t, ts.refresh(idle.Refresh), 400, "invalid_grant")
+
+	// Absolute: used every day, it still ends after five.
+	at(0)
+	active := ts.signIn("alice")
+	rt := active.Refresh
+	for d := 1; d <= 4; d++ {
+		at(time.Duration(d) * day)
+		rt = ts.pairFrom(ts.refresh(rt)).Refresh
+	}
+	at(5*day + time.Minute)
+	wantOAuthError(t, ts.refresh(rt), 400, "invalid_grant")
+}
+
+// A browser active on the pages stays signed in: past half its life the
+// access token in the cookie is replaced, for the same session.
+func TestSlidingCookie(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	start := time.Now()
+	at := func(d time.Duration) { ts.s.acct.Now = func() time.Time { return start.Add(d) } }
+	b := ts.browser()
+	wantStatus(t, b.login("alice", pw), http.StatusSeeOther)
+	first := b.cookies[sessionCookie]
+	at(10 * time.Minute)
+	res := b.get("/profile")
+	wantStatus(t, res, http.StatusOK)
+	if res.cookie(sessionCookie) != nil {
+		t.Error("the cookie was replaced before half the token's life")
+	}
+	at(16 * time.Minute)
+	res = b.get("/profile")
+	wantStatus(t, res, http.StatusOK)
+	c := res.cookie(sessionCookie)
+	if c == nil || c.Value == first || !c.HttpOnly || c.Path != "/" || c.MaxAge != 1800 || c.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("renewed cookie %+v, want a new HttpOnly, Path=/, Max-Age=1800, SameSite=Lax one", c)
+	}
+	if mustClaims(t, ts, c.Value).SessionID != mustClaims(t, ts, first).SessionID {
+		t.Error("the renewed token is for another session")
+	}
+	// 40 minutes after signing in the first token has expired, the browser
+	// is still signed in.
+	at(40 * time.Minute)
+	wantStatus(t, b.get("/profile"), http.StatusOK)
+	wantStatus(t, ts.get("/users/me", "Cookie", sessionCookie+"="+first), http.StatusUnauthorized)
+	// A bearer client gets no cookie.
+	p := ts.signIn("alice")
+	at(60 * time.Minute)
+	if res := ts.get("/users/me", bearer(p.Access)...); res.cookie(sessionCookie) != nil {
+		t.Error("a bearer request was given a cookie")
+	}
+}
+
+func TestJWKSAndMetadata(t *testing.T) {
+	ts := newTestServer(t, "ISSUER", "https://auth.example.com/")
+	ts.register("alice", "alice@example.com", pw)
+	p := ts.signIn("alice")
+
+	res := ts.get("/.well-known/jwks.json")
+	wantStatus(t, res, http.StatusOK)
+	if cc := res.Header.Get("Cache-Control"); cc != "public, max-age=300" {
+		t.Errorf("Cache-Control = %q", cc)
+	}
+	// An independent JOSE library verifies the token with the JWKS alone.
+	set, err := jwk.Parse([]byte(res.Body))
+	if err != nil {
+		t.Fatalf("JWKS does not parse: %v\n%s", err, res.Body)
+	}
+	tok, err := jwxjwt.Parse([]byte(p.Access), jwxjwt.WithKeySet(set), jwxjwt.WithIssuer("https://auth.example.com"),
+		jwxjwt.WithAudience("fiberauth"), jwxjwt.WithValidate(true))
+	if err != nil {
+		t.Fatalf("jwx does not verify the token with the JWKS: %v", err)
+	}
+	if sub, _ := tok.Subject(); sub != "alice" {
+		t.Errorf("sub = %q", sub)
+	}
+	var keys struct {
+		Keys []map[string]string `json:"keys"`
+	}
+	json.Unmarshal([]byte(res.Body), &keys)
+	for _, k := range keys.Keys {
+		if k["kty"] != "OKP" || k["crv"] != "Ed25519" || k["alg"] != "EdDSA" || k["use"] != "sig" || k["kid"] == "" || k["d"] != "" {
+			t.Errorf("key %v", k)
+		}
+	}
+	// A token signed by a key not in the set fails there.
+	other := newTestServer(t, "ISSUER", "https://auth.example.com")
+	other.register("alice", "alice@example.com", pw)
+	if _, err := jwxjwt.Parse([]byte(other.signIn("alice").Access), jwxjwt.WithKeySet(set)); err == nil {
+		t.Error("jwx verified a token of another service's key")
+	}
+
+	res = ts.get("/.well-known/oauth-authorization-server")
+	wantStatus(t, res, http.StatusOK)
+	m := res.json(t)
+	for k, want := range map[string]string{
+		"issuer": "https://auth.example.com", "token_endpoint": "https://auth.example.com/token",
+		"revocation_endpoint": "https://auth.example.com/revoke", "jwks_uri": "https://auth.example.com/.well-known/jwks.json",
+		"service_documentation": "https://auth.example.com/docs", "introspection_endpoint": "https://auth.example.com/introspect",
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %s", k, m[k], want)
+		}
+	}
+	if gt, _ := json.Marshal(m["grant_types_supported"]); string(gt) != `["password","refresh_token"]` {
+		t.Errorf("grant_types_supported = %s", gt)
+	}
+	if c := mustClaims(t, ts, p.Access); c.Issuer != "https://auth.example.com" {
+		t.Errorf("iss = %q, want ISSUER", c.Issuer)
+	}
+}
+
+// keys rotate: the new key is in the JWKS at once, signs only after the
+// publish delay, and the old key leaves the JWKS once its last token has
+// expired.
+func TestKeyRotation(t *testing.T) {
+	ts := newTestServer(t, "KEY_PUBLISH_DELAY", "10m")
+	ts.register("alice", "alice@example.com", pw)
+	env := map[string]string{"DATABASE_PATH": ts.path, "KEY_PUBLISH_DELAY": "10m"}
+	var out strings.Builder
+	if err := runCommand(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "new signing key") {
+		t.Errorf("keys rotate said %q", out.String())
+	}
+	ts.s.keys.reload(context.Background(), 0)
+	kids := func() []string {
+		var set struct {
+			Keys []struct{ Kid string } `json:"keys"`
+		}
+		json.Unmarshal([]byte(ts.get("/.well-known/jwks.json").Body), &set)
+		var ids []string
+		for _, k := range set.Keys {
+			ids = append(ids, k.Kid)
+		}
+		return ids
+	}
+	keys := ts.s.acct.Tokens().Keys()
+	if len(keys) != 2 || len(kids()) != 2 {
+		t.Fatalf("after rotation: %d keys, JWKS %v; want both", len(keys), kids())
+	}
+	oldKid, newKid := keys[0].ID, keys[1].ID
+	kidOf := func(raw string) string {
+		t.Helper()
+		parts := strings.Split(raw, ".")
+		var h struct{ Kid string }
+		b, _ := jwtSegment(parts[0])
+		json.Unmarshal(b, &h)
+		return h.Kid
+	}
+	before := ts.signIn("alice")
+	if kidOf(before.Access) != oldKid {
+		t.Error("the new key signs before its publish delay")
+	}
+	start := time.Now()
+	ts.s.acct.Now = func() time.Time { return start.Add(10*time.Minute + time.Second) }
+	after := ts.signIn("alice")
+	if kidOf(after.Access) != newKid {
+		t.Error("the new key does not sign after its publish delay")
+	}
+	// A token of the old key is still good while it lives.
+	wantStatus(t, ts.get("/users/me", bearer(before.Access)...), http.StatusOK)
+	ts.s.acct.Now = func() time.Time { return start.Add(10*time.Minute + 31*time.Minute) }
+	if ids := kids(); len(ids) != 1 || ids[0] != newKid {
+		t.Errorf("JWKS after the old key's last token expired: %v, want only %s", ids, newKid)
+	}
+	var list strings.Builder
+	runCommand(context.Background(), []string{"keys", "list"}, func(k string) string { return env[k] }, &list)
+	if !strings.Contains(list.String(), "active") || strings.Count(list.String(), "\n") != 3 {
+		t.Errorf("keys list:\n%s", list.String())
+	}
+}
+
+func jwtSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func TestIntrospection(t *testing.T) {
+	closed := newTestServer(t)
+	closed.register("alice", "alice@example.com", pw)
+	p := closed.signIn("alice")
+	wantStatus(t, closed.postForm("/introspect", url.Values{"token": {p.Access}}, bearer(introspectionSecret)...), 401)
+
+	ts := newTestServer(t, "INTROSPECTION_TOKENS", "another-secret-0123456789,"+introspectionSecret)
+	ts.register("alice", "alice@example.com", pw)
+	p = ts.signIn("alice")
+	ask := func(tok string, auth ...string) response {
+		return ts.postForm("/introspect", url.Values{"token": {tok}}, auth...)
+	}
+	wantStatus(t, ask(p.Access), 401)
+	wantStatus(t, ask(p.Access, bearer("wrong-secret-0123456789")...), 401)
+	res := ask(p.Access, bearer(introspectionSecret)...)
+	wantStatus(t, res, 200)
+	m := res.json(t)
+	if m["active"] != true || m["sub"] != "alice" || m["token_type"] != "access_token" || m["sid"] == "" || m["exp"] == nil ||
+		m["iat"] == nil || m["iss"] == nil || m["aud"] != "fiberauth" {
+		t.Errorf("introspection of a live access token: %s", res.Body)
+	}
+	res = ask(p.Refresh, bearer(introspectionSecret)...)
+	if m := res.json(t); m["active"] != true || m["token_type"] != "refresh_token" {
+		t.Errorf("introspection of a live refresh token: %s", res.Body)
+	}
+	for _, tok := range []string{"garbage", "a.b.c"} {
+		if res := ask(tok, bearer(introspectionSecret)...); res.Body != `{"active":false}` {
+			t.Errorf("introspection of %q: %s", tok, res.Body)
+		}
+	}
+	ts.postForm("/revoke", url.Values{"token": {p.Access}})
+	for _, tok := range []string{p.Access, p.Refresh} {
+		if res := ask(tok, bearer(introspectionSecret)...); res.Body != `{"active":false}` {
+			t.Errorf("introspection after revocation: %s", res.Body)
+		}
+	}
+}
+
+// A standard OAuth2 client library, written by nobody here: the password
+// grant, then its token source refreshing by itself across the expiry of
+// short-lived access tokens while the calls keep working.
+func TestOAuth2Client(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	// Tokens of 12 s: x/oauth2 refreshes when less than 10 s are left.
+	short := ts.withConfig(t, func(cfg *configT) { cfg.TokenLifetime = 12 * time.Second })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go short.s.App().Listener(ln)
+	t.Cleanup(func() { short.s.App().Shutdown() })
+	base := "http://" + ln.Addr().String()
+	conf := &oauth2.Config{ClientID: "any", Endpoint: oauth2.Endpoint{TokenURL: base + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	ctx := context.Background()
+	tok, err := conf.PasswordCredentialsToken(ctx, "alice", pw)
+	if err != nil {
+		t.Fatalf("password grant: %v", err)
+	}
+	if tok.RefreshToken == "" || tok.Expiry.IsZero() {
+		t.Fatalf("token %+v without refresh token or expiry", tok)
+	}
+	src := conf.TokenSource(ctx, tok)
+	client := oauth2.NewClient(ctx, src)
+	seen := map[string]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(seen) < 3 && time.Now().Before(deadline) {
+		res, err := client.Get(base + "/users/me")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("call with the library's token: %d %s", res.StatusCode, body)
+		}
+		cur, _ := src.Token()
+		seen[cur.AccessToken] = true
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(seen) < 3 {
+		t.Errorf("the token source used %d access tokens in 20 s; want it to have refreshed at least twice", len(seen))
+	}
+}

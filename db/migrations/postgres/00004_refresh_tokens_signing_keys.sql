@@ -1,0 +1,28 @@
+-- +goose Up
+-- The scopes a session was granted; a refresh may ask for fewer, never more.
+ALTER TABLE sessions ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+
+-- Refresh tokens, stored only as the SHA-256 of the token. Each refresh
+-- spends one (spent_at) and issues its child (parent = the spent one); a
+-- spent token presented again ends its session, unless it is the
+-- immediately previous one, spent seconds ago. Times are Unix milliseconds.
+CREATE TABLE refresh_tokens (
+    hash       BYTEA  PRIMARY KEY,
+    session_id TEXT   NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    parent     BYTEA,
+    issued_at  BIGINT NOT NULL,
+    spent_at   BIGINT
+);
+
+CREATE INDEX refresh_tokens_session_id ON refresh_tokens(session_id);
+CREATE INDEX refresh_tokens_parent ON refresh_tokens(parent);
+
+-- Ed25519 signing keys, shared by every instance: a key is in the JWK set
+-- from created_at and signs from publish_at. seed is the private key's
+-- 32-byte seed; it never leaves the server. Times are Unix seconds.
+CREATE TABLE signing_keys (
+    kid        TEXT   PRIMARY KEY,
+    seed       BYTEA  NOT NULL,
+    created_at BIGINT NOT NULL,
+    publish_at BIGINT NOT NULL
+);
