@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -657,4 +658,48 @@ func TestBatchedWrites(t *testing.T) {
 	if _, err := again.CreateUser(ctx, newUser("late")); err == nil {
 		t.Error("a write after Close succeeded")
 	}
+}
+
+// A refresh holds its token's state from a read; the spend itself is
+// conditional, so a token spent by someone else between that read and the
+// write is not spent again: when its successor has been used meanwhile,
+// the late request is reuse and ends the session.
+func TestRefreshSpendIsConditional(t *testing.T) {
+	engines(t, func(t *testing.T, o Options) {
+		s := mustOpen(t, o)
+		ctx := context.Background()
+		u, _ := s.CreateUser(ctx, newUser("alice"))
+		now := time.Now()
+		h := func(name string) []byte { b := sha256.Sum256([]byte(name)); return b[:] }
+		err := s.StartSession(ctx, NewSession{PasswordHash: u.PasswordHash, RefreshHash: h("t1"),
+			Session: Session{ID: "sid", UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastUsedAt: now}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refresh := func(old, next string, check func(Session, User) error) RefreshOutcome {
+			t.Helper()
+			out, _, _, err := s.RefreshSession(ctx, Refresh{Hash: h(old), NewHash: h(next), Now: now, Grace: time.Minute, Check: check})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		late := refresh("t1", "late", func(Session, User) error {
+			// Between this request's read and its write, the owner spends
+			// t1 and then its successor.
+			if out := refresh("t1", "t2", nil); out != RefreshRotated {
+				t.Fatalf("owner's refresh: %v", out)
+			}
+			if out := refresh("t2", "t3", nil); out != RefreshRotated {
+				t.Fatalf("owner's second refresh: %v", out)
+			}
+			return nil
+		})
+		if late != RefreshReused {
+			t.Fatalf("the late request with t1: outcome %v, want RefreshReused", late)
+		}
+		if _, _, err := s.SessionWithUser(ctx, "sid"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the session survived a reuse: %v", err)
+		}
+	})
 }
