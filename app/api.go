@@ -12,6 +12,7 @@ import (
 	"fiberauth/app/account"
 	"fiberauth/app/openapi"
 	"fiberauth/app/token"
+	"fiberauth/db"
 )
 
 // The JSON API's handlers: each parses its request, calls the account core
@@ -80,11 +81,14 @@ func (s *Server) apiToken(c *fiber.Ctx) error {
 				return oauthError(http.StatusBadRequest, "invalid_request", field.name+" is required")
 			}
 		}
-		g, err = s.acct.SignIn(c.UserContext(), s.client(c, false), username, pw)
-		if account.ErrorCode(err) == account.EUnauthorized {
+		g, err = s.acct.SignIn(c.UserContext(), s.client(c, false), username, pw, f.get("scope"))
+		switch account.ErrorCode(err) {
+		case account.EUnauthorized:
 			return &Error{Status: http.StatusUnauthorized,
 				Body:    fiber.Map{"detail": msgIncorrectCredentials, "error": "invalid_grant"},
 				Headers: map[string]string{"WWW-Authenticate": "Bearer"}}
+		case account.EInvalid:
+			return oauthError(http.StatusBadRequest, "invalid_scope", "The requested scope is wider than the account's role allows")
 		}
 	}
 	if err != nil {
@@ -149,6 +153,7 @@ type meJSON struct {
 	Description string `json:"description"`
 	Email       string `json:"email"`
 	Username    string `json:"username"`
+	Role        string `json:"role"`
 }
 
 // apiMe is GET /users/me.
@@ -159,6 +164,42 @@ func (s *Server) apiMe(c *fiber.Ctx) error {
 		Username:    u.Username,
 		Email:       u.Email,
 		CreatedAt:   u.CreatedAt.UTC().Format(time.RFC3339),
+		Role:        u.Role,
+	})
+}
+
+// apiWelcomeAll is GET /welcome/all-users (the cookbook's RBAC recipe).
+func (s *Server) apiWelcomeAll(c *fiber.Ctx) error {
+	return c.JSON([]string{"Hello " + currentUser(c).User.Username + ", welcome to your space"})
+}
+
+// apiWelcomePremium is GET /welcome/premium-user, for premium and admin.
+func (s *Server) apiWelcomePremium(c *fiber.Ctx) error {
+	return c.JSON([]string{"Hello " + currentUser(c).User.Username + ", welcome to your premium space"})
+}
+
+// apiRegisterPremium is POST /register/premium-user: an admin creates a
+// premium account (the recipe let anyone; here only an admin bearer).
+func (s *Server) apiRegisterPremium(c *fiber.Ctx) error {
+	var req registerRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	var problems []fieldError
+	username := required(&problems, "username", req.Username)
+	email := required(&problems, "email", req.Email)
+	pw := required(&problems, "password", req.Password)
+	if len(problems) > 0 {
+		return errValidation(problems...)
+	}
+	r, err := s.acct.Register(c.UserContext(), s.client(c, false),
+		account.Registration{Username: username, Email: email, Password: pw, Role: db.RolePremium, Trusted: true})
+	if err != nil {
+		return err
+	}
+	return c.Status(http.StatusCreated).JSON(fiber.Map{
+		"message": "user created",
+		"user":    fiber.Map{"username": r.User.Username, "email": r.User.Email, "role": r.User.Role},
 	})
 }
 
@@ -181,14 +222,30 @@ func (s *Server) apiListSessions(c *fiber.Ctx) error {
 	}
 	out := make([]sessionJSON, 0, len(list))
 	for _, se := range list {
-		out = append(out, sessionJSON{
-			ID: se.ID, IP: se.IP, UserAgent: se.UserAgent, Current: se.ID == p.Session.ID,
-			CreatedAt:  se.CreatedAt.UTC().Format(time.RFC3339),
-			LastUsedAt: se.LastUsedAt.UTC().Format(time.RFC3339),
-			ExpiresAt:  se.ExpiresAt.UTC().Format(time.RFC3339),
-		})
+		out = append(out, sessionOut(se, p.Session.ID))
 	}
 	return c.JSON(out)
+}
+
+func sessionOut(se db.Session, current string) sessionJSON {
+	return sessionJSON{
+		ID: se.ID, IP: se.IP, UserAgent: se.UserAgent, Current: se.ID == current,
+		CreatedAt:  se.CreatedAt.UTC().Format(time.RFC3339),
+		LastUsedAt: se.LastUsedAt.UTC().Format(time.RFC3339),
+		ExpiresAt:  se.ExpiresAt.UTC().Format(time.RFC3339),
+	}
+}
+
+type eventJSON struct {
+	Time      string `json:"time"`
+	Kind      string `json:"kind"`
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+func eventOut(e db.Event) eventJSON {
+	return eventJSON{Time: e.At.UTC().Format(time.RFC3339), Kind: e.Kind, IP: e.IP, UserAgent: e.UserAgent, Detail: e.Detail}
 }
 
 // apiEndSession is DELETE /users/me/sessions/{id}.
@@ -237,15 +294,9 @@ func (s *Server) apiEvents(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	type eventJSON struct {
-		Time      string `json:"time"`
-		Kind      string `json:"kind"`
-		IP        string `json:"ip"`
-		UserAgent string `json:"user_agent"`
-	}
 	out := make([]eventJSON, 0, len(list))
 	for _, e := range list {
-		out = append(out, eventJSON{Time: e.At.UTC().Format(time.RFC3339), Kind: e.Kind, IP: e.IP, UserAgent: e.UserAgent})
+		out = append(out, eventOut(e))
 	}
 	return c.JSON(out)
 }

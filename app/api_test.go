@@ -107,9 +107,12 @@ func TestTokenByUsernameAndEmail(t *testing.T) {
 	ts.register("alice", "alice@example.com", pw)
 	for _, login := range []string{"alice", "alice@example.com", "ALICE", " alice ", "Alice@Example.com"} {
 		t.Run(login, func(t *testing.T) {
-			res := ts.postForm("/token", url.Values{"username": {login}, "password": {pw}, "grant_type": {"password"}, "scope": {"anything"}})
+			res := ts.postForm("/token", url.Values{"username": {login}, "password": {pw}, "grant_type": {"password"}, "scope": {"basic"}})
 			wantStatus(t, res, http.StatusOK)
 			body := res.json(t)
+			if body["scope"] != "basic" {
+				t.Errorf("scope = %v, want basic", body["scope"])
+			}
 			if body["token_type"] != "bearer" {
 				t.Errorf("token_type = %v, want bearer", body["token_type"])
 			}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"fiberauth/app/account"
 	"fiberauth/app/config"
 	"fiberauth/app/token"
 	"fiberauth/db"
@@ -297,4 +298,18 @@ func (ts *testServer) withConfig(t testing.TB, edit func(cfg *config.Config)) *t
 	}
 	t.Cleanup(s.Close)
 	return &testServer{t: t, s: s, store: ts.store, path: ts.path}
+}
+
+// makeAdmin registers name and gives it the admin role, as the command
+// line would.
+func (ts *testServer) makeAdmin(name string) {
+	ts.t.Helper()
+	ts.register(name, name+"@example.com", pw)
+	u, err := ts.store.UserByUsernameKey(context.Background(), strings.ToLower(name))
+	if err == nil {
+		err = ts.s.acct.SetRole(context.Background(), account.CommandLine, u.ID, "admin")
+	}
+	if err != nil {
+		ts.t.Fatalf("make %s admin: %v", name, err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
@@ -226,6 +227,22 @@ func (s *Server) signedIn(c *fiber.Ctx) *account.Principal {
 		return nil
 	}
 	return p
+}
+
+// errNoRight is a valid token without the right a route needs.
+var errNoRight = &Error{Status: http.StatusForbidden, Detail: msgNotAuthorized}
+
+// requireRole lets through callers whose role (as it is now: a change takes
+// effect on the next request) and token scope include scope. It follows
+// requireAPI or requirePage; the role checks of every route are here.
+func (s *Server) requireRole(scope string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p := currentUser(c)
+		if p == nil || !account.Allows(p.User.Role, p.Session.Scope, scope) {
+			return errNoRight
+		}
+		return c.Next()
+	}
 }
 
 func safeMethod(m string) bool {

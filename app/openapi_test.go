@@ -17,6 +17,8 @@ import (
 	"github.com/pb33f/libopenapi-validator/schema_validation"
 
 	"context"
+	"fmt"
+	"sync/atomic"
 
 	"fiberauth/app/openapi"
 )
@@ -27,6 +29,9 @@ type spec struct {
 	Paths   map[string]map[string]json.RawMessage `json:"paths"`
 }
 
+// httpMethods are the operation keys of an OpenAPI path item.
+var httpMethods = map[string]bool{"get": true, "put": true, "post": true, "delete": true, "patch": true, "head": true, "options": true}
+
 func loadSpec(t *testing.T) (spec, map[string][]string) {
 	t.Helper()
 	var sp spec
@@ -36,6 +41,9 @@ func loadSpec(t *testing.T) (spec, map[string][]string) {
 	statuses := map[string][]string{}
 	for path, ops := range sp.Paths {
 		for method, raw := range ops {
+			if !httpMethods[method] {
+				continue // path-level parameters and the like
+			}
 			var op struct {
 				Responses map[string]json.RawMessage `json:"responses"`
 			}
@@ -78,6 +86,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	documented := map[string]bool{}
 	for path, ops := range sp.Paths {
 		for method := range ops {
+			if !httpMethods[method] {
+				continue
+			}
 			documented[strings.ToUpper(method)+" "+path] = true
 		}
 	}
@@ -133,10 +144,29 @@ type provoke func(t *testing.T, f *fixture) (*http.Request, response)
 
 // fixture is a server with a signed-in user, for provoking answers.
 type fixture struct {
-	ts  *testServer
-	tok string
-	srv string // a real listener, for what app.Test cannot send
+	ts    *testServer
+	tok   string
+	admin string // a token of the admin "root"
+	srv   string // a real listener, for what app.Test cannot send
 }
+
+// userID is the id of a user of the fixture.
+func (f *fixture) userID(t *testing.T, name string) string {
+	u, err := f.ts.store.UserByUsernameKey(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatInt(u.ID, 10)
+}
+
+// victim registers a fresh account for an admin action and returns its id.
+func (f *fixture) victim(t *testing.T) string {
+	name := fmt.Sprintf("victim%d", victims.Add(1))
+	f.ts.register(name, name+"@example.com", pw)
+	return f.userID(t, name)
+}
+
+var victims atomic.Int64
 
 func (f *fixture) send(t *testing.T, method, path, ctype, body string, header ...string) (*http.Request, response) {
 	t.Helper()
@@ -200,7 +230,124 @@ func unthrottled(t *testing.T, f *fixture) {
 	}
 }
 
+// adminRoutes are the admin API's routes, with a path for each, for the
+// answers every one of them gives: 401 without a token, 403 for a basic
+// account.
+var adminRoutes = map[string]func(f *fixture, t *testing.T) string{
+	"GET /admin/api/users":                  func(*fixture, *testing.T) string { return "/admin/api/users" },
+	"GET /admin/api/users/{id}":             func(f *fixture, t *testing.T) string { return "/admin/api/users/" + f.userID(t, "alice") },
+	"DELETE /admin/api/users/{id}":          func(f *fixture, t *testing.T) string { return "/admin/api/users/" + f.userID(t, "alice") },
+	"PUT /admin/api/users/{id}/role":        func(f *fixture, t *testing.T) string { return "/admin/api/users/" + f.userID(t, "alice") + "/role" },
+	"DELETE /admin/api/users/{id}/sessions": func(f *fixture, t *testing.T) string { return "/admin/api/users/" + f.userID(t, "alice") + "/sessions" },
+	"DELETE /admin/api/users/{id}/sessions/{sid}": func(f *fixture, t *testing.T) string {
+		return "/admin/api/users/" + f.userID(t, "alice") + "/sessions/x"
+	},
+	"DELETE /admin/api/users/{id}/limits": func(f *fixture, t *testing.T) string { return "/admin/api/users/" + f.userID(t, "alice") + "/limits" },
+	"GET /admin/api/audit":                func(*fixture, *testing.T) string { return "/admin/api/audit" },
+	"POST /register/premium-user":         func(*fixture, *testing.T) string { return "/register/premium-user" },
+	"GET /welcome/premium-user":           func(*fixture, *testing.T) string { return "/welcome/premium-user" },
+}
+
+func init() {
+	for key, path := range adminRoutes {
+		method, _, _ := strings.Cut(key, " ")
+		body, ctype := "", ""
+		if method == "PUT" || method == "POST" {
+			body, ctype = `{"role":"premium","username":"x1","email":"x1@example.com","password":"`+pw+`"}`, jsonType
+		}
+		provocations[key+" 401"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, method, path(f, t), ctype, body)
+		}
+		provocations[key+" 403"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, method, path(f, t), ctype, body, bearer(f.tok)...)
+		}
+	}
+}
+
 var provocations = map[string]provoke{
+	"GET /welcome/all-users 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/welcome/all-users", "", "", bearer(f.tok)...)
+	},
+	"GET /welcome/all-users 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/welcome/all-users", "", "")
+	},
+	"GET /welcome/all-users 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+		// A token asked for with the admin scope alone grants no "basic".
+		narrow := f.ts.pairFrom(f.ts.postForm("/token", url.Values{"username": {"root"}, "password": {pw}, "scope": {"admin"}}))
+		return f.send(t, "GET", "/welcome/all-users", "", "", bearer(narrow.Access)...)
+	},
+	"GET /welcome/premium-user 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/welcome/premium-user", "", "", bearer(f.admin)...)
+	},
+	"POST /register/premium-user 201": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/register/premium-user", jsonType, `{"username":"prem","email":"prem@example.com","password":"`+pw+`"}`, bearer(f.admin)...)
+	},
+	"POST /register/premium-user 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/register/premium-user", jsonType, `{"username":"alice","email":"a9@example.com","password":"`+pw+`"}`, bearer(f.admin)...)
+	},
+	"POST /register/premium-user 415": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/register/premium-user", "text/plain", `{}`, bearer(f.admin)...)
+	},
+	"POST /register/premium-user 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/register/premium-user", jsonType, `{"username":"p"}`, bearer(f.admin)...)
+	},
+	"GET /admin/api/users 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/admin/api/users?search=ali", "", "", bearer(f.admin)...)
+	},
+	"GET /admin/api/users/{id} 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/admin/api/users/"+f.userID(t, "alice"), "", "", bearer(f.admin)...)
+	},
+	"GET /admin/api/users/{id} 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/admin/api/users/999999", "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id} 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/"+f.victim(t), "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id} 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/999999", "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id} 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/"+f.userID(t, "root"), "", "", bearer(f.admin)...)
+	},
+	"PUT /admin/api/users/{id}/role 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "PUT", "/admin/api/users/"+f.victim(t)+"/role", jsonType, `{"role":"premium"}`, bearer(f.admin)...)
+	},
+	"PUT /admin/api/users/{id}/role 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "PUT", "/admin/api/users/999999/role", jsonType, `{"role":"premium"}`, bearer(f.admin)...)
+	},
+	"PUT /admin/api/users/{id}/role 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "PUT", "/admin/api/users/"+f.userID(t, "root")+"/role", jsonType, `{"role":"basic"}`, bearer(f.admin)...)
+	},
+	"PUT /admin/api/users/{id}/role 415": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "PUT", "/admin/api/users/"+f.victim(t)+"/role", "text/plain", `{"role":"premium"}`, bearer(f.admin)...)
+	},
+	"PUT /admin/api/users/{id}/role 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "PUT", "/admin/api/users/"+f.victim(t)+"/role", jsonType, `{"role":"emperor"}`, bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id}/sessions 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/"+f.victim(t)+"/sessions", "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id}/sessions 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/999999/sessions", "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id}/sessions/{sid} 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		id := f.victim(t)
+		name := "victim" + strconv.FormatInt(victims.Load(), 10)
+		sid := mustClaims(t, f.ts, f.ts.token(name, pw)).SessionID
+		return f.send(t, "DELETE", "/admin/api/users/"+id+"/sessions/"+sid, "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id}/sessions/{sid} 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/"+f.userID(t, "alice")+"/sessions/none", "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id}/limits 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/"+f.userID(t, "alice")+"/limits", "", "", bearer(f.admin)...)
+	},
+	"DELETE /admin/api/users/{id}/limits 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/users/999999/limits", "", "", bearer(f.admin)...)
+	},
+	"GET /admin/api/audit 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/admin/api/audit", "", "", bearer(f.admin)...)
+	},
 	"POST /register/user 201": func(t *testing.T, f *fixture) (*http.Request, response) {
 		return f.send(t, "POST", "/register/user", jsonType, `{"username":"newuser","email":"new@example.com","password":"`+pw+`"}`)
 	},
@@ -394,6 +541,8 @@ func TestOpenAPIStatusesAreReal(t *testing.T) {
 	ts := newTestServer(t, "INTROSPECTION_TOKENS", introspectionSecret)
 	ts.register("alice", "alice@example.com", pw)
 	f := &fixture{ts: ts, tok: ts.token("alice", pw)}
+	ts.makeAdmin("root")
+	f.admin = ts.token("root", pw)
 	ln := startTestListener(t)
 	f.srv = ln
 	for key, codes := range statuses {

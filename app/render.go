@@ -27,12 +27,27 @@ type page struct {
 	Sessions []sessionView
 	Events   []db.Event
 
+	// Admin area.
+	Admin *adminView
+
 	// Error page.
 	Heading   string
 	Message   string
 	RequestID string
 	Back      string
 	BackLabel string
+}
+
+// adminView is what the admin pages show.
+type adminView struct {
+	Users       []db.User
+	Target      *db.User
+	Roles       []string
+	Audit       []db.Audit
+	Search      string
+	Total       int
+	Page, Pages int
+	Prev, Next  string
 }
 
 // fieldView is one labelled form field.
@@ -128,6 +143,8 @@ func eventLabel(kind string) string {
 		return "Signed out"
 	case db.EventRefreshReused:
 		return "Refresh token reused: session ended"
+	case db.EventAdmin:
+		return "Changed by an administrator"
 	}
 	return kind
 }

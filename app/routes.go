@@ -68,6 +68,22 @@ func (s *Server) routes() {
 	s.api("POST", "/users/me/password", auth, s.apiChangePassword)
 	s.api("GET", "/users/me/events", auth, s.apiEvents)
 
+	// The cookbook's RBAC recipe: roles are checked in requireRole only.
+	s.api("GET", "/welcome/all-users", auth, s.requireRole("basic"), s.apiWelcomeAll)
+	s.api("GET", "/welcome/premium-user", auth, s.requireRole("premium"), s.apiWelcomePremium)
+	admin := s.requireRole("admin")
+	s.api("POST", "/register/premium-user", auth, admin, s.apiRegisterPremium)
+
+	// Administration, as JSON.
+	s.api("GET", "/admin/api/users", auth, admin, s.apiAdminUsers)
+	s.api("GET", "/admin/api/users/:id", auth, admin, s.apiAdminUser)
+	s.api("DELETE", "/admin/api/users/:id", auth, admin, s.apiAdminDelete)
+	s.api("PUT", "/admin/api/users/:id/role", auth, admin, s.apiAdminSetRole)
+	s.api("DELETE", "/admin/api/users/:id/sessions", auth, admin, s.apiAdminEndSessions)
+	s.api("DELETE", "/admin/api/users/:id/sessions/:sid", auth, admin, s.apiAdminEndSession)
+	s.api("DELETE", "/admin/api/users/:id/limits", auth, admin, s.apiAdminClearLimits)
+	s.api("GET", "/admin/api/audit", auth, admin, s.apiAdminAudit)
+
 	// Browser pages. Forms name the page to reload after a refused CSRF
 	// check.
 	s.page("GET", "/", s.pageIndex)
@@ -86,6 +102,16 @@ func (s *Server) routes() {
 	s.form("/profile/password", "/profile/password", page, s.csrfCheck, s.submitPassword)
 	s.page("GET", "/profile/delete", page, s.csrfIssue, s.pageDelete)
 	s.form("/profile/delete", "/profile/delete", page, s.csrfCheck, s.submitDelete)
+
+	// Administration pages.
+	s.page("GET", "/admin", page, admin, s.csrfIssue, s.pageAdminUsers)
+	s.page("GET", "/admin/audit", page, admin, s.csrfIssue, s.pageAdminAudit)
+	s.page("GET", "/admin/users/:id", page, admin, s.csrfIssue, s.pageAdminUser)
+	s.form("/admin/users/:id/role", "/admin", page, admin, s.csrfCheck, s.submitAdminRole)
+	s.form("/admin/users/:id/sessions/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSessions)
+	s.form("/admin/users/:id/sessions/:sid/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSession)
+	s.form("/admin/users/:id/limits/clear", "/admin", page, admin, s.csrfCheck, s.submitAdminClearLimits)
+	s.form("/admin/users/:id/delete", "/admin", page, admin, s.csrfCheck, s.submitAdminDelete)
 }
 
 func (s *Server) api(method, path string, handlers ...fiber.Handler) {

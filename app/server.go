@@ -82,10 +82,10 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	var limits throttle.Store = throttle.NewMemory(0)
-	if store.Engine() == db.Postgres {
-		limits = store.Throttle()
-	}
+	// Throttle counts live in the database on both engines: shared by
+	// every instance, kept across restarts, and within reach of the
+	// command line's "limits clear".
+	limits := store.Throttle()
 	keys, err := loadKeys(ctx, store, time.Now())
 	if err != nil {
 		return nil, err

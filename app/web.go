@@ -85,7 +85,7 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 		}
 		return s.render(c, http.StatusUnprocessableEntity, "login", p)
 	}
-	g, err := s.acct.SignIn(c.UserContext(), s.client(c, true), username, pw)
+	g, err := s.acct.SignIn(c.UserContext(), s.client(c, true), username, pw, "")
 	if err != nil {
 		if status, msg, _, ok := pageError(c, err); ok {
 			return fail(status, msg)

@@ -84,6 +84,10 @@ type Store struct {
 	// keysChanged runs when another instance announces new signing keys.
 	keysChanged atomic.Pointer[func()]
 
+	// writes counts statements that write, for tests that compare the
+	// work of two answers.
+	writes atomic.Int64
+
 	rebound  sync.Map // SQL with ? placeholders -> the engine's form
 	prepared sync.Map // SQL -> *sql.Stmt on the read pool
 }
@@ -169,13 +173,29 @@ type execer interface {
 }
 
 func (s *Store) exec(ctx context.Context, on execer, query string, args ...any) (sql.Result, error) {
+	s.count(query)
 	res, err := on.ExecContext(ctx, s.q(query), args...)
 	return res, s.wrap(err)
 }
 
 func (s *Store) queryRow(ctx context.Context, on execer, query string, args ...any) *sql.Row {
+	s.count(query)
 	return on.QueryRowContext(ctx, s.q(query), args...)
 }
+
+// count notes a statement that writes.
+func (s *Store) count(query string) {
+	q := strings.TrimSpace(query)
+	if len(q) >= 6 {
+		switch strings.ToUpper(q[:6]) {
+		case "INSERT", "UPDATE", "DELETE", "WITH S":
+			s.writes.Add(1)
+		}
+	}
+}
+
+// Writes returns how many writing statements the store has run.
+func (s *Store) Writes() int64 { return s.writes.Load() }
 
 // readRow runs a hot read query as a statement prepared once on the read
 // pool (SQLite otherwise compiles the SQL on every call).

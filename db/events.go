@@ -16,6 +16,8 @@ const (
 	EventSessionEnded   = "session_ended"
 	EventSignOut        = "sign_out"
 	EventRefreshReused  = "refresh_reused"
+	// EventAdmin is an administrator's action; Detail says what.
+	EventAdmin = "admin_action"
 )
 
 // Event is one entry of an account's activity.

@@ -188,14 +188,14 @@ func (s *Store) SessionByRefresh(ctx context.Context, hash []byte) (Session, Use
 	var created, expires, used, ucreated int64
 	row, err := s.readRow(ctx, `SELECT rt.spent_at, s.id,
 		s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope,
-		u.username, u.email, u.created_at
+		u.username, u.email, u.created_at, u.role
 		FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id
 		WHERE rt.hash = ?`, hash)
 	if err != nil {
 		return Session{}, User{}, false, err
 	}
 	err = row.Scan(&spent, &se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope,
-		&u.Username, &u.Email, &ucreated)
+		&u.Username, &u.Email, &ucreated, &u.Role)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, User{}, false, ErrNotFound
 	}

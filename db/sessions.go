@@ -69,6 +69,9 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 				return err
 			}
 		}
+		if _, err := s.exec(ctx, tx, `UPDATE users SET last_sign_in_at = ? WHERE id = ?`, unix(se.CreatedAt), se.UserID); err != nil {
+			return err
+		}
 		if ns.KnownClient != "" {
 			if _, err := s.exec(ctx, tx, `INSERT INTO known_clients (user_id, client, last_seen) VALUES (?, ?, ?)
 				ON CONFLICT (user_id, client) DO UPDATE SET last_seen = excluded.last_seen`,
@@ -82,7 +85,7 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 
 const sessionWithUserQuery = `SELECT
 	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope,
-	u.username, u.email, u.created_at
+	u.username, u.email, u.created_at, u.role
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`
 
 // SessionWithUser returns a session and its account (without the password
@@ -100,7 +103,7 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 		return Session{}, User{}, err
 	}
 	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope,
-		&u.Username, &u.Email, &ucreated)
+		&u.Username, &u.Email, &ucreated, &u.Role)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Session{}, User{}, ErrNotFound

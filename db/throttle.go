@@ -174,3 +174,10 @@ func (t sqlThrottle) Sweep(ctx context.Context, now time.Time) error {
 	_, err := t.s.exec(ctx, t.s.fast, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, unixMilli(now))
 	return err
 }
+
+// ThrottleKeys returns how many throttle counts are kept.
+func (s *Store) ThrottleKeys(ctx context.Context) (int, error) {
+	var n int
+	err := s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM throttle`).Scan(&n)
+	return n, s.wrap(err)
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,7 +16,22 @@ type User struct {
 	Email        string
 	PasswordHash string
 	CreatedAt    time.Time
+	// Role is basic, premium or admin.
+	Role string
+	// LastSignInAt is the last successful sign-in; zero when never.
+	LastSignInAt time.Time
+	// EmailVerified: the owner proved the address reaches them.
+	EmailVerified bool
+	// MFAEnabled: sign-in needs a second factor.
+	MFAEnabled bool
 }
+
+// The roles an account may have.
+const (
+	RoleBasic   = "basic"
+	RolePremium = "premium"
+	RoleAdmin   = "admin"
+)
 
 // NewUser holds what registration stores. UsernameKey and EmailKey are the
 // normalised forms that uniqueness is decided on.
@@ -26,6 +42,8 @@ type NewUser struct {
 	EmailKey     string
 	PasswordHash string
 	CreatedAt    time.Time
+	// Role is the new account's role; empty means basic.
+	Role string
 	// Event, when its Kind is set, is recorded for the new account in the
 	// same transaction.
 	Event Event
@@ -33,13 +51,16 @@ type NewUser struct {
 
 // CreateUser inserts an account. A taken username or email gives ErrConflict.
 func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
+	if nu.Role == "" {
+		nu.Role = RoleBasic
+	}
 	u := User{Username: nu.Username, Email: nu.Email, PasswordHash: nu.PasswordHash,
-		CreatedAt: fromUnix(unix(nu.CreatedAt))}
+		CreatedAt: fromUnix(unix(nu.CreatedAt)), Role: nu.Role}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		err := s.queryRow(ctx, tx, `INSERT INTO users
-			(username, username_key, email, email_key, password_hash, created_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt)).Scan(&u.ID)
+			(username, username_key, email, email_key, password_hash, created_at, role)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt), nu.Role).Scan(&u.ID)
 		if err != nil {
 			return err
 		}
@@ -55,7 +76,7 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	return u, nil
 }
 
-const userColumns = `id, username, email, password_hash, created_at`
+const userColumns = `id, username, email, password_hash, created_at, role, last_sign_in_at, email_verified, mfa_enabled`
 
 func (s *Store) user(ctx context.Context, where string, arg any) (User, error) {
 	row, err := s.readRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+` = ?`, arg)
@@ -66,16 +87,23 @@ func (s *Store) user(ctx context.Context, where string, arg any) (User, error) {
 	return u, s.wrap(err)
 }
 
-func scanUser(row *sql.Row) (User, error) {
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(row scanner) (User, error) {
 	var u User
-	var created int64
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &created); err != nil {
+	var created, lastSignIn int64
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &created, &u.Role, &lastSignIn,
+		&u.EmailVerified, &u.MFAEnabled); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return User{}, ErrNotFound
 		}
 		return User{}, err
 	}
 	u.CreatedAt = fromUnix(created)
+	if lastSignIn > 0 {
+		u.LastSignInAt = fromUnix(lastSignIn)
+	}
 	return u, nil
 }
 
@@ -175,3 +203,99 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) error
 }
 
 func userPayload(userID int64) string { return "u:" + strconv.FormatInt(userID, 10) }
+
+// ErrLastAdmin is returned for a change that would leave no admin.
+var ErrLastAdmin = errors.New("db: the last admin")
+
+// SetRole changes an account's role, unless that would take the role from
+// the last admin (ErrLastAdmin). ev is recorded with it. Sessions are
+// checked server-side on every request, so the change takes effect at once.
+func (s *Store) SetRole(ctx context.Context, userID int64, role string, ev Event) error {
+	defer s.cache.invalidateUser(userID)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `UPDATE users SET role = ? WHERE id = ?
+			AND (role <> 'admin' OR ? = 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)`,
+			role, userID, role)
+		if err := oneRow(res, err); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				if _, err := s.userIn(ctx, tx, userID); err == nil {
+					return ErrLastAdmin
+				}
+			}
+			return err
+		}
+		if ev.Kind != "" {
+			ev.UserID = userID
+			if err := s.insertEvent(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return s.notify(ctx, tx, userPayload(userID))
+	})
+}
+
+// RemoveUser deletes an account whatever its password (an administrator's
+// act), unless it is the last admin (ErrLastAdmin).
+func (s *Store) RemoveUser(ctx context.Context, userID int64) error {
+	defer s.cache.invalidateUser(userID)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ?
+			AND (role <> 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)`, userID)
+		if err := oneRow(res, err); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				if _, err := s.userIn(ctx, tx, userID); err == nil {
+					return ErrLastAdmin
+				}
+			}
+			return err
+		}
+		return s.notify(ctx, tx, userPayload(userID))
+	})
+}
+
+func (s *Store) userIn(ctx context.Context, tx *sql.Tx, id int64) (User, error) {
+	return scanUser(s.queryRow(ctx, tx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+}
+
+// UserPage is a page of accounts matching a search.
+type UserPage struct {
+	Users []User
+	Total int
+}
+
+// ListUsers returns the accounts whose username or email contains search
+// (case-insensitively; all when empty), newest first, limit from offset.
+func (s *Store) ListUsers(ctx context.Context, search string, offset, limit int) (UserPage, error) {
+	pattern := "%" + escapeLike(strings.ToLower(search)) + "%"
+	var p UserPage
+	where := `WHERE username_key LIKE ? ESCAPE '\' OR email_key LIKE ? ESCAPE '\'`
+	if err := s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM users `+where, pattern, pattern).Scan(&p.Total); err != nil {
+		return p, s.wrap(err)
+	}
+	rows, err := s.query(ctx, s.r, `SELECT `+userColumns+` FROM users `+where+` ORDER BY id DESC LIMIT ? OFFSET ?`,
+		pattern, pattern, limit, offset)
+	if err != nil {
+		return p, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return p, err
+		}
+		p.Users = append(p.Users, u)
+	}
+	return p, s.wrap(rows.Err())
+}
+
+// escapeLike makes s match itself in a LIKE pattern with \ as escape.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// CountAdmins returns how many accounts are admins.
+func (s *Store) CountAdmins(ctx context.Context) (int, error) {
+	var n int
+	err := s.queryRow(ctx, s.r, `SELECT COUNT(*) FROM users WHERE role = 'admin'`).Scan(&n)
+	return n, s.wrap(err)
+}

@@ -110,6 +110,9 @@ type Hooks struct {
 	// AfterPasswordCheck runs in SignIn after the password matched and
 	// before the session is written.
 	AfterPasswordCheck func(ctx context.Context)
+	// BeforeEventWrite runs in the activity recorder before it writes a
+	// batch, off any request's path.
+	BeforeEventWrite func()
 }
 
 // Service carries out account operations.
@@ -130,7 +133,11 @@ type Service struct {
 // New returns a Service. limits is where throttle counts are kept.
 func New(cfg Config, store *db.Store, hasher Hasher, tokens *token.Manager, limits throttle.Store, log *slog.Logger) *Service {
 	s := &Service{cfg: cfg, store: store, hasher: hasher, tokens: tokens, limits: limits, log: log, Now: time.Now}
-	s.events = newRecorder(store, log)
+	s.events = newRecorder(store, log, func() {
+		if s.Hooks.BeforeEventWrite != nil {
+			s.Hooks.BeforeEventWrite()
+		}
+	})
 	return s
 }
 

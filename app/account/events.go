@@ -20,6 +20,8 @@ type recorder struct {
 	ch    chan db.Event
 	flush chan chan struct{}
 	done  chan struct{}
+	// before runs before each batch is written.
+	before func()
 
 	mu     sync.RWMutex
 	closed bool
@@ -30,9 +32,9 @@ const (
 	recorderBatch = 128
 )
 
-func newRecorder(store *db.Store, log *slog.Logger) *recorder {
+func newRecorder(store *db.Store, log *slog.Logger, before func()) *recorder {
 	r := &recorder{store: store, log: log, ch: make(chan db.Event, recorderQueue),
-		flush: make(chan chan struct{}), done: make(chan struct{})}
+		flush: make(chan chan struct{}), done: make(chan struct{}), before: before}
 	go r.run()
 	return r
 }
@@ -105,6 +107,7 @@ func (r *recorder) wait() {
 
 // write stores a batch, retrying while the database is briefly away.
 func (r *recorder) write(batch []db.Event) {
+	r.before()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

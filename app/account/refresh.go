@@ -47,11 +47,11 @@ func (s *Service) Refresh(ctx context.Context, c Client, raw, scope string) (Gra
 	out, se, u, err := s.store.RefreshSession(ctx, db.Refresh{
 		Hash: token.HashRefresh(raw), NewHash: nextHash, Now: now, Grace: s.cfg.ReuseGrace, TouchAfter: time.Minute,
 		Event: db.Event{Kind: db.EventRefreshReused, At: now, IP: c.Addr, UserAgent: c.UserAgent},
-		Check: func(se db.Session, _ db.User) error {
+		Check: func(se db.Session, u db.User) error {
 			if !s.alive(se, now) {
 				return errSessionEnded
 			}
-			if !ScopeWithin(scope, se.Scope) {
+			if !ScopeWithin(scope, Effective(u.Role, se.Scope)) {
 				scopeErr = invalid(FieldError{Field: "scope", Message: "The requested scope is wider than the one granted"})
 				return scopeErr
 			}
@@ -81,7 +81,7 @@ func (s *Service) Refresh(ctx context.Context, c Client, raw, scope string) (Gra
 		return Grant{}, &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
 	}
 	if scope != "" {
-		se.Scope = NormalizeScope(scope)
+		se.Scope = NormalizeScope(scope) // for this token only: the session keeps its grant
 	}
 	g, err := s.grant(u, se, now)
 	if err != nil {
@@ -157,7 +157,7 @@ func (s *Service) Introspect(ctx context.Context, raw string) (Introspection, er
 		if err != nil {
 			return Introspection{}, fail(err)
 		}
-		return Introspection{Active: true, Subject: u.Username, SessionID: se.ID, Scope: se.Scope,
+		return Introspection{Active: true, Subject: u.Username, SessionID: se.ID, Scope: Effective(u.Role, se.Scope),
 			TokenType: "refresh_token", IssuedAt: se.CreatedAt, ExpiresAt: s.ends(se), Issuer: s.tokens.Issuer()}, nil
 	}
 	claims, err := s.tokens.Verify(raw)

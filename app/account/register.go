@@ -14,6 +14,12 @@ type Registration struct {
 	Username, Email, Password string
 	// SignIn starts a session for the new account at once (the pages do).
 	SignIn bool
+	// Role is the new account's role; empty means basic. Only an
+	// administrator (or the command line) gives another.
+	Role string
+	// Trusted skips the per-address registration limit (an administrator,
+	// the command line).
+	Trusted bool
 }
 
 // Registered is a new account, and its first session when one was asked
@@ -54,12 +60,17 @@ func NewPasswordProblem(pw string) string {
 // EUnavailable, EInternal.
 func (s *Service) Register(ctx context.Context, c Client, r Registration) (Registered, error) {
 	name, nameKey, addr, addrKey, problems := CheckRegistration(r.Username, r.Email, r.Password)
+	if r.Role != "" && !ValidRole(r.Role) {
+		problems = append(problems, FieldError{Field: "role", Message: "Role must be basic, premium or admin."})
+	}
 	if len(problems) > 0 {
 		return Registered{}, invalid(problems...)
 	}
 	a := &attempt{s: s}
-	if err := a.take(ctx, registrationKey(c.Addr), s.cfg.Registration, s.Now()); err != nil {
-		return Registered{}, err
+	if !r.Trusted {
+		if err := a.take(ctx, registrationKey(c.Addr), s.cfg.Registration, s.Now()); err != nil {
+			return Registered{}, err
+		}
 	}
 	if err := s.taken(ctx, nameKey, addrKey); err != nil {
 		a.end(ctx, abandoned)
@@ -72,7 +83,7 @@ func (s *Service) Register(ctx context.Context, c Client, r Registration) (Regis
 	}
 	now := s.Now()
 	u, err := s.store.CreateUser(ctx, db.NewUser{
-		Username: name, UsernameKey: nameKey, Email: addr, EmailKey: addrKey, PasswordHash: hash, CreatedAt: now,
+		Username: name, UsernameKey: nameKey, Email: addr, EmailKey: addrKey, PasswordHash: hash, CreatedAt: now, Role: r.Role,
 		Event: db.Event{Kind: db.EventAccountCreated, At: now, IP: c.Addr, UserAgent: c.UserAgent},
 	})
 	if errors.Is(err, db.ErrConflict) {
@@ -90,7 +101,7 @@ func (s *Service) Register(ctx context.Context, c Client, r Registration) (Regis
 	a.end(ctx, counted)
 	out := Registered{User: u}
 	if r.SignIn {
-		g, err := s.startSession(ctx, c, u, db.EventSignIn)
+		g, err := s.startSession(ctx, c, u, "", db.EventSignIn)
 		if err != nil {
 			return out, fail(err)
 		}

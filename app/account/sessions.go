@@ -50,7 +50,8 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (*Principal, err
 // token is past half its life, while the session is alive).
 func (s *Service) Renew(p *Principal) (string, error) {
 	now := s.Now()
-	raw, _, err := s.tokens.Issue(token.Grant{Subject: p.User.Username, SessionID: p.Session.ID, Scope: p.Scope, AMR: p.AMR}, now)
+	raw, _, err := s.tokens.Issue(token.Grant{Subject: p.User.Username, SessionID: p.Session.ID,
+		Scope: Effective(p.User.Role, p.Session.Scope), AMR: p.AMR}, now)
 	return raw, fail(err)
 }
 

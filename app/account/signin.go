@@ -32,9 +32,17 @@ type attempt struct {
 	pair string
 }
 
-// take counts the attempt against key under r, or returns EThrottled.
+// take counts the attempt against key under r, or returns EThrottled. A
+// key already blocked is refused on a read, without a write.
 func (a *attempt) take(ctx context.Context, key string, r throttle.Rule, now time.Time) error {
-	w, err := a.s.limits.Take(ctx, key, r, now)
+	w, err := a.s.limits.Wait(ctx, key, now)
+	if err != nil {
+		return fail(err)
+	}
+	if w > 0 {
+		return throttled(w)
+	}
+	w, err = a.s.limits.Take(ctx, key, r, now)
 	if err != nil {
 		return fail(err)
 	}
@@ -124,7 +132,7 @@ func (s *Service) known(ctx context.Context, userID int64, c Client) bool {
 //
 // Errors: EUnauthorized (unknown name and wrong password alike),
 // EThrottled, EBusy, EUnavailable, EInternal.
-func (s *Service) SignIn(ctx context.Context, c Client, login, pw string) (Grant, error) {
+func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope string) (Grant, error) {
 	now := s.Now()
 	a := &attempt{s: s}
 	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
@@ -171,6 +179,10 @@ func (s *Service) SignIn(ctx context.Context, c Client, login, pw string) (Grant
 		s.Hooks.AfterPasswordCheck(ctx)
 	}
 	a.end(ctx, succeeded)
+	granted, ok := grantScope(u.Role, scope)
+	if !ok {
+		return Grant{}, invalid(FieldError{Field: "scope", Message: "The requested scope is wider than the account's role allows"})
+	}
 	hash := u.PasswordHash
 	if s.hasher.NeedsRehash(hash) {
 		hash = s.upgradeHash(ctx, u, pw)
@@ -179,7 +191,7 @@ func (s *Service) SignIn(ctx context.Context, c Client, login, pw string) (Grant
 	// Failures queued before this success are written first, so that the
 	// activity list keeps their order.
 	s.events.wait()
-	g, err := s.startSession(ctx, c, u, db.EventSignIn)
+	g, err := s.startSession(ctx, c, u, granted, db.EventSignIn)
 	if errors.Is(err, db.ErrChanged) {
 		// The password changed, or the account went, while this sign-in
 		// was being checked: it fails as a wrong password would.
@@ -209,7 +221,7 @@ func (s *Service) upgradeHash(ctx context.Context, u db.User, pw string) string 
 // startSession creates a session for u, only while u's password hash is
 // still u.PasswordHash, and issues its access and refresh tokens. A browser
 // without a device id gets one.
-func (s *Service) startSession(ctx context.Context, c Client, u db.User, kind string) (Grant, error) {
+func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, kind string) (Grant, error) {
 	id, err := token.NewSessionID()
 	if err != nil {
 		return Grant{}, err
@@ -225,7 +237,7 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, kind st
 	}
 	now := s.Now()
 	se := db.Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionLifetime), LastUsedAt: now,
-		IP: c.Addr, UserAgent: c.UserAgent}
+		IP: c.Addr, UserAgent: c.UserAgent, Scope: scope}
 	err = s.store.StartSession(ctx, db.NewSession{
 		Session:      se,
 		PasswordHash: u.PasswordHash,
@@ -247,11 +259,12 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, kind st
 
 // grant issues an access token for a session.
 func (s *Service) grant(u db.User, se db.Session, now time.Time) (Grant, error) {
-	raw, _, err := s.tokens.Issue(token.Grant{Subject: u.Username, SessionID: se.ID, Scope: se.Scope, AMR: []string{"pwd"}}, now)
+	scope := Effective(u.Role, se.Scope)
+	raw, _, err := s.tokens.Issue(token.Grant{Subject: u.Username, SessionID: se.ID, Scope: scope, AMR: []string{"pwd"}}, now)
 	if err != nil {
 		return Grant{}, err
 	}
-	return Grant{User: u, Session: se, AccessToken: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds()), Scope: se.Scope}, nil
+	return Grant{User: u, Session: se, AccessToken: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds()), Scope: scope}, nil
 }
 
 // checkPassword verifies the caller's current password for a sensitive

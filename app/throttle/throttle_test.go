@@ -1,19 +1,12 @@
 package throttle_test
 
 import (
-	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
 	"fiberauth/app/throttle"
-	"fiberauth/app/throttle/throttletest"
 )
-
-func TestMemoryConformance(t *testing.T) {
-	throttletest.Run(t, func(*testing.T) throttle.Store { return throttle.NewMemory(0) })
-}
 
 func TestRuleDelay(t *testing.T) {
 	r := throttle.Rule{Limit: 5, Window: 15 * time.Minute, Base: 30 * time.Second}
@@ -22,35 +15,6 @@ func TestRuleDelay(t *testing.T) {
 		if got := r.Delay(n); got != want {
 			t.Errorf("Delay(%d) = %v, want %v", n, got, want)
 		}
-	}
-}
-
-// The store holds at most its capacity whatever arrives, forgetting the key
-// unused for longest.
-func TestMemoryCapacity(t *testing.T) {
-	m := throttle.NewMemory(1000)
-	ctx := context.Background()
-	r := throttle.Rule{Limit: 5, Window: 2 * time.Hour, Base: time.Hour}
-	t0 := time.Unix(1_800_000_000, 0)
-	for i := 0; i < 5; i++ {
-		m.Take(ctx, "kept", r, t0)
-		m.Fail(ctx, t0, "kept") // the fifth blocks it until t0+1h
-	}
-	now := t0
-	for i := 0; i < 100000; i++ {
-		now = now.Add(time.Millisecond)
-		m.Take(ctx, "k"+strconv.Itoa(i), r, now)
-		if i%100 == 0 {
-			m.Take(ctx, "kept", r, now) // recently used: survives
-		}
-		if m.Len() > 1000 {
-			t.Fatalf("after %d keys Len = %d > 1000", i+1, m.Len())
-		}
-	}
-	// Still the original block: had the key been evicted and counted
-	// afresh, its block would have started later.
-	if w, _ := m.Take(ctx, "kept", r, now); w != t0.Add(time.Hour).Sub(now) {
-		t.Errorf("kept waits %v, want the original block's %v", w, t0.Add(time.Hour).Sub(now))
 	}
 }
 

@@ -1,0 +1,202 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"fiberauth/db"
+)
+
+// Administration: what an admin (or the command line) may do to any
+// account. Each action is recorded on the account, as an event a person
+// can read, and in the audit list.
+
+// AdminPageSize is how many accounts a page of the user list shows.
+const AdminPageSize = 50
+
+// Admin is who does an administrative action: a signed-in admin, or the
+// command line (ID 0).
+type Admin struct {
+	ID   int64
+	Name string
+	Addr string
+}
+
+// AdminOf is the admin behind a principal.
+func AdminOf(p *Principal, c Client) Admin {
+	return Admin{ID: p.User.ID, Name: p.User.Username, Addr: c.Addr}
+}
+
+// CommandLine is the admin of the command line.
+var CommandLine = Admin{Name: "the command line"}
+
+// by says who did an action, for the account's activity.
+func (a Admin) by() string {
+	if a.ID == 0 {
+		return "from " + a.Name
+	}
+	return "by admin " + a.Name
+}
+
+// Users returns a page (from 1) of the accounts whose username or email
+// contains search, newest first.
+func (s *Service) Users(ctx context.Context, search string, page int) (db.UserPage, error) {
+	page = max(page, 1)
+	p, err := s.store.ListUsers(ctx, search, (page-1)*AdminPageSize, AdminPageSize)
+	return p, fail(err)
+}
+
+// AccountDetail is what an admin sees of one account.
+type AccountDetail struct {
+	User     db.User
+	Sessions []db.Session
+	Events   []db.Event
+}
+
+// Account returns one account with its live sessions and latest events.
+func (s *Service) Account(ctx context.Context, id int64) (AccountDetail, error) {
+	u, err := s.store.UserByID(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return AccountDetail{}, &Error{Code: ENotFound, Message: "User not found"}
+	}
+	if err != nil {
+		return AccountDetail{}, fail(err)
+	}
+	d := AccountDetail{User: u}
+	d.Sessions, err = s.Sessions(ctx, &Principal{User: u})
+	if err != nil {
+		return d, err
+	}
+	d.Events, err = s.store.ListEvents(ctx, id, 20)
+	return d, fail(err)
+}
+
+// FindUser finds an account by username or email (the command line).
+func (s *Service) FindUser(ctx context.Context, login string) (db.User, error) {
+	u, found, err := s.lookup(ctx, login)
+	if err != nil {
+		return db.User{}, fail(err)
+	}
+	if !found {
+		return db.User{}, &Error{Code: ENotFound, Message: fmt.Sprintf("no account is called %q", login)}
+	}
+	return u, nil
+}
+
+// errLastAdmin refuses to leave the service without an admin.
+var errLastAdmin = &Error{Code: EConflict, Message: "The last admin cannot be removed or lose the role: make another account admin first."}
+
+// SetRole gives an account a role.
+func (s *Service) SetRole(ctx context.Context, by Admin, id int64, role string) error {
+	if !ValidRole(role) {
+		return invalid(FieldError{Field: "role", Message: "Role must be basic, premium or admin."})
+	}
+	u, err := s.target(ctx, id)
+	if err != nil {
+		return err
+	}
+	detail := "Role changed to " + role + " " + by.by()
+	err = s.store.SetRole(ctx, id, role, db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr, Detail: detail})
+	if errors.Is(err, db.ErrLastAdmin) {
+		return errLastAdmin
+	}
+	if err != nil {
+		return fail(err)
+	}
+	s.audit(ctx, by, "set_role", u, "from "+u.Role+" to "+role)
+	return nil
+}
+
+// EndUserSessions ends every session of an account.
+func (s *Service) EndUserSessions(ctx context.Context, by Admin, id int64) (int64, error) {
+	u, err := s.target(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.store.EndOtherSessions(ctx, id, "", db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr,
+		Detail: "Every session ended " + by.by()})
+	if err != nil {
+		return 0, fail(err)
+	}
+	s.audit(ctx, by, "end_sessions", u, fmt.Sprintf("%d ended", n))
+	return n, nil
+}
+
+// EndUserSession ends one session of an account.
+func (s *Service) EndUserSession(ctx context.Context, by Admin, id int64, sid string) error {
+	u, err := s.target(ctx, id)
+	if err != nil {
+		return err
+	}
+	err = s.store.EndSession(ctx, sid, id, db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr, Detail: "A session ended " + by.by()})
+	if errors.Is(err, db.ErrNotFound) {
+		return &Error{Code: ENotFound, Message: "Session not found"}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	s.audit(ctx, by, "end_session", u, "")
+	return nil
+}
+
+// ClearUserLimits forgets an account's sign-in failures, so that its owner
+// may try again at once.
+func (s *Service) ClearUserLimits(ctx context.Context, by Admin, id int64) error {
+	u, err := s.target(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.ClearLimits(ctx, id); err != nil {
+		return err
+	}
+	if err := s.store.AddEvent(ctx, db.Event{UserID: id, Kind: db.EventAdmin, At: s.Now(), IP: by.Addr,
+		Detail: "Sign-in limits cleared " + by.by()}); err != nil {
+		s.log.Warn("record event", "error", err.Error())
+	}
+	s.audit(ctx, by, "clear_limits", u, "")
+	return nil
+}
+
+// RemoveUser deletes an account.
+func (s *Service) RemoveUser(ctx context.Context, by Admin, id int64) error {
+	u, err := s.target(ctx, id)
+	if err != nil {
+		return err
+	}
+	err = s.store.RemoveUser(ctx, id)
+	switch {
+	case errors.Is(err, db.ErrLastAdmin):
+		return errLastAdmin
+	case errors.Is(err, db.ErrNotFound):
+		return &Error{Code: ENotFound, Message: "User not found"}
+	case err != nil:
+		return fail(err)
+	}
+	s.audit(ctx, by, "delete", u, "")
+	return nil
+}
+
+// AuditLog returns a page (from 1) of the audit list, newest first, and its
+// total length.
+func (s *Service) AuditLog(ctx context.Context, page int) ([]db.Audit, int, error) {
+	page = max(page, 1)
+	list, total, err := s.store.ListAudit(ctx, (page-1)*AdminPageSize, AdminPageSize)
+	return list, total, fail(err)
+}
+
+func (s *Service) target(ctx context.Context, id int64) (db.User, error) {
+	u, err := s.store.UserByID(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return db.User{}, &Error{Code: ENotFound, Message: "User not found"}
+	}
+	return u, fail(err)
+}
+
+func (s *Service) audit(ctx context.Context, by Admin, action string, u db.User, detail string) {
+	err := s.store.AddAudit(ctx, db.Audit{At: s.Now(), AdminID: by.ID, AdminName: by.Name, Action: action,
+		TargetID: u.ID, TargetName: u.Username, Detail: detail, IP: by.Addr})
+	if err != nil {
+		s.log.Warn("audit record lost", "action", action, "error", err.Error())
+	}
+}
