@@ -19,7 +19,7 @@ import (
 func userParam(c *fiber.Ctx) (int64, error) {
 	id, err := strconv.ParseInt(c.Params("id"), 10, 64)
 	if err != nil || id <= 0 {
-		return 0, &Error{Status: http.StatusNotFound, Detail: "User not found"}
+		return 0, &Error{Status: http.StatusNotFound, Detail: account.MsgUserNotFound}
 	}
 	return id, nil
 }
@@ -34,17 +34,19 @@ func pageParam(c *fiber.Ctx) int {
 }
 
 type adminUserJSON struct {
-	ID           int64  `json:"id"`
-	Username     string `json:"username"`
-	Email        string `json:"email"`
-	Role         string `json:"role"`
-	CreatedAt    string `json:"created_at"`
-	LastSignInAt string `json:"last_sign_in_at"`
+	ID            int64  `json:"id"`
+	Username      string `json:"username"`
+	Email         string `json:"email"`
+	Role          string `json:"role"`
+	EmailVerified bool   `json:"email_verified"`
+	MFAEnabled    bool   `json:"mfa_enabled"`
+	CreatedAt     string `json:"created_at"`
+	LastSignInAt  string `json:"last_sign_in_at"`
 }
 
 func adminUser(u db.User) adminUserJSON {
 	j := adminUserJSON{ID: u.ID, Username: u.Username, Email: u.Email, Role: u.Role,
-		CreatedAt: u.CreatedAt.UTC().Format(time.RFC3339)}
+		EmailVerified: u.EmailVerified, MFAEnabled: u.MFAEnabled, CreatedAt: u.CreatedAt.UTC().Format(time.RFC3339)}
 	if !u.LastSignInAt.IsZero() {
 		j.LastSignInAt = u.LastSignInAt.UTC().Format(time.RFC3339)
 	}
@@ -199,10 +201,10 @@ func (s *Server) pageAdminUsers(c *fiber.Ctx) error {
 	pages := (p.Total + account.AdminPageSize - 1) / account.AdminPageSize
 	v := page{Title: "Admin: users", Admin: &adminView{Users: p.Users, Total: p.Total, Search: search, Page: pg, Pages: pages}}
 	if pg > 1 {
-		v.Admin.Prev = "/admin?" + url.Values{"search": {search}, "pg": {strconv.Itoa(pg - 1)}}.Encode()
+		v.Admin.Prev = "/admin?" + url.Values{"search": {search}, "page": {strconv.Itoa(pg - 1)}}.Encode()
 	}
 	if pg < pages {
-		v.Admin.Next = "/admin?" + url.Values{"search": {search}, "pg": {strconv.Itoa(pg + 1)}}.Encode()
+		v.Admin.Next = "/admin?" + url.Values{"search": {search}, "page": {strconv.Itoa(pg + 1)}}.Encode()
 	}
 	v.Notice = adminNotices[c.Query("done")]
 	return s.render(c, http.StatusOK, "admin_users", v)
@@ -241,7 +243,10 @@ var adminNotices = map[string]string{
 // user's page.
 func (s *Server) adminDone(c *fiber.Ctx, id int64, err error, done string) error {
 	if err != nil {
-		if status, msg, _, ok := pageError(c, err); ok {
+		if status, msg, fields, ok := pageError(c, err); ok {
+			for _, m := range fields {
+				msg = m // the one field of an admin form
+			}
 			return errDetail(status, msg)
 		}
 		return err
@@ -308,10 +313,10 @@ func (s *Server) pageAdminAudit(c *fiber.Ctx) error {
 	pages := (total + account.AdminPageSize - 1) / account.AdminPageSize
 	v := page{Title: "Admin: audit", Admin: &adminView{Audit: list, Total: total, Page: pg, Pages: pages}}
 	if pg > 1 {
-		v.Admin.Prev = "/admin/audit?pg=" + strconv.Itoa(pg-1)
+		v.Admin.Prev = "/admin/audit?page=" + strconv.Itoa(pg-1)
 	}
 	if pg < pages {
-		v.Admin.Next = "/admin/audit?pg=" + strconv.Itoa(pg+1)
+		v.Admin.Next = "/admin/audit?page=" + strconv.Itoa(pg+1)
 	}
 	return s.render(c, http.StatusOK, "admin_audit", v)
 }

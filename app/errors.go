@@ -124,9 +124,12 @@ func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[stri
 	case account.EInvalid:
 		return http.StatusUnprocessableEntity, "Please correct the fields marked below.", fields, true
 	case account.EConflict:
-		msg := "That username or email address is already registered."
-		if len(e.Fields) > 0 {
+		msg := e.Message
+		switch {
+		case len(e.Fields) > 0:
 			msg = e.Fields[0].Message
+		case msg == account.MsgUserExists:
+			msg = "That username or email address is already registered."
 		}
 		return http.StatusConflict, msg, fields, true
 	case account.EUnauthorized:
@@ -144,7 +147,10 @@ func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[stri
 		}
 		return http.StatusServiceUnavailable, e.Message, fields, true
 	case account.ENotFound:
-		return http.StatusNotFound, "That session does not exist or has already ended.", fields, true
+		if e.Message == account.MsgSessionNotFound {
+			return http.StatusNotFound, "That session does not exist or has already ended.", fields, true
+		}
+		return http.StatusNotFound, e.Message + ".", fields, true
 	}
 	return 0, "", nil, false
 }

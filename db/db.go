@@ -88,6 +88,11 @@ type Store struct {
 	// work of two answers.
 	writes atomic.Int64
 
+	// adminChange, when set, runs in a transaction that may take the
+	// admin role from an account, after its change and before its commit
+	// (tests).
+	adminChange func()
+
 	rebound  sync.Map // SQL with ? placeholders -> the engine's form
 	prepared sync.Map // SQL -> *sql.Stmt on the read pool
 }

@@ -189,15 +189,23 @@ func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, kee
 func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) error {
 	defer s.cache.invalidateUser(userID)
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ? AND password_hash = ?`, userID, hash)
+		if err := s.lockAdmins(ctx, tx); err != nil {
+			return err
+		}
+		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ? AND password_hash = ?
+			AND (role <> 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)`, userID, hash)
 		if err := oneRow(res, err); err != nil {
 			if errors.Is(err, ErrNotFound) {
-				if _, err := s.UserByID(ctx, userID); err == nil {
+				if u, err := s.userIn(ctx, tx, userID); err == nil {
+					if u.PasswordHash == hash {
+						return ErrLastAdmin
+					}
 					return ErrChanged
 				}
 			}
 			return err
 		}
+		s.changedAdmins()
 		return s.notify(ctx, tx, userPayload(userID))
 	})
 }
@@ -207,12 +215,39 @@ func userPayload(userID int64) string { return "u:" + strconv.FormatInt(userID, 
 // ErrLastAdmin is returned for a change that would leave no admin.
 var ErrLastAdmin = errors.New("db: the last admin")
 
+// adminLockID names the PostgreSQL advisory lock a transaction holds while
+// it may take the admin role from an account. Without it two transactions
+// demoting the last two admins would each count two admins in their own
+// snapshot, and both commit. SQLite has one writer, which serialises them
+// already.
+const adminLockID = 0x61646d6e // "admn"
+
+func (s *Store) lockAdmins(ctx context.Context, tx *sql.Tx) error {
+	if s.engine == Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, adminLockID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// changedAdmins runs the test hook once a change that may take the admin
+// role has been made, before it commits.
+func (s *Store) changedAdmins() {
+	if s.adminChange != nil {
+		s.adminChange()
+	}
+}
+
 // SetRole changes an account's role, unless that would take the role from
 // the last admin (ErrLastAdmin). ev is recorded with it. Sessions are
 // checked server-side on every request, so the change takes effect at once.
 func (s *Store) SetRole(ctx context.Context, userID int64, role string, ev Event) error {
 	defer s.cache.invalidateUser(userID)
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockAdmins(ctx, tx); err != nil {
+			return err
+		}
 		res, err := s.exec(ctx, tx, `UPDATE users SET role = ? WHERE id = ?
 			AND (role <> 'admin' OR ? = 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)`,
 			role, userID, role)
@@ -224,6 +259,7 @@ func (s *Store) SetRole(ctx context.Context, userID int64, role string, ev Event
 			}
 			return err
 		}
+		s.changedAdmins()
 		if ev.Kind != "" {
 			ev.UserID = userID
 			if err := s.insertEvent(ctx, tx, ev); err != nil {
@@ -239,6 +275,9 @@ func (s *Store) SetRole(ctx context.Context, userID int64, role string, ev Event
 func (s *Store) RemoveUser(ctx context.Context, userID int64) error {
 	defer s.cache.invalidateUser(userID)
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockAdmins(ctx, tx); err != nil {
+			return err
+		}
 		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ?
 			AND (role <> 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)`, userID)
 		if err := oneRow(res, err); err != nil {
@@ -249,6 +288,7 @@ func (s *Store) RemoveUser(ctx context.Context, userID int64) error {
 			}
 			return err
 		}
+		s.changedAdmins()
 		return s.notify(ctx, tx, userPayload(userID))
 	})
 }

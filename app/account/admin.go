@@ -58,7 +58,7 @@ type AccountDetail struct {
 func (s *Service) Account(ctx context.Context, id int64) (AccountDetail, error) {
 	u, err := s.store.UserByID(ctx, id)
 	if errors.Is(err, db.ErrNotFound) {
-		return AccountDetail{}, &Error{Code: ENotFound, Message: "User not found"}
+		return AccountDetail{}, errNoUser
 	}
 	if err != nil {
 		return AccountDetail{}, fail(err)
@@ -83,6 +83,9 @@ func (s *Service) FindUser(ctx context.Context, login string) (db.User, error) {
 	}
 	return u, nil
 }
+
+// errNoUser is an account that does not exist.
+var errNoUser = &Error{Code: ENotFound, Message: MsgUserNotFound}
 
 // errLastAdmin refuses to leave the service without an admin.
 var errLastAdmin = &Error{Code: EConflict, Message: "The last admin cannot be removed or lose the role: make another account admin first."}
@@ -131,7 +134,7 @@ func (s *Service) EndUserSession(ctx context.Context, by Admin, id int64, sid st
 	}
 	err = s.store.EndSession(ctx, sid, id, db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr, Detail: "A session ended " + by.by()})
 	if errors.Is(err, db.ErrNotFound) {
-		return &Error{Code: ENotFound, Message: "Session not found"}
+		return errNoSession
 	}
 	if err != nil {
 		return fail(err)
@@ -169,7 +172,7 @@ func (s *Service) RemoveUser(ctx context.Context, by Admin, id int64) error {
 	case errors.Is(err, db.ErrLastAdmin):
 		return errLastAdmin
 	case errors.Is(err, db.ErrNotFound):
-		return &Error{Code: ENotFound, Message: "User not found"}
+		return errNoUser
 	case err != nil:
 		return fail(err)
 	}
@@ -188,7 +191,7 @@ func (s *Service) AuditLog(ctx context.Context, page int) ([]db.Audit, int, erro
 func (s *Service) target(ctx context.Context, id int64) (db.User, error) {
 	u, err := s.store.UserByID(ctx, id)
 	if errors.Is(err, db.ErrNotFound) {
-		return db.User{}, &Error{Code: ENotFound, Message: "User not found"}
+		return db.User{}, errNoUser
 	}
 	return u, fail(err)
 }

@@ -12,7 +12,8 @@ type Code string
 
 // Error codes.
 const (
-	// EConflict: the username or email is taken.
+	// EConflict: the username or email is taken, or the change would
+	// leave the service without an admin.
 	EConflict Code = "conflict"
 	// EInvalid: input breaks a rule; Fields says which.
 	EInvalid Code = "invalid"
@@ -83,6 +84,8 @@ const (
 	MsgIncorrectCredentials = "Incorrect username or password"
 	MsgIncorrectPassword    = "Incorrect password"
 	MsgUserExists           = "username or email already exists"
+	MsgSessionNotFound      = "Session not found"
+	MsgUserNotFound         = "User not found"
 	MsgNotAuthorized        = "User not authorized"
 	MsgBusy                 = "The service is busy. Try again in a moment."
 	MsgUnavailable          = "The service is temporarily unavailable. Try again in a moment."

@@ -107,7 +107,7 @@ func (s *Service) Revoke(ctx context.Context, c Client, raw string) error {
 func (s *Service) EndSession(ctx context.Context, c Client, p *Principal, id string) error {
 	err := s.store.EndSession(ctx, id, p.User.ID, s.event(c, db.EventSessionEnded))
 	if errors.Is(err, db.ErrNotFound) {
-		return &Error{Code: ENotFound, Message: "Session not found"}
+		return errNoSession
 	}
 	return fail(err)
 }
@@ -146,6 +146,9 @@ func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, cu
 	return fail(err)
 }
 
+// errNoSession is a session that does not exist or is not the caller's.
+var errNoSession = &Error{Code: ENotFound, Message: MsgSessionNotFound}
+
 // DeleteAccount removes the caller's account, its sessions and its events
 // after checking the password. Errors: EForbidden, EThrottled, EBusy,
 // EUnavailable, EInternal.
@@ -158,6 +161,8 @@ func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, pw 
 	switch {
 	case errors.Is(err, db.ErrChanged):
 		return &Error{Code: EForbidden, Message: MsgIncorrectPassword}
+	case errors.Is(err, db.ErrLastAdmin):
+		return errLastAdmin
 	case errors.Is(err, db.ErrNotFound):
 		return nil
 	}
