@@ -14,6 +14,6 @@ import (
 func main() {
 	if err := app.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "fiberauth:", err)
-		os.Exit(1)
+		os.Exit(app.ExitCode(err))
 	}
 }

@@ -192,8 +192,8 @@ func (s *Server) apiRegisterPremium(c *fiber.Ctx) error {
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	r, err := s.acct.Register(c.UserContext(), s.client(c, false),
-		account.Registration{Username: username, Email: email, Password: pw, Role: db.RolePremium, Trusted: true})
+	r, err := s.acct.CreateAccount(c.UserContext(), s.admin(c), s.client(c, false),
+		account.Registration{Username: username, Email: email, Password: pw, Role: db.RolePremium})
 	if err != nil {
 		return err
 	}

@@ -1,62 +1,412 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
+
+	"fiberauth/app/account"
 	"fiberauth/app/config"
 	"fiberauth/app/token"
 	"fiberauth/db"
 )
 
 // commandUsage lists the program's commands besides serving.
-const commandUsage = `Usage: fiberauth [flags]            serve (see fiberauth --help)
-       fiberauth COMMAND [flags]    run a command and exit
+const commandUsage = `Usage: fiberauth [flags]                  serve (see fiberauth --help)
+       fiberauth COMMAND [ARGS] [flags]   run a command and exit
 
-Commands (they take the same settings as the server, from flags or the
-environment, and work while a server runs on the same database):
+Commands take the same settings as the server (DATABASE_PATH or
+DATABASE_URL, from flags or the environment) and work while servers run on
+the same database. U names an account by username or email.
 
-  keys rotate    make a new signing key: in the JWK set at once, signing
-                 after KEY_PUBLISH_DELAY
-  keys list      each signing key with its state
-  help           this text
+  users list [--search S]       accounts, newest first; S matches part of
+                                the username or email
+  users create --username U --email E [--role R]
+                                a new account (role basic, premium or
+                                admin; basic by default); the password is
+                                read from the terminal, or from the first
+                                line of standard input, never an argument
+  users set-role U R            give U the role R
+  users end-sessions U          sign U out everywhere
+  users delete U                delete U with its sessions and history
+  limits clear U                forget U's failed sign-ins, so that it may
+                                try again at once
+  backup FILE                   SQLite: write a consistent copy of the
+                                database to FILE (a new file) while it is
+                                in use; PostgreSQL: use pg_dump
+  migrate                       apply pending migrations and exit
+  keys rotate                   make a new signing key: in the JWK set at
+                                once, signing after KEY_PUBLISH_DELAY
+  keys list                     each signing key with its state
+  help                          this text
+
+Every change made here is recorded in the admin audit list, as done by
+"the command line". Exit status: 0 done, 1 failed, 2 bad command line.
 `
 
-// errUsage is returned for a command line that names no command.
-var errUsage = errors.New("unknown command (see: fiberauth help)")
+// errUsage marks a command line that names no command, or a command with
+// the wrong arguments.
+var errUsage = errors.New("see: fiberauth help")
+
+// usage is a command line error.
+func usage(format string, a ...any) error {
+	return fmt.Errorf("%s (%w)", fmt.Sprintf(format, a...), errUsage)
+}
+
+// ExitCode is the exit status for an error Run returned: 2 for a bad
+// command line, 1 for anything else.
+func ExitCode(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+// command is a parsed command line: its words, its arguments, its own
+// flags and the server settings that follow.
+type command struct {
+	words    []string
+	args     []string
+	flags    map[string]string
+	settings []string
+}
+
+// commands lists each command: its words, how many arguments it takes,
+// and its own flags.
+var commands = []struct {
+	words []string
+	nargs int
+	// flags are the command's own flags; those before the bar are required.
+	flags []string
+	run   func(ctx context.Context, e *cmdEnv, c command) error
+}{
+	{[]string{"users", "list"}, 0, []string{"|", "search"}, usersList},
+	{[]string{"users", "create"}, 0, []string{"username", "email", "|", "role"}, usersCreate},
+	{[]string{"users", "set-role"}, 2, nil, usersSetRole},
+	{[]string{"users", "end-sessions"}, 1, nil, usersEndSessions},
+	{[]string{"users", "delete"}, 1, nil, usersDelete},
+	{[]string{"limits", "clear"}, 1, nil, limitsClear},
+	{[]string{"backup"}, 1, nil, backup},
+	{[]string{"migrate"}, 0, nil, migrate},
+	{[]string{"keys", "rotate"}, 0, nil, func(ctx context.Context, e *cmdEnv, _ command) error {
+		return rotateKey(ctx, e.cfg, e.store, e.stdout)
+	}},
+	{[]string{"keys", "list"}, 0, nil, func(ctx context.Context, e *cmdEnv, _ command) error {
+		return listKeys(ctx, e.cfg, e.store, e.stdout)
+	}},
+}
+
+// cmdEnv is what a command works with.
+type cmdEnv struct {
+	cfg    config.Config
+	store  *db.Store
+	stdin  io.Reader
+	stdout io.Writer
+	// server is built on demand, for commands that act on accounts.
+	server *Server
+}
+
+// accounts returns the account core, as the server builds it.
+func (e *cmdEnv) accounts(ctx context.Context) (*account.Service, error) {
+	if e.server == nil {
+		s, err := New(ctx, e.cfg, e.store, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, err
+		}
+		e.server = s
+	}
+	return e.server.acct, nil
+}
 
 // runCommand runs the command args names. Its output goes to stdout,
 // problems to the returned error.
-func runCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	switch args[0] {
-	case "help", "-h", "--help":
+func runCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, commandUsage)
 		return nil
-	case "keys":
-		if len(args) < 2 {
-			return errors.New("keys needs a subcommand: rotate or list")
+	}
+	for _, cmd := range commands {
+		if len(args) < len(cmd.words) || !slices.Equal(args[:len(cmd.words)], cmd.words) {
+			continue
 		}
-		cfg, store, err := openForCommand(ctx, args[2:], getenv, stdout)
+		name := strings.Join(cmd.words, " ")
+		c, err := parseCommand(name, args[len(cmd.words):], cmd.nargs, cmd.flags)
+		if err != nil {
+			return err
+		}
+		c.words = cmd.words
+		cfg, store, err := openForCommand(ctx, c.settings, getenv, stdout)
 		if err != nil || store == nil {
 			return err
 		}
-		defer store.Close()
-		switch args[1] {
-		case "rotate":
-			return rotateKey(ctx, cfg, store, stdout)
-		case "list":
-			return listKeys(ctx, cfg, store, stdout)
-		}
-		return fmt.Errorf("keys %s: unknown subcommand; use rotate or list", args[1])
+		e := &cmdEnv{cfg: cfg, store: store, stdin: stdin, stdout: stdout}
+		defer func() {
+			if e.server != nil {
+				e.server.Close()
+			}
+			store.Close()
+		}()
+		return commandError(cmd.run(ctx, e, c))
 	}
-	return fmt.Errorf("%q: %w", args[0], errUsage)
+	for _, cmd := range commands {
+		if len(cmd.words) > 1 && args[0] == cmd.words[0] {
+			var subs []string
+			for _, c := range commands {
+				if c.words[0] == args[0] {
+					subs = append(subs, c.words[1])
+				}
+			}
+			return usage("%s needs one of: %s", args[0], strings.Join(subs, ", "))
+		}
+	}
+	return usage("%q is not a command", args[0])
+}
+
+// parseCommand reads what follows a command's words: nargs arguments,
+// then its own flags (--name value or --name=value; those of own before
+// "|" are required) and the server's settings, in any order.
+func parseCommand(name string, rest []string, nargs int, own []string) (command, error) {
+	c := command{flags: map[string]string{}}
+	for len(c.args) < nargs && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		c.args, rest = append(c.args, rest[0]), rest[1:]
+	}
+	if len(c.args) < nargs {
+		return c, usage("%s needs %d %s", name, nargs, map[bool]string{true: "argument", false: "arguments"}[nargs == 1])
+	}
+	for len(rest) > 0 {
+		arg := rest[0]
+		rest = rest[1:]
+		flagName, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if !strings.HasPrefix(arg, "-") {
+			return c, usage("%s: unexpected argument %q", name, arg)
+		}
+		if flagName == "|" || !slices.Contains(own, flagName) {
+			// A server setting, with its value.
+			c.settings = append(c.settings, arg)
+			if !hasValue && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+				c.settings, rest = append(c.settings, rest[0]), rest[1:]
+			}
+			continue
+		}
+		if !hasValue {
+			if len(rest) == 0 {
+				return c, usage("%s: --%s needs a value", name, flagName)
+			}
+			value, rest = rest[0], rest[1:]
+		}
+		c.flags[flagName] = value
+	}
+	var missing []string
+	for _, f := range own {
+		if f == "|" {
+			break
+		}
+		if c.flags[f] == "" {
+			missing = append(missing, "--"+f)
+		}
+	}
+	if len(missing) > 0 {
+		return c, usage("%s needs %s", name, strings.Join(missing, " and "))
+	}
+	return c, nil
+}
+
+// commandError words an account error for the terminal.
+func commandError(err error) error {
+	var e *account.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch e.Code {
+	case account.EInvalid, account.EConflict:
+		if len(e.Fields) > 0 {
+			msgs := make([]string, 0, len(e.Fields))
+			for _, f := range e.Fields {
+				msgs = append(msgs, f.Field+": "+f.Message)
+			}
+			return errors.New(strings.Join(msgs, "; "))
+		}
+	case account.EInternal:
+		if e.Err != nil {
+			return e.Err
+		}
+	}
+	return errors.New(e.Message)
+}
+
+func usersList(ctx context.Context, e *cmdEnv, c command) error {
+	acct, err := e.accounts(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tUSERNAME\tEMAIL\tROLE\tVERIFIED\tTWO-FACTOR\tCREATED\tLAST SIGN-IN")
+	yesNo := map[bool]string{true: "yes", false: "no"}
+	for page := 1; ; page++ {
+		p, err := acct.Users(ctx, c.flags["search"], page)
+		if err != nil {
+			return err
+		}
+		for _, u := range p.Users {
+			last := "never"
+			if !u.LastSignInAt.IsZero() {
+				last = u.LastSignInAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.Email, u.Role,
+				yesNo[u.EmailVerified], yesNo[u.MFAEnabled], u.CreatedAt.UTC().Format(time.RFC3339), last)
+		}
+		if page*account.AdminPageSize >= p.Total || len(p.Users) == 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%d %s\n", p.Total, map[bool]string{true: "account", false: "accounts"}[p.Total == 1])
+			return nil
+		}
+	}
+}
+
+func usersCreate(ctx context.Context, e *cmdEnv, c command) error {
+	acct, err := e.accounts(ctx)
+	if err != nil {
+		return err
+	}
+	pw, err := readPassword(e.stdin, e.stdout)
+	if err != nil {
+		return err
+	}
+	r, err := acct.CreateAccount(ctx, account.CommandLine, commandClient, account.Registration{
+		Username: c.flags["username"], Email: c.flags["email"], Password: pw, Role: c.flags["role"]})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created %s (id %d, role %s)\n", r.User.Username, r.User.ID, r.User.Role)
+	return nil
+}
+
+// commandClient is the client of changes made from the command line.
+var commandClient = account.Client{UserAgent: "fiberauth command line"}
+
+// target finds the account a command names.
+func (e *cmdEnv) target(ctx context.Context, login string) (*account.Service, db.User, error) {
+	acct, err := e.accounts(ctx)
+	if err != nil {
+		return nil, db.User{}, err
+	}
+	u, err := acct.FindUser(ctx, login)
+	return acct, u, err
+}
+
+func usersSetRole(ctx context.Context, e *cmdEnv, c command) error {
+	acct, u, err := e.target(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	if err := acct.SetRole(ctx, account.CommandLine, u.ID, c.args[1]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s is now %s (was %s)\n", u.Username, c.args[1], u.Role)
+	return nil
+}
+
+func usersEndSessions(ctx context.Context, e *cmdEnv, c command) error {
+	acct, u, err := e.target(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	n, err := acct.EndUserSessions(ctx, account.CommandLine, u.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "ended %d %s of %s\n", n, map[bool]string{true: "session", false: "sessions"}[n == 1], u.Username)
+	return nil
+}
+
+func usersDelete(ctx context.Context, e *cmdEnv, c command) error {
+	acct, u, err := e.target(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	if err := acct.RemoveUser(ctx, account.CommandLine, u.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %s\n", u.Username)
+	return nil
+}
+
+func limitsClear(ctx context.Context, e *cmdEnv, c command) error {
+	acct, u, err := e.target(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	if err := acct.ClearUserLimits(ctx, account.CommandLine, u.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "cleared the sign-in limits of %s\n", u.Username)
+	return nil
+}
+
+func backup(ctx context.Context, e *cmdEnv, c command) error {
+	if err := e.store.Backup(ctx, c.args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "backed up %s to %s\n", e.store.Name(), c.args[0])
+	return nil
+}
+
+func migrate(ctx context.Context, e *cmdEnv, _ command) error {
+	// Opening the store applied what was pending.
+	v, err := e.store.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s is at schema version %d\n", e.store.Name(), v)
+	return nil
+}
+
+// maxPasswordInput bounds a password read from standard input.
+const maxPasswordInput = 4096
+
+// readPassword reads a new password: typed twice, unechoed, on a terminal;
+// otherwise the first line of stdin.
+func readPassword(stdin io.Reader, stdout io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stdout, "Password: ")
+		first, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stdout)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprint(stdout, "Repeat it: ")
+		again, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stdout)
+		if err != nil {
+			return "", err
+		}
+		if string(first) != string(again) {
+			return "", errors.New("the two passwords differ")
+		}
+		return string(first), nil
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, maxPasswordInput)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read the password from standard input: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("no password: type it at the prompt, or give it as the first line of standard input")
+	}
+	return line, nil
 }
 
 // openForCommand reads the settings that follow a command and opens the

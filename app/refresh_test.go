@@ -341,7 +341,7 @@ func TestKeyRotation(t *testing.T) {
 	ts.register("alice", "alice@example.com", pw)
 	env := map[string]string{"DATABASE_PATH": ts.path, "KEY_PUBLISH_DELAY": "10m"}
 	var out strings.Builder
-	if err := runCommand(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, &out); err != nil {
+	if err := runCommand(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, nil, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "new signing key") {
@@ -389,7 +389,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("JWKS after the old key's last token expired: %v, want only %s", ids, newKid)
 	}
 	var list strings.Builder
-	runCommand(context.Background(), []string{"keys", "list"}, func(k string) string { return env[k] }, &list)
+	runCommand(context.Background(), []string{"keys", "list"}, func(k string) string { return env[k] }, nil, &list)
 	if !strings.Contains(list.String(), "active") || strings.Count(list.String(), "\n") != 3 {
 		t.Errorf("keys list:\n%s", list.String())
 	}

@@ -37,12 +37,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	return run(ctx, args, getenv, stdout, stderr, runOptions{ready: ready, signals: sigs})
+	return run(ctx, args, getenv, stdout, stderr, runOptions{ready: ready, signals: sigs, stdin: os.Stdin})
 }
 
 // runOptions are what tests may change about a run.
 type runOptions struct {
-	ready   chan<- string
+	ready chan<- string
+	// stdin is where commands read a password.
+	stdin   io.Reader
 	signals <-chan os.Signal
 	// beforePrune, when set, runs at the start of each housekeeping round.
 	beforePrune func(ctx context.Context)
@@ -50,7 +52,7 @@ type runOptions struct {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, o runOptions) error {
 	if isCommand(args) {
-		return runCommand(ctx, args, getenv, stdout)
+		return runCommand(ctx, args, getenv, o.stdin, stdout)
 	}
 	cfg, err := config.Parse(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {

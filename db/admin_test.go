@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"errors"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,4 +102,18 @@ func (s *Store) waitingOnAdmins(t *testing.T) bool {
 		t.Fatal(err)
 	}
 	return n > 0
+}
+
+// TestNewDatabaseIsPrivate: a SQLite file the store creates holds password
+// hashes and signing keys, so only its owner may read it.
+func TestNewDatabaseIsPrivate(t *testing.T) {
+	o := sqliteOptions(t)
+	mustOpen(t, o)
+	fi, err := os.Stat(o.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new database mode %v, want 0600", fi.Mode().Perm())
+	}
 }

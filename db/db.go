@@ -81,6 +81,10 @@ type Store struct {
 	// (PostgreSQL only).
 	listener *listener
 
+	// poller reads the notices other processes write (SQLite only).
+	poller *poller
+	pollMu sync.Mutex
+
 	// keysChanged runs when another instance announces new signing keys.
 	keysChanged atomic.Pointer[func()]
 
@@ -121,6 +125,9 @@ func (s *Store) Close() error {
 	var errs []error
 	if s.listener != nil {
 		s.listener.close()
+	}
+	if s.poller != nil {
+		s.poller.close()
 	}
 	if s.batch != nil {
 		s.batch.close()

@@ -148,10 +148,10 @@ func wrapPostgres(err error) error {
 }
 
 // notify tells every instance, on commit of tx, to drop the named cache
-// entries. It does nothing on SQLite, where one process owns the file.
+// entries: by NOTIFY on PostgreSQL, in the notices table on SQLite.
 func (s *Store) notify(ctx context.Context, tx *sql.Tx, payload string) error {
 	if s.engine != Postgres {
-		return nil
+		return s.addNotice(ctx, tx, payload)
 	}
 	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, sessionsChannel, payload)
 	return err

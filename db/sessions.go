@@ -225,6 +225,7 @@ func (s *Store) Prune(ctx context.Context, now, idleBefore, eventsBefore, knownB
 		{&p.Events, `DELETE FROM events WHERE at < ?`, []any{unix(eventsBefore)}},
 		{&p.KnownClients, `DELETE FROM known_clients WHERE last_seen < ?`, []any{unix(knownBefore)}},
 		{&p.Throttle, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, []any{unixMilli(now)}},
+		{new(int64), `DELETE FROM notices WHERE created_at < ?`, []any{unixMilli(time.Now().Add(-noticeKeep))}},
 	}
 	for _, st := range steps {
 		res, err := s.exec(ctx, s.w, st.query, st.args...)

@@ -70,6 +70,10 @@ func openSQLite(ctx context.Context, o Options) (*Store, error) {
 	r.SetMaxIdleConns(n)
 	s.r = r
 	s.batch = newBatcher(s)
+	if err := s.startPoller(ctx); err != nil {
+		s.Close()
+		return nil, fail(err)
+	}
 	return s, nil
 }
 
@@ -90,7 +94,16 @@ func checkPath(path string) error {
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		// A new database holds password hashes and signing keys: only its
+		// owner may read it. SQLite gives its WAL files the same mode.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			return f.Close()
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return nil // created meanwhile by another process
+		}
+		return fmt.Errorf("cannot open database %s: %v", path, errors.Unwrap(err))
 	}
 	if err != nil {
 		return fmt.Errorf("cannot open database %s: %v", path, errors.Unwrap(err))

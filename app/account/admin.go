@@ -84,6 +84,19 @@ func (s *Service) FindUser(ctx context.Context, login string) (db.User, error) {
 	return u, nil
 }
 
+// CreateAccount registers an account on an admin's word: of any role, and
+// without the per-address registration limit. It is recorded in the audit
+// list.
+func (s *Service) CreateAccount(ctx context.Context, by Admin, c Client, r Registration) (Registered, error) {
+	r.Trusted = true
+	reg, err := s.Register(ctx, c, r)
+	if err != nil {
+		return reg, err
+	}
+	s.audit(ctx, by, "create", reg.User, "role "+reg.User.Role)
+	return reg, nil
+}
+
 // errNoUser is an account that does not exist.
 var errNoUser = &Error{Code: ENotFound, Message: MsgUserNotFound}
 
