@@ -360,14 +360,20 @@ func (s *Server) apiIntrospect(c *fiber.Ctx) error {
 }
 
 // introspectionAllowed checks the caller's bearer secret against
-// INTROSPECTION_TOKENS in constant time.
+// INTROSPECTION_TOKENS.
 func (s *Server) introspectionAllowed(c *fiber.Ctx) bool {
+	return bearerIn(c, s.cfg.IntrospectionTokens)
+}
+
+// bearerIn tells, in constant time, whether the request's bearer secret is
+// one of secrets.
+func bearerIn(c *fiber.Ctx, secrets []string) bool {
 	scheme, sent, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
 	if !strings.EqualFold(scheme, "bearer") || sent == "" {
 		return false
 	}
 	ok := 0
-	for _, t := range s.cfg.IntrospectionTokens {
+	for _, t := range secrets {
 		ok |= subtle.ConstantTimeCompare([]byte(strings.TrimSpace(sent)), []byte(t))
 	}
 	return ok == 1

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +51,13 @@ type testServer struct {
 // PostgreSQL schema instead (see pgEnv).
 func newTestServer(t testing.TB, env ...string) *testServer {
 	t.Helper()
+	return newLoggedServer(t, io.Discard, env...)
+}
+
+// newLoggedServer is newTestServer logging to w, in JSON, at LOG_LEVEL
+// (info unless env sets it).
+func newLoggedServer(t testing.TB, w io.Writer, env ...string) *testServer {
+	t.Helper()
 	vars := map[string]string{}
 	for k, v := range testEnv {
 		vars[k] = v
@@ -76,7 +82,8 @@ func newTestServer(t testing.TB, env ...string) *testServer {
 	if err := store.WaitListening(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.LogFormat = "json"
+	log := newLogger(cfg, w)
 	s, err := New(context.Background(), cfg, store, log)
 	if err != nil {
 		t.Fatalf("new server: %v", err)

@@ -92,22 +92,41 @@ func (s *Server) logRequests(c *fiber.Ctx) error {
 		}
 	}
 	status := c.Response().StatusCode()
-	level := slog.LevelDebug
+	elapsed := time.Since(start)
+	route := routePattern(c)
+	s.metrics.Request(route, c.Method(), status, elapsed)
+	level := slog.LevelInfo
 	if status >= 500 {
-		level = slog.LevelWarn
-	} else if status >= 400 {
-		level = slog.LevelInfo
+		level = slog.LevelError
 	}
 	if s.log.Enabled(context.Background(), level) {
-		s.log.Log(context.Background(), level, "request",
+		attrs := []slog.Attr{
 			slog.String("request_id", requestID(c)),
 			slog.String("method", c.Method()),
+			slog.String("route", route),
 			slog.String("path", c.Path()),
 			slog.Int("status", status),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("ip", s.clientIP(c)))
+			slog.Duration("duration", elapsed),
+			slog.String("ip", s.clientIP(c)),
+		}
+		if p := currentUser(c); p != nil {
+			attrs = append(attrs, slog.Int64("user_id", p.User.ID))
+		}
+		s.log.LogAttrs(context.Background(), level, "request", attrs...)
 	}
 	return nil
+}
+
+// routePattern is the pattern of the route a request matched, never its
+// raw path: "/static/*" for assets and "other" for unknown paths.
+func routePattern(c *fiber.Ctx) string {
+	if r := routeOf(c); r != nil {
+		return r.Path
+	}
+	if strings.HasPrefix(c.Path(), "/static/") {
+		return "/static/*"
+	}
+	return "other"
 }
 
 // Content-Security-Policy of the application's pages: only its own scripts,

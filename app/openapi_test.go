@@ -186,6 +186,9 @@ func (f *fixture) send(t *testing.T, method, path, ctype, body string, header ..
 
 const introspectionSecret = "resource-server-secret-0123456789"
 
+// metricsSecret is the METRICS_TOKEN of the tests.
+const metricsSecret = "metrics-scraper-secret-0123456789"
+
 const (
 	formType = "application/x-www-form-urlencoded"
 	jsonType = "application/json"
@@ -515,6 +518,18 @@ var provocations = map[string]provoke{
 	"POST /introspect 401": func(t *testing.T, f *fixture) (*http.Request, response) {
 		return f.send(t, "POST", "/introspect", formType, "token="+url.QueryEscape(f.tok), bearer("not the secret, not the secret")...)
 	},
+	"GET /metrics 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/metrics", "", "", bearer(metricsSecret)...)
+	},
+	"GET /metrics 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/metrics", "", "", bearer("not the secret, not the secret")...)
+	},
+	"GET /metrics 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+		off := f.ts.withConfig(t, func(cfg *configT) { cfg.MetricsToken = "" })
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+metricsSecret)
+		return httptest.NewRequest(http.MethodGet, "/metrics", nil), off.do(req)
+	},
 	"GET /.well-known/jwks.json 200": func(t *testing.T, f *fixture) (*http.Request, response) {
 		return f.send(t, "GET", "/.well-known/jwks.json", "", "")
 	},
@@ -538,7 +553,7 @@ func TestOpenAPIStatusesAreReal(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("validator: %v", errs)
 	}
-	ts := newTestServer(t, "INTROSPECTION_TOKENS", introspectionSecret)
+	ts := newTestServer(t, "INTROSPECTION_TOKENS", introspectionSecret, "METRICS_TOKEN", metricsSecret)
 	ts.register("alice", "alice@example.com", pw)
 	f := &fixture{ts: ts, tok: ts.token("alice", pw)}
 	ts.makeAdmin("root")

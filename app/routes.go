@@ -56,6 +56,7 @@ func (s *Server) routes() {
 	s.api("POST", "/introspect", s.apiIntrospect)
 	s.api("GET", "/.well-known/jwks.json", s.jwks)
 	s.api("GET", "/.well-known/oauth-authorization-server", s.metadata)
+	s.api("GET", "/metrics", s.serveMetrics)
 
 	// Guards are attached per route, not with Use on a prefix, so that an
 	// unknown path or method answers 404 or 405 rather than 401.

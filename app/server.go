@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/template/html/v2"
 
 	"fiberauth/app/account"
 	"fiberauth/app/config"
+	"fiberauth/app/metrics"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
 	"fiberauth/app/token"
@@ -53,6 +55,9 @@ type Server struct {
 	csrfKey   []byte
 	deviceKey []byte
 
+	metrics        *metrics.Metrics
+	metricsHandler fiber.Handler
+
 	app *fiber.App
 	// table lists the routes with their surfaces (routes.go).
 	table []route
@@ -82,6 +87,12 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	m := metrics.New(metrics.Sources{
+		HashQueue: func() float64 { return float64(hasher.Pending()) },
+		Cache:     store.CacheStats,
+		Pools:     store.Pools(),
+	})
+	hasher.OnWait = m.HashWait
 	// Throttle counts live in the database on both engines: shared by
 	// every instance, kept across restarts, and within reach of the
 	// command line's "limits clear".
@@ -112,15 +123,18 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		Account:         throttle.Rule{Limit: cfg.LoginFailuresAccountWide, Window: cfg.LoginWindow, Base: time.Minute},
 		Registration:    throttle.Rule{Limit: cfg.RegistrationsPerIP, Window: time.Hour, Base: time.Hour},
 		KnownFor:        30 * 24 * time.Hour,
+		Metrics:         m,
 	}, store, hasher, tokens, limits, log)
 	s := &Server{
-		cfg:       cfg,
-		store:     store,
-		acct:      acct,
-		hasher:    hasher,
-		log:       log,
-		csrfKey:   derive(key, "fiberauth csrf v1"),
-		deviceKey: derive(key, "fiberauth device v1"),
+		cfg:            cfg,
+		store:          store,
+		acct:           acct,
+		hasher:         hasher,
+		log:            log,
+		metrics:        m,
+		metricsHandler: adaptor.HTTPHandler(m.Handler()),
+		csrfKey:        derive(key, "fiberauth csrf v1"),
+		deviceKey:      derive(key, "fiberauth device v1"),
 	}
 	s.keys = &keyReloader{s: s, last: time.Now()}
 	store.OnKeysChanged(func() { go s.keys.reload(context.Background(), 0) })

@@ -41,7 +41,7 @@ func TestLastAdminRace(t *testing.T) {
 		errA, errB := make(chan error, 1), make(chan error, 1)
 		go func() { errA <- s.SetRole(ctx, ids[0], RoleBasic, Event{}) }()
 		<-held
-		go func() { errB <- s.RemoveUser(ctx, ids[1]) }()
+		go func() { _, err := s.RemoveUser(ctx, ids[1]); errB <- err }()
 
 		var results []error
 		deadline := time.Now().Add(20 * time.Second)

@@ -298,3 +298,16 @@ func fromUnix(v int64) time.Time { return time.Unix(v, 0) }
 func unixMilli(t time.Time) int64 { return t.UnixMilli() }
 
 func fromUnixMilli(v int64) time.Time { return time.UnixMilli(v) }
+
+// Pools returns the connection pools by name, for metrics: "write" and
+// "read", and on PostgreSQL "fast" (throttle counts).
+func (s *Store) Pools() map[string]*sql.DB {
+	pools := map[string]*sql.DB{"write": s.w}
+	if s.r != nil && s.r != s.w {
+		pools["read"] = s.r
+	}
+	if s.fast != nil && s.fast != s.w {
+		pools["fast"] = s.fast
+	}
+	return pools
+}

@@ -239,10 +239,10 @@ func TestSessionsAndCascade(t *testing.T) {
 		if err := s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteUser(ctx, u.ID, "another hash"); !errors.Is(err, ErrChanged) {
+		if _, err := s.DeleteUser(ctx, u.ID, "another hash"); !errors.Is(err, ErrChanged) {
 			t.Errorf("delete with a stale hash: %v, want ErrChanged", err)
 		}
-		if err := s.DeleteUser(ctx, u.ID, u.PasswordHash); err != nil {
+		if _, err := s.DeleteUser(ctx, u.ID, u.PasswordHash); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := s.SessionWithUser(ctx, "s2"); !errors.Is(err, ErrNotFound) {
@@ -251,7 +251,7 @@ func TestSessionsAndCascade(t *testing.T) {
 		if ev, _ := s.ListEvents(ctx, u.ID, 10); len(ev) != 0 {
 			t.Errorf("events survived their user: %v", ev)
 		}
-		if err := s.DeleteUser(ctx, u.ID, u.PasswordHash); !errors.Is(err, ErrNotFound) {
+		if _, err := s.DeleteUser(ctx, u.ID, u.PasswordHash); !errors.Is(err, ErrNotFound) {
 			t.Errorf("deleting again: %v, want ErrNotFound", err)
 		}
 	})
@@ -274,7 +274,7 @@ func TestConditionalWrites(t *testing.T) {
 		if err := start("ok", "hash"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ChangePassword(ctx, u.ID, "hash", "new hash", "ok", Event{Kind: EventPasswordChange, At: now}); err != nil {
+		if _, err := s.ChangePassword(ctx, u.ID, "hash", "new hash", "ok", Event{Kind: EventPasswordChange, At: now}); err != nil {
 			t.Fatal(err)
 		}
 		if err := start("stale", "hash"); !errors.Is(err, ErrChanged) {
@@ -283,7 +283,7 @@ func TestConditionalWrites(t *testing.T) {
 		if err := s.UpgradePasswordHash(ctx, u.ID, "hash", "rehashed old"); !errors.Is(err, ErrChanged) {
 			t.Errorf("upgrade of the old hash: %v, want ErrChanged", err)
 		}
-		if err := s.ChangePassword(ctx, u.ID, "hash", "other", "ok", Event{Kind: EventPasswordChange, At: now}); !errors.Is(err, ErrChanged) {
+		if _, err := s.ChangePassword(ctx, u.ID, "hash", "other", "ok", Event{Kind: EventPasswordChange, At: now}); !errors.Is(err, ErrChanged) {
 			t.Errorf("change from the old hash: %v, want ErrChanged", err)
 		}
 		if got, _ := s.UserByID(ctx, u.ID); got.PasswordHash != "new hash" {

@@ -103,6 +103,9 @@ func checkPath(path string) error {
 		if errors.Is(err, fs.ErrExist) {
 			return nil // created meanwhile by another process
 		}
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("cannot open database %s: the file or its directory is not writable", path)
+		}
 		return fmt.Errorf("cannot open database %s: %v", path, errors.Unwrap(err))
 	}
 	if err != nil {

@@ -157,11 +157,13 @@ func (s *Store) UpgradePasswordHash(ctx context.Context, userID int64, old, hash
 
 // ChangePassword replaces the password hash old by hash and, in the same
 // transaction, ends every session of the account except keepSession and
-// records ev. It returns ErrChanged, writing nothing, when the stored hash
-// is no longer old (the password changed since it was checked).
-func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, keepSession string, ev Event) error {
+// records ev. It returns how many sessions it ended, or ErrChanged,
+// writing nothing, when the stored hash is no longer old (the password
+// changed since it was checked).
+func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, keepSession string, ev Event) (int64, error) {
 	defer s.cache.invalidateUser(userID)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	var ended int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`, hash, userID, old)
 		if err := oneRow(res, err); err != nil {
 			if errors.Is(err, ErrNotFound) {
@@ -169,9 +171,11 @@ func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, kee
 			}
 			return err
 		}
-		if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keepSession); err != nil {
+		res, err = s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keepSession)
+		if err != nil {
 			return err
 		}
+		ended, _ = res.RowsAffected()
 		if ev.Kind != "" {
 			ev.UserID = userID
 			if err := s.insertEvent(ctx, tx, ev); err != nil {
@@ -180,16 +184,29 @@ func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, kee
 		}
 		return s.notify(ctx, tx, userPayload(userID))
 	})
+	return ended, err
+}
+
+// liveSessions counts an account's sessions, in tx.
+func (s *Store) liveSessions(ctx context.Context, tx *sql.Tx, userID int64) (int64, error) {
+	var n int64
+	err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM sessions WHERE user_id = ?`, userID).Scan(&n)
+	return n, err
 }
 
 // DeleteUser removes an account whose password hash is still hash; its
 // sessions, events and everything else of it go with it. It returns
 // ErrChanged when the password changed since it was checked, ErrNotFound
-// when the account is gone.
-func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) error {
+// when the account is gone. It returns how many sessions went with it.
+func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) (int64, error) {
 	defer s.cache.invalidateUser(userID)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	var ended int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockAdmins(ctx, tx); err != nil {
+			return err
+		}
+		var err error
+		if ended, err = s.liveSessions(ctx, tx, userID); err != nil {
 			return err
 		}
 		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ? AND password_hash = ?
@@ -208,6 +225,7 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) error
 		s.changedAdmins()
 		return s.notify(ctx, tx, userPayload(userID))
 	})
+	return ended, err
 }
 
 func userPayload(userID int64) string { return "u:" + strconv.FormatInt(userID, 10) }
@@ -271,11 +289,17 @@ func (s *Store) SetRole(ctx context.Context, userID int64, role string, ev Event
 }
 
 // RemoveUser deletes an account whatever its password (an administrator's
-// act), unless it is the last admin (ErrLastAdmin).
-func (s *Store) RemoveUser(ctx context.Context, userID int64) error {
+// act), unless it is the last admin (ErrLastAdmin). It returns how many
+// sessions went with it.
+func (s *Store) RemoveUser(ctx context.Context, userID int64) (int64, error) {
 	defer s.cache.invalidateUser(userID)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	var ended int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockAdmins(ctx, tx); err != nil {
+			return err
+		}
+		var err error
+		if ended, err = s.liveSessions(ctx, tx, userID); err != nil {
 			return err
 		}
 		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ?
@@ -291,6 +315,7 @@ func (s *Store) RemoveUser(ctx context.Context, userID int64) error {
 		s.changedAdmins()
 		return s.notify(ctx, tx, userPayload(userID))
 	})
+	return ended, err
 }
 
 func (s *Store) userIn(ctx context.Context, tx *sql.Tx, id int64) (User, error) {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"fiberauth/app/metrics"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
 	"fiberauth/app/token"
@@ -50,7 +51,22 @@ type Config struct {
 	// KnownFor is how long after a successful sign-in a client counts as
 	// known to the account.
 	KnownFor time.Duration
+	// Metrics records sign-ins, registrations, refreshes and ended
+	// sessions; nil records nothing.
+	Metrics *metrics.Metrics
 }
+
+// Why sessions end, as the metrics name it.
+const (
+	EndedSignOut         = "sign_out"
+	EndedRevoked         = "revoked"
+	EndedByUser          = "ended_by_user"
+	EndedPasswordChanged = "password_changed"
+	EndedAccountDeleted  = "account_deleted"
+	EndedByAdmin         = "admin"
+	EndedRefreshReused   = "refresh_reused"
+	EndedExpired         = "expired"
+)
 
 // Client is who is asking, as the surface saw it.
 type Client struct {
@@ -217,6 +233,7 @@ const EventRetention = 90 * 24 * time.Hour
 func (s *Service) Housekeep(ctx context.Context) (db.Pruned, error) {
 	now := s.Now()
 	p, err := s.store.Prune(ctx, now, now.Add(-s.cfg.IdleLifetime), now.Add(-EventRetention), now.Add(-s.cfg.KnownFor))
+	s.cfg.Metrics.SessionsEnded(EndedExpired, p.Sessions)
 	if err != nil {
 		return p, err
 	}

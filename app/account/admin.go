@@ -135,6 +135,7 @@ func (s *Service) EndUserSessions(ctx context.Context, by Admin, id int64) (int6
 	if err != nil {
 		return 0, fail(err)
 	}
+	s.cfg.Metrics.SessionsEnded(EndedByAdmin, n)
 	s.audit(ctx, by, "end_sessions", u, fmt.Sprintf("%d ended", n))
 	return n, nil
 }
@@ -152,6 +153,7 @@ func (s *Service) EndUserSession(ctx context.Context, by Admin, id int64, sid st
 	if err != nil {
 		return fail(err)
 	}
+	s.cfg.Metrics.SessionsEnded(EndedByAdmin, 1)
 	s.audit(ctx, by, "end_session", u, "")
 	return nil
 }
@@ -180,7 +182,8 @@ func (s *Service) RemoveUser(ctx context.Context, by Admin, id int64) error {
 	if err != nil {
 		return err
 	}
-	err = s.store.RemoveUser(ctx, id)
+	n, err := s.store.RemoveUser(ctx, id)
+	s.cfg.Metrics.SessionsEnded(EndedAccountDeleted, n)
 	switch {
 	case errors.Is(err, db.ErrLastAdmin):
 		return errLastAdmin

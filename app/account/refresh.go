@@ -29,19 +29,30 @@ var errSessionEnded = errors.New("session ended")
 // account. Errors: EUnauthorized (unknown, spent, expired or revoked),
 // EInvalid (field scope), EThrottled, EUnavailable, EInternal.
 func (s *Service) Refresh(ctx context.Context, c Client, raw, scope string) (Grant, error) {
+	g, outcome, err := s.refresh(ctx, c, raw, scope)
+	s.cfg.Metrics.Refresh(outcome)
+	if outcome == "reused" {
+		s.cfg.Metrics.SessionsEnded(EndedRefreshReused, 1)
+		s.log.Warn("refresh token reused: session ended", "user_id", g.User.ID, "ip", c.Addr)
+		g = Grant{}
+	}
+	return g, err
+}
+
+func (s *Service) refresh(ctx context.Context, c Client, raw, scope string) (Grant, string, error) {
 	now := s.Now()
 	// A refresh token has 256 random bits: nobody guesses one, so only
 	// failures count against the address (a good refresh writes nothing
 	// to the throttle).
 	address := addressKey(c.Addr)
 	if w, err := s.limits.Wait(ctx, address, now); err != nil {
-		return Grant{}, fail(err)
+		return Grant{}, "error", fail(err)
 	} else if w > 0 {
-		return Grant{}, throttled(w)
+		return Grant{}, "throttled", throttled(w)
 	}
 	next, nextHash, err := token.NewRefresh()
 	if err != nil {
-		return Grant{}, fail(err)
+		return Grant{}, "error", fail(err)
 	}
 	var scopeErr error
 	out, se, u, err := s.store.RefreshSession(ctx, db.Refresh{
@@ -61,34 +72,40 @@ func (s *Service) Refresh(ctx context.Context, c Client, raw, scope string) (Gra
 	switch {
 	case errors.Is(err, errSessionEnded):
 		s.countFailure(ctx, address, s.cfg.Address, now)
-		if err := s.store.EndSession(ctx, se.ID, 0, db.Event{}); err != nil && !errors.Is(err, db.ErrNotFound) {
+		if err := s.store.EndSession(ctx, se.ID, 0, db.Event{}); err == nil {
+			s.cfg.Metrics.SessionsEnded(EndedExpired, 1)
+		} else if !errors.Is(err, db.ErrNotFound) {
 			s.log.Warn("end an expired session", "error", err.Error())
 		}
-		return Grant{}, &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
+		return Grant{}, "invalid", &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
 	case scopeErr != nil:
-		return Grant{}, scopeErr
+		return Grant{}, "invalid", scopeErr
 	case err != nil:
-		return Grant{}, fail(err)
+		return Grant{}, "error", fail(err)
 	}
 	switch out {
 	case db.RefreshUnknown:
 		s.countFailure(ctx, address, s.cfg.Address, now)
-		return Grant{}, &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
+		return Grant{}, "invalid", &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
 	case db.RefreshReused:
 		// A stolen token in use: it counts against the account too.
 		s.countFailure(ctx, address, s.cfg.Address, now)
 		s.countFailure(ctx, userKey(se.UserID), s.cfg.Account, now)
-		return Grant{}, &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
+		return Grant{User: db.User{ID: se.UserID}}, "reused", &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
+	}
+	outcome := "success"
+	if out == db.RefreshGrace {
+		outcome = "grace"
 	}
 	if scope != "" {
 		se.Scope = NormalizeScope(scope) // for this token only: the session keeps its grant
 	}
 	g, err := s.grant(u, se, now)
 	if err != nil {
-		return Grant{}, fail(err)
+		return Grant{}, "error", fail(err)
 	}
 	g.RefreshToken = next
-	return g, nil
+	return g, outcome, nil
 }
 
 // countFailure counts one failed attempt on key.

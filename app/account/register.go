@@ -99,6 +99,7 @@ func (s *Service) Register(ctx context.Context, c Client, r Registration) (Regis
 		return Registered{}, fail(err)
 	}
 	a.end(ctx, counted)
+	s.cfg.Metrics.Registered()
 	out := Registered{User: u}
 	if r.SignIn {
 		g, err := s.startSession(ctx, c, u, "", db.EventSignIn)

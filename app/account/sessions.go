@@ -57,9 +57,17 @@ func (s *Service) Renew(p *Principal) (string, error) {
 
 // SignOut ends the caller's session.
 func (s *Service) SignOut(ctx context.Context, c Client, p *Principal) error {
-	err := s.store.EndSession(ctx, p.Session.ID, p.User.ID, s.event(c, db.EventSignOut))
+	return s.endSession(ctx, p.Session.ID, p.User.ID, s.event(c, db.EventSignOut), EndedSignOut)
+}
+
+// endSession ends a session for reason; one already gone is no error.
+func (s *Service) endSession(ctx context.Context, id string, userID int64, ev db.Event, reason string) error {
+	err := s.store.EndSession(ctx, id, userID, ev)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil
+	}
+	if err == nil {
+		s.cfg.Metrics.SessionsEnded(reason, 1)
 	}
 	return fail(err)
 }
@@ -75,11 +83,7 @@ func (s *Service) Revoke(ctx context.Context, c Client, raw string) error {
 		if err != nil {
 			return fail(err)
 		}
-		err = s.store.EndSession(ctx, se.ID, se.UserID, s.event(c, db.EventSignOut))
-		if errors.Is(err, db.ErrNotFound) {
-			return nil
-		}
-		return fail(err)
+		return s.endSession(ctx, se.ID, se.UserID, s.event(c, db.EventSignOut), EndedRevoked)
 	}
 	claims, err := s.tokens.VerifySignature(raw)
 	if err != nil {
@@ -95,11 +99,7 @@ func (s *Service) Revoke(ctx context.Context, c Client, raw string) error {
 	if u.Username != claims.Subject {
 		return nil
 	}
-	err = s.store.EndSession(ctx, claims.SessionID, u.ID, s.event(c, db.EventSignOut))
-	if errors.Is(err, db.ErrNotFound) {
-		return nil
-	}
-	return fail(err)
+	return s.endSession(ctx, claims.SessionID, u.ID, s.event(c, db.EventSignOut), EndedRevoked)
 }
 
 // EndSession ends one of the caller's sessions. ENotFound when the caller
@@ -109,6 +109,9 @@ func (s *Service) EndSession(ctx context.Context, c Client, p *Principal, id str
 	if errors.Is(err, db.ErrNotFound) {
 		return errNoSession
 	}
+	if err == nil {
+		s.cfg.Metrics.SessionsEnded(EndedByUser, 1)
+	}
 	return fail(err)
 }
 
@@ -116,6 +119,7 @@ func (s *Service) EndSession(ctx context.Context, c Client, p *Principal, id str
 // returns how many ended.
 func (s *Service) EndOtherSessions(ctx context.Context, c Client, p *Principal) (int64, error) {
 	n, err := s.store.EndOtherSessions(ctx, p.User.ID, p.Session.ID, s.event(c, db.EventSessionEnded))
+	s.cfg.Metrics.SessionsEnded(EndedByUser, n)
 	return n, fail(err)
 }
 
@@ -137,7 +141,8 @@ func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, cu
 	if err != nil {
 		return fail(err)
 	}
-	err = s.store.ChangePassword(ctx, p.User.ID, old, hash, p.Session.ID, s.event(c, db.EventPasswordChange))
+	n, err := s.store.ChangePassword(ctx, p.User.ID, old, hash, p.Session.ID, s.event(c, db.EventPasswordChange))
+	s.cfg.Metrics.SessionsEnded(EndedPasswordChanged, n)
 	if errors.Is(err, db.ErrChanged) {
 		// Another change won the race: the password checked is no longer
 		// the account's.
@@ -157,7 +162,8 @@ func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, pw 
 	if err != nil {
 		return err
 	}
-	err = s.store.DeleteUser(ctx, p.User.ID, hash)
+	n, err := s.store.DeleteUser(ctx, p.User.ID, hash)
+	s.cfg.Metrics.SessionsEnded(EndedAccountDeleted, n)
 	switch {
 	case errors.Is(err, db.ErrChanged):
 		return &Error{Code: EForbidden, Message: MsgIncorrectPassword}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"fiberauth/app/metrics"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
 	"fiberauth/app/token"
@@ -133,15 +134,38 @@ func (s *Service) known(ctx context.Context, userID int64, c Client) bool {
 // Errors: EUnauthorized (unknown name and wrong password alike),
 // EThrottled, EBusy, EUnavailable, EInternal.
 func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope string) (Grant, error) {
+	g, outcome, userID, err := s.signIn(ctx, c, login, pw, scope)
+	s.cfg.Metrics.SignIn(c.Browser, outcome)
+	if outcome != metrics.Success {
+		// Never the login typed: people type passwords into it.
+		attrs := []any{"outcome", outcome, "surface", surfaceName(c), "ip", c.Addr}
+		if userID != 0 {
+			attrs = append(attrs, "user_id", userID)
+		}
+		s.log.Info("sign-in failed", attrs...)
+	}
+	return g, err
+}
+
+func surfaceName(c Client) string {
+	if c.Browser {
+		return "page"
+	}
+	return "api"
+}
+
+// signIn is SignIn; it also returns the outcome, as the metrics name it,
+// and the account's id once known.
+func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope string) (Grant, string, int64, error) {
 	now := s.Now()
 	a := &attempt{s: s}
 	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
-		return Grant{}, err
+		return Grant{}, refusal(err), 0, err
 	}
 	u, found, err := s.lookup(ctx, login)
 	if err != nil {
 		a.end(ctx, abandoned)
-		return Grant{}, fail(err)
+		return Grant{}, metrics.Error, 0, fail(err)
 	}
 	normalised, _ := valid.LoginKey(login)
 	account := loginKey(normalised)
@@ -151,14 +175,14 @@ func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope string)
 	a.pair = pairKey(account, c.Addr)
 	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
 		a.end(ctx, abandoned)
-		return Grant{}, err
+		return Grant{}, refusal(err), u.ID, err
 	}
 	if err := a.take(ctx, account, s.cfg.Account, now); err != nil {
 		// Past the account-wide limit only clients the account knows
 		// may go on: someone else's failures never lock the owner out.
 		if ErrorCode(err) != EThrottled || !found || !s.known(ctx, u.ID, c) {
 			a.end(ctx, abandoned)
-			return Grant{}, err
+			return Grant{}, refusal(err), u.ID, err
 		}
 	}
 	// An unknown name is checked against a dummy hash: the same work, and
@@ -167,13 +191,15 @@ func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope string)
 	switch {
 	case errors.Is(err, password.ErrMismatch):
 		a.end(ctx, counted)
-		if found {
-			s.events.record(db.Event{UserID: u.ID, Kind: db.EventSignInFailed, At: now, IP: c.Addr, UserAgent: c.UserAgent})
+		if !found {
+			return Grant{}, metrics.UnknownUser, 0, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 		}
-		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+		s.events.record(db.Event{UserID: u.ID, Kind: db.EventSignInFailed, At: now, IP: c.Addr, UserAgent: c.UserAgent})
+		return Grant{}, metrics.WrongPassword, u.ID, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 	case err != nil:
 		a.end(ctx, abandoned)
-		return Grant{}, fail(err)
+		err = fail(err)
+		return Grant{}, refusal(err), u.ID, err
 	}
 	if s.Hooks.AfterPasswordCheck != nil {
 		s.Hooks.AfterPasswordCheck(ctx)
@@ -181,7 +207,7 @@ func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope string)
 	a.end(ctx, succeeded)
 	granted, ok := grantScope(u.Role, scope)
 	if !ok {
-		return Grant{}, invalid(FieldError{Field: "scope", Message: "The requested scope is wider than the account's role allows"})
+		return Grant{}, metrics.InvalidScope, u.ID, invalid(FieldError{Field: "scope", Message: "The requested scope is wider than the account's role allows"})
 	}
 	hash := u.PasswordHash
 	if s.hasher.NeedsRehash(hash) {
@@ -195,9 +221,24 @@ func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope string)
 	if errors.Is(err, db.ErrChanged) {
 		// The password changed, or the account went, while this sign-in
 		// was being checked: it fails as a wrong password would.
-		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+		return Grant{}, metrics.WrongPassword, u.ID, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 	}
-	return g, fail(err)
+	if err != nil {
+		return Grant{}, metrics.Error, u.ID, fail(err)
+	}
+	return g, metrics.Success, u.ID, nil
+}
+
+// refusal names the outcome of a sign-in refused before or instead of the
+// password check.
+func refusal(err error) string {
+	switch ErrorCode(err) {
+	case EThrottled:
+		return metrics.Throttled
+	case EBusy:
+		return metrics.Busy
+	}
+	return metrics.Error
 }
 
 // upgradeHash re-hashes a password at the configured cost after a

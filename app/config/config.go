@@ -57,6 +57,15 @@ type Config struct {
 	BcryptCost int
 	// LogLevel is the minimum level logged (LOG_LEVEL).
 	LogLevel slog.Level
+	// LogFormat is "text", "json" or "" for text on a terminal and JSON
+	// otherwise (LOG_FORMAT).
+	LogFormat string
+	// MetricsToken is the bearer secret that may read /metrics on the main
+	// listener (METRICS_TOKEN); empty: /metrics answers 404 there.
+	MetricsToken string
+	// MetricsAddr is the address of a separate listener serving /metrics
+	// without authentication (METRICS_ADDR); empty: none.
+	MetricsAddr string
 	// CookieSecure is "auto" (Secure when the request came over HTTPS),
 	// "true" or "false" (COOKIE_SECURE).
 	CookieSecure string
@@ -128,6 +137,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	introspection := str("introspection-tokens", "INTROSPECTION_TOKENS", "", "comma-separated bearer secrets (at least 16 characters each) that may call POST /introspect; empty refuses every caller; prefer the variable")
 	cost := str("bcrypt-cost", "BCRYPT_COST", "12", "bcrypt cost of new password hashes, 4 to 31")
 	level := str("log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	logFormat := str("log-format", "LOG_FORMAT", "", "text or json; empty means text when standard error is a terminal and json otherwise")
+	metricsToken := str("metrics-token", "METRICS_TOKEN", "", "bearer secret (at least 16 characters) that may read GET /metrics on the main listener; empty: /metrics answers 404 there; prefer the variable")
+	metricsAddr := str("metrics-addr", "METRICS_ADDR", "", "host:port of a separate listener serving /metrics without authentication (keep it private); empty: none")
 	cookieSecure := str("cookie-secure", "COOKIE_SECURE", "auto", "Secure attribute of cookies: auto (when the request came over HTTPS), true or false")
 	proxies := str("trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are trusted; empty trusts none")
 	perAccount := str("login-failures-per-account", "LOGIN_FAILURES_PER_ACCOUNT", "5", "failed sign-ins per account from one client address within the login window before that address is throttled for it")
@@ -238,6 +250,19 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		bad("LOG_LEVEL %q: must be debug, info, warn or error", *level)
+	}
+	switch c.LogFormat = strings.ToLower(strings.TrimSpace(*logFormat)); c.LogFormat {
+	case "", "text", "json":
+	default:
+		bad("LOG_FORMAT %q: must be text or json", *logFormat)
+	}
+	if c.MetricsToken = strings.TrimSpace(*metricsToken); c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		bad("METRICS_TOKEN must be at least 16 characters (for example: openssl rand -hex 32)")
+	}
+	if c.MetricsAddr = strings.TrimSpace(*metricsAddr); c.MetricsAddr != "" {
+		if _, _, err := splitHostPort(c.MetricsAddr); err != nil {
+			bad("METRICS_ADDR %q is not host:port: %v", c.MetricsAddr, err)
+		}
 	}
 	switch c.CookieSecure {
 	case "auto", "true", "false":

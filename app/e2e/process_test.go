@@ -62,12 +62,14 @@ type proc struct {
 	err    error
 }
 
-var listening = regexp.MustCompile(`msg=listening addr=(http://[0-9.:]+)`)
+// listening finds the address in the start-up line, in text or JSON.
+var listening = regexp.MustCompile(`msg=listening addr=(http://[0-9.:]+)|"msg":"listening","addr":"(http://[0-9.:]+)"`)
 
-// baseEnv is what every process gets: cheap bcrypt, a free port, and the
-// database: a SQLite file, or a PostgreSQL URL.
+// baseEnv is what every process gets: cheap bcrypt, a free port, logs as
+// text (the tests read them), and the database: a SQLite file, or a
+// PostgreSQL URL.
 func baseEnv(database string, extra ...string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ADDR=127.0.0.1:0", "BCRYPT_COST=4"}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ADDR=127.0.0.1:0", "BCRYPT_COST=4", "LOG_FORMAT=text"}
 	if strings.HasPrefix(database, "postgres://") {
 		env = append(env, "DATABASE_URL="+database)
 	} else {
@@ -113,7 +115,7 @@ func launch(t testing.TB, env []string) *proc {
 			p.mu.Unlock()
 			if m := listening.FindStringSubmatch(line); m != nil {
 				select {
-				case p.found <- m[1]:
+				case p.found <- m[1] + m[2]:
 				default:
 				}
 			}
@@ -529,4 +531,32 @@ func TestSecondSignal(t *testing.T) {
 		t.Errorf("log does not show a forced stop:\n%s", p.log())
 	}
 	t.Logf("exited %v after the second signal", took)
+}
+
+// TestLogsAreJSONOffTerminal: with its standard error not a terminal and
+// LOG_FORMAT unset, the program logs JSON lines, one object each.
+func TestLogsAreJSONOffTerminal(t *testing.T) {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ADDR=127.0.0.1:0", "BCRYPT_COST=4",
+		"DATABASE_PATH=" + filepath.Join(t.TempDir(), "app.db")}
+	p := start(t, env)
+	res, err := http.Get(p.base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if _, err := p.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(p.log()), "\n")
+	var request bool
+	for _, line := range lines {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("not a JSON line: %s", line)
+		}
+		request = request || (v["msg"] == "request" && v["route"] == "/healthz")
+	}
+	if !request {
+		t.Fatalf("the request to /healthz is not logged:\n%s", p.log())
+	}
 }

@@ -41,6 +41,9 @@ type Hasher struct {
 	dummy   []byte
 	// verified counts bcrypt comparisons made, dummy ones included.
 	verified atomic.Int64
+	// OnWait, when set before use, is told how long each computation
+	// waited for a worker (those that gave up waiting included).
+	OnWait func(time.Duration)
 }
 
 // NewHasher returns a Hasher for cost. workers <= 0 means one per CPU;
@@ -78,19 +81,29 @@ func (h *Hasher) acquire(ctx context.Context) (func(), error) {
 	}
 	select {
 	case h.slots <- struct{}{}:
+		h.waited(0)
 		return h.release, nil
 	default:
 	}
+	start := time.Now()
 	t := time.NewTimer(h.maxWait)
 	defer t.Stop()
 	select {
 	case h.slots <- struct{}{}:
+		h.waited(time.Since(start))
 		return h.release, nil
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	h.waited(time.Since(start))
 	h.pending.Add(-1)
 	return nil, ErrBusy
+}
+
+func (h *Hasher) waited(d time.Duration) {
+	if h.OnWait != nil {
+		h.OnWait(d)
+	}
 }
 
 func (h *Hasher) release() {
