@@ -325,7 +325,7 @@ func TestAdminPages(t *testing.T) {
 
 	res = b.get("/admin/audit")
 	wantStatus(t, res, http.StatusOK)
-	for _, want := range []string{"end_sessions", "set_role", "from basic to premium"} {
+	for _, want := range []string{"Ended every session", "Changed the role", "from basic to premium"} {
 		if !strings.Contains(res.Body, want) {
 			t.Errorf("audit page lacks %q", want)
 		}

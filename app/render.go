@@ -124,6 +124,25 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
 }
 
+// auditLabel names an audit action for a person.
+func auditLabel(action string) string {
+	switch action {
+	case "set_role":
+		return "Changed the role"
+	case "end_sessions":
+		return "Ended every session"
+	case "end_session":
+		return "Ended a session"
+	case "clear_limits":
+		return "Cleared the sign-in limits"
+	case "delete":
+		return "Deleted the account"
+	case "create":
+		return "Created the account"
+	}
+	return action
+}
+
 // eventLabel names an event kind for a person.
 func eventLabel(kind string) string {
 	switch kind {

@@ -165,6 +165,7 @@ func (s *Server) newFiber() *fiber.App {
 	engine.Reload(s.cfg.Dev)
 	engine.AddFunc("datetime", formatTime)
 	engine.AddFunc("eventLabel", eventLabel)
+	engine.AddFunc("auditLabel", auditLabel)
 	engine.AddFunc("agent", describeAgent)
 
 	proxies := make([]string, 0, len(s.cfg.TrustedProxies))

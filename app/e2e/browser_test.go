@@ -565,3 +565,85 @@ func TestBrowserAPIDocs(t *testing.T) {
 	c.checkPage()
 	c.screenshot("7-docs-try-it-out")
 }
+
+// TestBrowserAdminArea: an admin made by the command line searches the
+// user list, changes a role and ends a user's sessions, in a real browser;
+// each change reaches the user's token at once.
+func TestBrowserAdminArea(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "app.db")
+	base, _ := serveApp(t, "DATABASE_PATH="+dbPath)
+	for _, name := range []string{"root", "alice", "bob"} {
+		if st, err := register(base, name, password); err != nil || st != 201 {
+			t.Fatalf("register %s: %d %v", name, st, err)
+		}
+	}
+	env := map[string]string{"DATABASE_PATH": dbPath, "BCRYPT_COST": "4"}
+	if err := app.Run(context.Background(), []string{"users", "set-role", "root", "admin"},
+		func(k string) string { return env[k] }, io.Discard, io.Discard, nil); err != nil {
+		t.Fatalf("users set-role: %v", err)
+	}
+	_, alice, err := token(base, "alice", password)
+	if err != nil || alice == "" {
+		t.Fatalf("token: %v", err)
+	}
+	premium := func() int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/welcome/premium-user", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if st := premium(); st != 403 {
+		t.Fatalf("alice on the premium space before the change: %d, want 403", st)
+	}
+
+	c := newChrome(t)
+	c.do(chromedp.Navigate(base + "/login"))
+	c.submitForm(`form[action="/login"]`, map[string]string{"username": "root", "password": password})
+	c.do(clickAndWait(`header a[href="/admin"]`))
+	if !strings.Contains(c.text(), "3 accounts") {
+		t.Fatalf("user list:\n%s", c.text())
+	}
+	c.submitForm(`form.search`, map[string]string{"search": "ALI"})
+	list := c.text()
+	if !strings.Contains(list, "alice@example.com") || strings.Contains(list, "bob@example.com") || !strings.Contains(list, "1 account matching") {
+		t.Fatalf("search for ALI:\n%s", list)
+	}
+	c.screenshot("7-admin-search")
+	c.do(clickAndWait(`table.users a`))
+
+	c.do(chromedp.SetValue(chromedp.CSS(`#role-select`), "premium"), clickAndWait(`form.role-form button[type="submit"]`))
+	if !strings.Contains(c.text(), "The role has been changed.") || get(c, chromedp.Text(chromedp.CSS(`#role`))) != "premium" {
+		t.Fatalf("after the role change:\n%s", c.text())
+	}
+	if !strings.Contains(c.text(), "Role changed to premium by admin root") {
+		t.Error("the change is not in alice's activity")
+	}
+	if st := premium(); st != 200 {
+		t.Errorf("alice on the premium space after the change: %d, want 200", st)
+	}
+
+	c.do(clickAndWait(`form[action$="/sessions/end"] button`))
+	if !strings.Contains(c.text(), "The sessions have been ended.") || !strings.Contains(c.text(), "No live sessions.") {
+		t.Fatalf("after ending the sessions:\n%s", c.text())
+	}
+	if st, _ := me(base, alice); st != 401 {
+		t.Errorf("alice's token after her sessions were ended: %d, want 401", st)
+	}
+	c.checkPage()
+	c.screenshot("8-admin-user")
+
+	c.do(clickAndWait(`a[href="/admin/audit"]`))
+	audit := c.text()
+	for _, want := range []string{"Changed the role", "Ended every session", "from basic to premium", "the command line"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit page lacks %q:\n%s", want, audit)
+		}
+	}
+	c.checkPage()
+	c.screenshot("9-admin-audit")
+}
