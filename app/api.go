@@ -154,6 +154,8 @@ type meJSON struct {
 	Email       string `json:"email"`
 	Username    string `json:"username"`
 	Role        string `json:"role"`
+	// EmailVerified: the owner confirmed the address with a code.
+	EmailVerified bool `json:"email_verified"`
 }
 
 // apiMe is GET /users/me.
@@ -165,6 +167,8 @@ func (s *Server) apiMe(c *fiber.Ctx) error {
 		Email:       u.Email,
 		CreatedAt:   u.CreatedAt.UTC().Format(time.RFC3339),
 		Role:        u.Role,
+
+		EmailVerified: u.EmailVerified,
 	})
 }
 

@@ -104,6 +104,10 @@ func apiError(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Detail: e.Message, Headers: retryAfter(e.RetryAfter)}
 	case account.ENotFound:
 		return &Error{Status: http.StatusNotFound, Detail: e.Message}
+	case account.EBadCode:
+		return &Error{Status: http.StatusBadRequest, Detail: e.Message}
+	case account.EUnverified:
+		return oauthError(http.StatusBadRequest, "invalid_grant", e.Message)
 	}
 	return nil
 }
@@ -146,6 +150,8 @@ func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[stri
 			c.Set(k, v)
 		}
 		return http.StatusServiceUnavailable, e.Message, fields, true
+	case account.EBadCode:
+		return http.StatusBadRequest, "That code is wrong or has expired. Check it, or ask for a new one.", fields, true
 	case account.ENotFound:
 		if e.Message == account.MsgSessionNotFound {
 			return http.StatusNotFound, "That session does not exist or has already ended.", fields, true

@@ -320,3 +320,10 @@ func (ts *testServer) makeAdmin(name string) {
 		ts.t.Fatalf("make %s admin: %v", name, err)
 	}
 }
+
+// flushMail waits until the mail of every request answered so far is sent
+// or given up: the background jobs first, then the queue.
+func (ts *testServer) flushMail() {
+	ts.s.acct.FlushBackground()
+	ts.s.outbox.Flush()
+}

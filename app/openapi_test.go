@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"fiberauth/app/mail/mailtest"
 	"fiberauth/app/openapi"
 )
 
@@ -148,6 +149,7 @@ type fixture struct {
 	tok   string
 	admin string // a token of the admin "root"
 	srv   string // a real listener, for what app.Test cannot send
+	sink  *mailtest.Sink
 }
 
 // userID is the id of a user of the fixture.
@@ -553,9 +555,10 @@ func TestOpenAPIStatusesAreReal(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatalf("validator: %v", errs)
 	}
-	ts := newTestServer(t, "INTROSPECTION_TOKENS", introspectionSecret, "METRICS_TOKEN", metricsSecret)
+	sink := mailtest.Start(t)
+	ts := newTestServer(t, "INTROSPECTION_TOKENS", introspectionSecret, "METRICS_TOKEN", metricsSecret, "SMTP_URL", sink.URL())
 	ts.register("alice", "alice@example.com", pw)
-	f := &fixture{ts: ts, tok: ts.token("alice", pw)}
+	f := &fixture{ts: ts, tok: ts.token("alice", pw), sink: sink}
 	ts.makeAdmin("root")
 	f.admin = ts.token("root", pw)
 	ln := startTestListener(t)

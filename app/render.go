@@ -26,6 +26,13 @@ type page struct {
 	// Profile.
 	Sessions []sessionView
 	Events   []db.Event
+	// PendingEmail is the new address of a change not confirmed yet.
+	PendingEmail string
+
+	// Email flows: Login is the account named in the form; Unverified
+	// marks a sign-in refused for an unverified address.
+	Login      string
+	Unverified bool
 
 	// Admin area.
 	Admin *adminView
@@ -164,6 +171,14 @@ func eventLabel(kind string) string {
 		return "Refresh token reused: session ended"
 	case db.EventAdmin:
 		return "Changed by an administrator"
+	case db.EventPasswordReset:
+		return "Password reset with a code sent by email"
+	case db.EventEmailVerified:
+		return "Email address verified"
+	case db.EventEmailChanged:
+		return "Email address changed"
+	case db.EventCodeFailed:
+		return "Wrong code from an email entered"
 	}
 	return kind
 }

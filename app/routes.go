@@ -68,6 +68,16 @@ func (s *Server) routes() {
 	s.api("DELETE", "/users/me/sessions/:id", auth, s.apiEndSession)
 	s.api("POST", "/users/me/password", auth, s.apiChangePassword)
 	s.api("GET", "/users/me/events", auth, s.apiEvents)
+	s.api("POST", "/users/me/email", auth, s.apiChangeEmail)
+	s.api("POST", "/users/me/email/verify", auth, s.apiVerifyEmail)
+	s.api("POST", "/users/me/email/verify/resend", auth, s.apiResendVerification)
+
+	// Forgotten passwords: one path for both surfaces, JSON for the API,
+	// forms for the pages.
+	s.page("GET", "/password/forgot", s.csrfIssue, s.pageForgot)
+	s.dual("/password/forgot", "/password/forgot", s.apiForgot, s.submitForgot)
+	s.page("GET", "/password/reset", s.csrfIssue, s.pageReset)
+	s.dual("/password/reset", "/password/reset", s.apiReset, s.submitReset)
 
 	// The cookbook's RBAC recipe: roles are checked in requireRole only.
 	s.api("GET", "/welcome/all-users", auth, s.requireRole("basic"), s.apiWelcomeAll)
@@ -94,6 +104,9 @@ func (s *Server) routes() {
 	s.page("GET", "/register", s.csrfIssue, s.pageRegister)
 	s.form("/register", "/register", s.csrfCheck, s.submitRegister)
 	s.form("/logout", "/profile", s.csrfCheck, s.submitLogout)
+	s.page("GET", "/email/verify", s.csrfIssue, s.pageVerifyEmail)
+	s.form("/email/verify", "/email/verify", s.csrfCheck, s.submitVerifyEmail)
+	s.form("/email/verify/resend", "/email/verify", s.csrfCheck, s.submitResendByLogin)
 
 	page := s.requirePage
 	s.page("GET", "/profile", page, s.csrfIssue, s.pageProfile)
@@ -101,6 +114,9 @@ func (s *Server) routes() {
 	s.form("/profile/sessions/:id/end", "/profile", page, s.csrfCheck, s.submitEndSession)
 	s.page("GET", "/profile/password", page, s.csrfIssue, s.pagePassword)
 	s.form("/profile/password", "/profile/password", page, s.csrfCheck, s.submitPassword)
+	s.form("/profile/email/resend", "/profile", page, s.csrfCheck, s.submitResendVerification)
+	s.page("GET", "/profile/email", page, s.csrfIssue, s.pageChangeEmail)
+	s.form("/profile/email", "/profile/email", page, s.csrfCheck, s.submitChangeEmail)
 	s.page("GET", "/profile/delete", page, s.csrfIssue, s.pageDelete)
 	s.form("/profile/delete", "/profile/delete", page, s.csrfCheck, s.submitDelete)
 
@@ -127,6 +143,23 @@ func (s *Server) page(method, path string, handlers ...fiber.Handler) {
 // check fails.
 func (s *Server) form(path, reload string, handlers ...fiber.Handler) {
 	s.add(route{Method: "POST", Path: path, Surface: surfacePage, Reload: reload}, handlers)
+}
+
+// dual is a POST path of both surfaces: a JSON body is an API call,
+// answered by api; anything else is a page's form, answered by page after
+// the CSRF check, which reloads reload when it fails.
+func (s *Server) dual(path, reload string, api, page fiber.Handler) {
+	ar := route{Method: "POST", Path: path, Surface: surfaceAPI}
+	pr := route{Method: "POST", Path: path, Surface: surfacePage, Reload: reload}
+	s.table = append(s.table, ar, pr)
+	s.app.Add("POST", path, func(c *fiber.Ctx) error {
+		if mediaType(c) == fiber.MIMEApplicationJSON {
+			c.Locals(routeKey, &ar)
+			return api(c)
+		}
+		c.Locals(routeKey, &pr)
+		return s.csrfCheck(c)
+	}, page)
 }
 
 func (s *Server) add(r route, handlers []fiber.Handler) {

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -116,6 +118,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if cfg.IssuerFromAddr && cfg.DatabaseURL != "" {
 		log.Warn("ISSUER is not set: tokens name " + cfg.Issuer + " as their issuer; with several instances set ISSUER to the public URL, the same on every instance, or they refuse each other's tokens")
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && cfg.PublicURLFromAddr && strings.HasSuffix(cfg.PublicURL, ":0") {
+		// ADDR asked for any free port: links name the one given.
+		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "0") + strconv.Itoa(tcp.Port)
 	}
 	srv, err := New(ctx, cfg, store, log)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"fiberauth/app/account"
 	"fiberauth/app/config"
+	"fiberauth/app/mail"
 	"fiberauth/app/metrics"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
@@ -48,6 +49,7 @@ type Server struct {
 	store  *db.Store
 	acct   *account.Service
 	hasher *password.Hasher
+	outbox *mail.Outbox
 	log    *slog.Logger
 
 	// csrfKey signs CSRF tokens and deviceKey device cookies; both are
@@ -87,12 +89,18 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	var outbox *mail.Outbox
 	m := metrics.New(metrics.Sources{
 		HashQueue: func() float64 { return float64(hasher.Pending()) },
+		MailQueue: func() float64 { return float64(outbox.Pending()) },
 		Cache:     store.CacheStats,
 		Pools:     store.Pools(),
 	})
 	hasher.OnWait = m.HashWait
+	outbox, err = mail.New(mail.Config{URL: cfg.SMTPURL, From: cfg.MailFrom}, log, m)
+	if err != nil {
+		return nil, err
+	}
 	// Throttle counts live in the database on both engines: shared by
 	// every instance, kept across restarts, and within reach of the
 	// command line's "limits clear".
@@ -124,11 +132,17 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		Registration:    throttle.Rule{Limit: cfg.RegistrationsPerIP, Window: time.Hour, Base: time.Hour},
 		KnownFor:        30 * 24 * time.Hour,
 		Metrics:         m,
+		CodeKey:         derive(key, "fiberauth one-time codes v1"),
+		PublicURL:       cfg.PublicURL,
+		Mail:            outbox,
+
+		RequireVerifiedEmail: cfg.RequireVerifiedEmail,
 	}, store, hasher, tokens, limits, log)
 	s := &Server{
 		cfg:            cfg,
 		store:          store,
 		acct:           acct,
+		outbox:         outbox,
 		hasher:         hasher,
 		log:            log,
 		metrics:        m,
@@ -153,8 +167,14 @@ func derive(key []byte, purpose string) []byte {
 // App returns the Fiber application.
 func (s *Server) App() *fiber.App { return s.app }
 
-// Close waits for queued activity records to be written.
-func (s *Server) Close() { s.acct.Close() }
+// Close waits for queued activity records to be written, and up to 10
+// seconds for queued mail to be sent.
+func (s *Server) Close() {
+	s.acct.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.outbox.Close(ctx)
+}
 
 func (s *Server) newFiber() *fiber.App {
 	var viewFS fs.FS = views.FS

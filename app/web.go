@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/http"
+	"net/url"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -21,6 +22,11 @@ var notices = map[string]string{
 	"session_ended":    "The session has been ended.",
 	"others_ended":     "Every other session has been signed out.",
 	"account_deleted":  "Your account has been deleted.",
+	"password_reset":   "Your password was changed.",
+	"email_verified":   "Your email address is verified.",
+	"code_sent":        "We sent a new code to your email address. It is valid for 15 minutes.",
+	"email_code_sent":  "We sent a code to the new address. Enter it below to finish the change; until then your address stays as it is.",
+	"verify_sent":      "Your account is created. We sent a code to your email address: enter it here to finish.",
 }
 
 func notice(c *fiber.Ctx) string { return notices[c.Query("done")] }
@@ -87,6 +93,12 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 	}
 	g, err := s.acct.SignIn(c.UserContext(), s.client(c, true), username, pw, "")
 	if err != nil {
+		if account.ErrorCode(err) == account.EUnverified {
+			// The password was right: say what is missing and offer the
+			// way on.
+			p.Unverified, p.Login = true, shown
+			return fail(http.StatusForbidden, "Your email address is not verified yet. Enter the code we sent to it, or ask for a new one.")
+		}
 		if status, msg, _, ok := pageError(c, err); ok {
 			return fail(status, msg)
 		}
@@ -142,6 +154,10 @@ func (s *Server) submitRegister(c *fiber.Ctx) error {
 		return s.render(c, status, "register", page{Title: "Register", Error: msg,
 			Fields: registerFields(username, email, fields)})
 	}
+	if r.Grant == nil {
+		// Verified addresses are required: the code comes first.
+		return c.Redirect("/email/verify?done=verify_sent&login="+url.QueryEscape(r.User.Username), fiber.StatusSeeOther)
+	}
 	if err := s.setSession(c, *r.Grant); err != nil {
 		return err
 	}
@@ -171,7 +187,16 @@ func forgetPages(c *fiber.Ctx) {
 
 // pageProfile is GET /profile.
 func (s *Server) pageProfile(c *fiber.Ctx) error {
+	return s.profile(c, http.StatusOK, notice(c), "")
+}
+
+// profile renders the profile page with a notice or an error.
+func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 	p := currentUser(c)
+	pending, err := s.acct.PendingEmail(c.UserContext(), p)
+	if err != nil {
+		return err
+	}
 	list, err := s.acct.Sessions(c.UserContext(), p)
 	if err != nil {
 		return err
@@ -184,8 +209,8 @@ func (s *Server) pageProfile(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, http.StatusOK, "profile", page{Title: p.User.Username, Notice: notice(c),
-		Sessions: views, Events: events})
+	return s.render(c, status, "profile", page{Title: p.User.Username, Notice: note, Error: errMsg,
+		Sessions: views, Events: events, PendingEmail: pending})
 }
 
 // submitEndSession is POST /profile/sessions/{id}/end.

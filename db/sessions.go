@@ -85,7 +85,7 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 
 const sessionWithUserQuery = `SELECT
 	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope,
-	u.username, u.email, u.created_at, u.role
+	u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`
 
 // SessionWithUser returns a session and its account (without the password
@@ -103,7 +103,7 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 		return Session{}, User{}, err
 	}
 	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope,
-		&u.Username, &u.Email, &ucreated, &u.Role)
+		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Session{}, User{}, ErrNotFound
@@ -225,6 +225,7 @@ func (s *Store) Prune(ctx context.Context, now, idleBefore, eventsBefore, knownB
 		{&p.Events, `DELETE FROM events WHERE at < ?`, []any{unix(eventsBefore)}},
 		{&p.KnownClients, `DELETE FROM known_clients WHERE last_seen < ?`, []any{unix(knownBefore)}},
 		{&p.Throttle, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, []any{unixMilli(now)}},
+		{new(int64), `DELETE FROM codes WHERE expires_at <= ?`, []any{unix(now)}},
 		{new(int64), `DELETE FROM notices WHERE created_at < ?`, []any{unixMilli(time.Now().Add(-noticeKeep))}},
 	}
 	for _, st := range steps {

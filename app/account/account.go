@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"fiberauth/app/metrics"
@@ -51,6 +52,24 @@ type Config struct {
 	// KnownFor is how long after a successful sign-in a client counts as
 	// known to the account.
 	KnownFor time.Duration
+	// Recovery limits requests that send mail (forgotten passwords,
+	// resent codes) from one client address.
+	Recovery throttle.Rule
+	// CodeKey keys the HMAC under which one-time codes are stored.
+	CodeKey []byte
+	// CodeLifetime is how long a code is valid (15 minutes), CodeTries how
+	// many wrong guesses void it (5), MailSpacing how long after a code
+	// the next one of the same purpose may go to the account (60 s).
+	CodeLifetime time.Duration
+	CodeTries    int
+	MailSpacing  time.Duration
+	// RequireVerifiedEmail refuses the password grant and the login page
+	// to accounts whose address is not verified.
+	RequireVerifiedEmail bool
+	// PublicURL is where people reach the pages, for links in mail.
+	PublicURL string
+	// Mail queues the mail; nil sends nothing.
+	Mail Mailer
 	// Metrics records sign-ins, registrations, refreshes and ended
 	// sessions; nil records nothing.
 	Metrics *metrics.Metrics
@@ -140,6 +159,10 @@ type Service struct {
 	limits throttle.Store
 	log    *slog.Logger
 	events *recorder
+	// jobs bounds the background jobs (work done after answering);
+	// jobsWG waits for them.
+	jobs   chan struct{}
+	jobsWG sync.WaitGroup
 
 	// Now is the clock; tests replace it.
 	Now   func() time.Time
@@ -148,7 +171,23 @@ type Service struct {
 
 // New returns a Service. limits is where throttle counts are kept.
 func New(cfg Config, store *db.Store, hasher Hasher, tokens *token.Manager, limits throttle.Store, log *slog.Logger) *Service {
-	s := &Service{cfg: cfg, store: store, hasher: hasher, tokens: tokens, limits: limits, log: log, Now: time.Now}
+	if cfg.CodeLifetime <= 0 {
+		cfg.CodeLifetime = 15 * time.Minute
+	}
+	if cfg.CodeTries <= 0 {
+		cfg.CodeTries = 5
+	}
+	if cfg.MailSpacing <= 0 {
+		cfg.MailSpacing = time.Minute
+	}
+	if cfg.Recovery.Limit <= 0 {
+		cfg.Recovery = throttle.Rule{Limit: 20, Window: time.Hour, Base: 15 * time.Minute}
+	}
+	if len(cfg.CodeKey) == 0 {
+		panic("account: no CodeKey")
+	}
+	s := &Service{cfg: cfg, store: store, hasher: hasher, tokens: tokens, limits: limits, log: log, Now: time.Now,
+		jobs: make(chan struct{}, 64)}
 	s.events = newRecorder(store, log, func() {
 		if s.Hooks.BeforeEventWrite != nil {
 			s.Hooks.BeforeEventWrite()
@@ -157,8 +196,12 @@ func New(cfg Config, store *db.Store, hasher Hasher, tokens *token.Manager, limi
 	return s
 }
 
-// Close waits for the activity records still queued to be written.
-func (s *Service) Close() { s.events.close() }
+// Close waits for the background jobs and for the activity records still
+// queued to be written.
+func (s *Service) Close() {
+	s.jobsWG.Wait()
+	s.events.close()
+}
 
 // Tokens returns the token manager.
 func (s *Service) Tokens() *token.Manager { return s.tokens }

@@ -30,6 +30,10 @@ const (
 	ENotFound Code = "not_found"
 	// EUnavailable: the database cannot be reached; retry later.
 	EUnavailable Code = "unavailable"
+	// EBadCode: a one-time code is wrong, spent, expired or void.
+	EBadCode Code = "bad_code"
+	// EUnverified: the account's email address must be verified first.
+	EUnverified Code = "unverified"
 	// EInternal: anything else; the cause is logged, not shown.
 	EInternal Code = "internal"
 )

@@ -12,7 +12,8 @@ import (
 // Registration is what a person asks to register with.
 type Registration struct {
 	Username, Email, Password string
-	// SignIn starts a session for the new account at once (the pages do).
+	// SignIn starts a session for the new account at once (the pages do),
+	// unless verified addresses are required.
 	SignIn bool
 	// Role is the new account's role; empty means basic. Only an
 	// administrator (or the command line) gives another.
@@ -100,8 +101,11 @@ func (s *Service) Register(ctx context.Context, c Client, r Registration) (Regis
 	}
 	a.end(ctx, counted)
 	s.cfg.Metrics.Registered()
+	if err := s.sendVerification(ctx, u, u.Email, false); err != nil {
+		s.log.Warn("verification code not sent", "user_id", u.ID, "error", err.Error())
+	}
 	out := Registered{User: u}
-	if r.SignIn {
+	if r.SignIn && !s.cfg.RequireVerifiedEmail {
 		g, err := s.startSession(ctx, c, u, "", db.EventSignIn)
 		if err != nil {
 			return out, fail(err)

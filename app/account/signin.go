@@ -28,7 +28,8 @@ func pairPrefix(account string) string    { return "p:" + account + "|" }
 // attempt is a sign-in attempt's hold on the throttle counts, taken before
 // the password is checked.
 type attempt struct {
-	s    *Service
+	s      *Service
+	client Client
 	keys []string
 	pair string
 }
@@ -208,6 +209,9 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope string)
 	granted, ok := grantScope(u.Role, scope)
 	if !ok {
 		return Grant{}, metrics.InvalidScope, u.ID, invalid(FieldError{Field: "scope", Message: "The requested scope is wider than the account's role allows"})
+	}
+	if s.cfg.RequireVerifiedEmail && !u.EmailVerified {
+		return Grant{}, metrics.Unverified, u.ID, errUnverified
 	}
 	hash := u.PasswordHash
 	if s.hasher.NeedsRehash(hash) {

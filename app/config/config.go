@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"fiberauth/app/mail"
 )
 
 // Config is the validated configuration of one server process.
@@ -93,6 +95,18 @@ type Config struct {
 	// HashQueue is how many more may wait for a worker before requests
 	// are shed with 503.
 	HashQueue int
+	// SMTPURL is the mail server (SMTP_URL); empty: mail is logged, not
+	// sent.
+	SMTPURL string
+	// MailFrom is the sender of mail (MAIL_FROM).
+	MailFrom string
+	// PublicURL is where people reach the pages, used in links in mail
+	// (PUBLIC_URL); PublicURLFromAddr is true when it was derived.
+	PublicURL         string
+	PublicURLFromAddr bool
+	// RequireVerifiedEmail refuses sign-in to accounts whose address is
+	// not verified (REQUIRE_VERIFIED_EMAIL).
+	RequireVerifiedEmail bool
 	// Dev reloads templates from disk on every request.
 	Dev bool
 }
@@ -149,6 +163,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	regs := str("registrations-per-ip", "REGISTRATIONS_PER_IP", "300", "accounts one client address may register per hour")
 	workers := str("hash-workers", "HASH_WORKERS", "0", "bcrypt computations run at once; 0 means one per CPU")
 	queue := str("hash-queue", "HASH_QUEUE", "0", "sign-ins that may wait for a bcrypt worker before more are refused with 503 (none waits longer than 5s); 0 means 128 per worker")
+	smtpURL := str("smtp-url", "SMTP_URL", "", "mail server, smtp://user:password@host:port (STARTTLS when offered) or smtps://... (TLS from the start), ?insecure_skip_verify=1 for development only; empty: each message is written to the log instead; prefer the variable")
+	mailFrom := str("mail-from", "MAIL_FROM", mail.DefaultFrom, "sender of mail, \"Name <address>\" or an address")
+	publicURL := str("public-url", "PUBLIC_URL", "", "where people reach the pages, used in links in mail, such as https://auth.example.com; empty means ISSUER, or http://ADDR")
+	requireVerified := str("require-verified-email", "REQUIRE_VERIFIED_EMAIL", "false", "refuse sign-in to accounts whose email address is not verified (true or false)")
 	dev := str("dev", "DEV", "false", "development mode: reload templates from ./views on each request (true or false)")
 	fs.Usage = func() {
 		fmt.Fprint(out, Usage)
@@ -320,6 +338,27 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	} else {
 		c.HashQueue = n
 	}
+	if c.SMTPURL = strings.TrimSpace(*smtpURL); c.SMTPURL != "" {
+		if _, err := mail.ParseURL(c.SMTPURL); err != nil {
+			bad("%v", err)
+		}
+	}
+	c.MailFrom = strings.TrimSpace(*mailFrom)
+	if err := mail.CheckFrom(c.MailFrom); err != nil {
+		bad("%v", err)
+	}
+	c.PublicURL = strings.TrimRight(strings.TrimSpace(*publicURL), "/")
+	if c.PublicURL == "" {
+		c.PublicURL, c.PublicURLFromAddr = c.Issuer, c.IssuerFromAddr
+	} else if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" {
+		bad("PUBLIC_URL %q: must be an http or https URL without query or fragment, such as https://auth.example.com", *publicURL)
+	}
+	if b, ok := parseBool(*requireVerified); ok {
+		c.RequireVerifiedEmail = b
+	} else {
+		bad("REQUIRE_VERIFIED_EMAIL %q: must be true or false", *requireVerified)
+	}
 	switch strings.ToLower(*dev) {
 	case "1", "true", "yes", "on":
 		c.Dev = true
@@ -336,6 +375,16 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		return Config{}, errors.New(strings.Join(msgs, "; "))
 	}
 	return c, nil
+}
+
+func parseBool(s string) (bool, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "true", "yes", "on":
+		return true, true
+	case "", "0", "false", "no", "off":
+		return false, true
+	}
+	return false, false
 }
 
 func intIn(s string, lo, hi int) (int, error) {

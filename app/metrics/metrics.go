@@ -27,6 +27,7 @@ const (
 	MFARequired   = "mfa_required"
 	Busy          = "busy"
 	InvalidScope  = "invalid_scope"
+	Unverified    = "unverified"
 	Error         = "error"
 )
 
@@ -41,6 +42,7 @@ type Metrics struct {
 	refreshes     *prometheus.CounterVec
 	ended         *prometheus.CounterVec
 	hashWait      prometheus.Histogram
+	mail          *prometheus.CounterVec
 }
 
 // Sources are the readings metrics take from other parts of the service
@@ -50,6 +52,8 @@ type Sources struct {
 	HashQueue func() float64
 	// Cache returns the session cache's hits and misses so far.
 	Cache func() (hits, misses uint64)
+	// MailQueue is how many mail messages wait to be sent.
+	MailQueue func() float64
 	// Pools are the database connection pools by name.
 	Pools map[string]*sql.DB
 }
@@ -91,7 +95,11 @@ func New(src Sources) *Metrics {
 			Buckets: []float64{.0001, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.signIns, m.registrations, m.refreshes, m.ended, m.hashWait,
+	m.mail = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "mail_messages_total",
+		Help: "Mail messages by kind and outcome: sent, retried (an attempt failed and will be repeated), failed (given up) or spaced (not sent: one of that kind went to the account less than a minute before).",
+	}, []string{"kind", "outcome"})
+	reg.MustRegister(m.requests, m.duration, m.signIns, m.registrations, m.refreshes, m.ended, m.hashWait, m.mail,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Zero series for the fixed label values, so that rates exist before
 	// the first event.
@@ -102,6 +110,17 @@ func New(src Sources) *Metrics {
 	}
 	for _, o := range []string{"success", "grace", "reused", "invalid"} {
 		m.refreshes.WithLabelValues(o)
+	}
+	for _, k := range MailKinds {
+		for _, o := range []string{"sent", "retried", "failed"} {
+			m.mail.WithLabelValues(k, o)
+		}
+	}
+	if src.MailQueue != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "mail_queue_depth",
+			Help: "Mail messages waiting to be sent or retried.",
+		}, src.MailQueue))
 	}
 	if src.HashQueue != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -175,6 +194,16 @@ func (m *Metrics) Refresh(outcome string) {
 func (m *Metrics) SessionsEnded(reason string, n int64) {
 	if m != nil && n > 0 {
 		m.ended.WithLabelValues(reason).Add(float64(n))
+	}
+}
+
+// MailKinds are the kinds of mail the service sends.
+var MailKinds = []string{"verify_email", "password_reset", "password_changed", "email_changed"}
+
+// Mail records a mail message's outcome: sent, retried, failed or spaced.
+func (m *Metrics) Mail(kind, outcome string) {
+	if m != nil {
+		m.mail.WithLabelValues(kind, outcome).Inc()
 	}
 }
 

@@ -1,0 +1,169 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// Provocations of the email endpoints' documented answers. Each that needs
+// a code registers an account of its own, so that the order in which they
+// run does not matter.
+
+// mailUser registers a fresh account and returns its name, address and a
+// token.
+func (f *fixture) mailUser(t *testing.T) (name, email, tok string) {
+	name = fmt.Sprintf("mailer%d", victims.Add(1))
+	email = name + "@example.com"
+	f.ts.register(name, email, pw)
+	return name, email, f.ts.token(name, pw)
+}
+
+// lastCode is the code of the newest mail to addr.
+func (f *fixture) lastCode(t *testing.T, addr string) string {
+	f.ts.flushMail()
+	c := f.sink.Last(t, addr).Code()
+	if c == "" {
+		t.Fatalf("the newest mail to %s has no code", addr)
+	}
+	return c
+}
+
+// later runs fn with the service's clock two minutes ahead (past the mail
+// spacing), then puts it back.
+func (f *fixture) later(fn func()) {
+	now := time.Now().Add(2 * time.Minute)
+	f.ts.s.acct.Now = func() time.Time { return now }
+	defer func() { f.ts.s.acct.Now = time.Now }()
+	fn()
+}
+
+// forgiveMailLimits forgets the per-address count of requests that send
+// mail.
+func (f *fixture) forgiveMailLimits(t *testing.T) {
+	if err := f.ts.s.acct.Limits().ForgetPrefix(context.Background(), "m:"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func init() {
+	const newPW = `"new_password":"a brand new passphrase"`
+	add := map[string]provoke{
+		"POST /password/forgot 202": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/password/forgot", jsonType, `{"login":"alice"}`)
+		},
+		"POST /password/forgot 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/password/forgot", jsonType, `{}`)
+		},
+		"POST /password/forgot 429": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+			defer f.forgiveMailLimits(t)
+			for i := 0; i < 100; i++ {
+				req, res = f.send(t, "POST", "/password/forgot", jsonType, `{"login":"nobody"}`)
+				if res.StatusCode == http.StatusTooManyRequests {
+					break
+				}
+			}
+			return req, res
+		},
+		"POST /password/reset 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+			name, email, _ := f.mailUser(t)
+			f.send(t, "POST", "/password/forgot", jsonType, `{"login":"`+name+`"}`)
+			code := f.lastCode(t, email)
+			return f.send(t, "POST", "/password/reset", jsonType, `{"login":"`+name+`","code":"`+code+`",`+newPW+`}`)
+		},
+		"POST /password/reset 400": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/password/reset", jsonType, `{"login":"alice","code":"0000-0000",`+newPW+`}`)
+		},
+		"POST /password/reset 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/password/reset", jsonType, `{"login":"alice","code":"0000-0000","new_password":"short"}`)
+		},
+		"POST /password/reset 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+			throttled(t, f, "alice")
+			defer unthrottled(t, f)
+			return f.send(t, "POST", "/password/reset", jsonType, `{"login":"alice","code":"0000-0000",`+newPW+`}`)
+		},
+		"POST /password/reset 503": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+			name, email, _ := f.mailUser(t)
+			f.send(t, "POST", "/password/forgot", jsonType, `{"login":"`+name+`"}`)
+			code := f.lastCode(t, email)
+			busy(f, func() {
+				req, res = f.send(t, "POST", "/password/reset", jsonType, `{"login":"`+name+`","code":"`+code+`",`+newPW+`}`)
+			})
+			return
+		},
+		"POST /users/me/email 202": func(t *testing.T, f *fixture) (*http.Request, response) {
+			name, _, tok := f.mailUser(t)
+			return f.send(t, "POST", "/users/me/email", jsonType, `{"new_email":"`+name+`@new.example.com","password":"`+pw+`"}`, bearer(tok)...)
+		},
+		"POST /users/me/email 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email", jsonType, `{}`)
+		},
+		"POST /users/me/email 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email", jsonType, `{"new_email":"alice2@example.com","password":"wrong"}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+			_, _, tok := f.mailUser(t)
+			return f.send(t, "POST", "/users/me/email", jsonType, `{"new_email":"alice@example.com","password":"`+pw+`"}`, bearer(tok)...)
+		},
+		"POST /users/me/email 415": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email", "text/plain", `{}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email", jsonType, `{"new_email":"not an address","password":"x"}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+			throttled(t, f, "alice")
+			defer unthrottled(t, f)
+			return f.send(t, "POST", "/users/me/email", jsonType, `{"new_email":"alice2@example.com","password":"`+pw+`"}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email/verify 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+			_, email, tok := f.mailUser(t)
+			code := f.lastCode(t, email)
+			return f.send(t, "POST", "/users/me/email/verify", jsonType, `{"code":"`+code+`"}`, bearer(tok)...)
+		},
+		"POST /users/me/email/verify 400": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email/verify", jsonType, `{"code":"0000-0000"}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email/verify 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email/verify", jsonType, `{"code":"0000-0000"}`)
+		},
+		"POST /users/me/email/verify 415": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email/verify", "text/plain", `{}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email/verify 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email/verify", jsonType, `{}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email/verify 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+			throttled(t, f, "alice")
+			defer unthrottled(t, f)
+			return f.send(t, "POST", "/users/me/email/verify", jsonType, `{"code":"0000-0000"}`, bearer(f.tok)...)
+		},
+		"POST /users/me/email/verify/resend 202": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+			name, _, _ := f.mailUser(t)
+			f.later(func() {
+				tok := f.ts.token(name, pw)
+				req, res = f.send(t, "POST", "/users/me/email/verify/resend", "", "", bearer(tok)...)
+			})
+			return
+		},
+		"POST /users/me/email/verify/resend 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/email/verify/resend", "", "")
+		},
+		"POST /users/me/email/verify/resend 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+			_, email, tok := f.mailUser(t)
+			code := f.lastCode(t, email)
+			f.send(t, "POST", "/users/me/email/verify", jsonType, `{"code":"`+code+`"}`, bearer(tok)...)
+			return f.send(t, "POST", "/users/me/email/verify/resend", "", "", bearer(tok)...)
+		},
+		"POST /users/me/email/verify/resend 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+			// Within a minute of the code sent at registration.
+			_, _, tok := f.mailUser(t)
+			return f.send(t, "POST", "/users/me/email/verify/resend", "", "", bearer(tok)...)
+		},
+	}
+	for k, v := range add {
+		provocations[k] = v
+	}
+}
