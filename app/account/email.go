@@ -480,7 +480,6 @@ func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEm
 // verified while REQUIRE_VERIFIED_EMAIL is on.
 var errUnverified = &Error{Code: EUnverified, Message: MsgNotVerified}
 
-
 // PendingEmail returns the new address of a change the caller started and
 // has not confirmed yet, or "".
 func (s *Service) PendingEmail(ctx context.Context, p *Principal) (string, error) {

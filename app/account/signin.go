@@ -30,8 +30,8 @@ func pairPrefix(account string) string    { return "p:" + account + "|" }
 type attempt struct {
 	s      *Service
 	client Client
-	keys []string
-	pair string
+	keys   []string
+	pair   string
 }
 
 // take counts the attempt against key under r, or returns EThrottled. A

@@ -399,7 +399,6 @@ func (s *smtpSender) send(ctx context.Context, m *gomail.Msg) error {
 	return c.DialAndSendWithContext(ctx, m)
 }
 
-
 // SetBackoff changes the wait after a first failed attempt (tests make it
 // short).
 func (o *Outbox) SetBackoff(d time.Duration) {
