@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -65,6 +66,19 @@ func TestEmailFlowsAPI(t *testing.T) {
 		}
 		if me := ts.get("/users/me", bearer(tok)...).json(t); me["email_verified"] != false {
 			t.Fatalf("/users/me before verifying: %v", me)
+		}
+		// Only an HMAC of the code is stored.
+		u, err := ts.store.UserByUsernameKey(context.Background(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := ts.store.CodeFor(context.Background(), u.ID, "verify")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := strings.ReplaceAll(m.Code(), "-", "")
+		if len(stored.Hash) != 64 || strings.Contains(strings.ToUpper(stored.Hash), plain) || strings.Contains(stored.Hash, m.Code()) {
+			t.Fatalf("stored code %q for code %s", stored.Hash, m.Code())
 		}
 
 		// A wrong code, then the right one typed loosely, then again.
@@ -138,6 +152,28 @@ func TestEmailFlowsAPI(t *testing.T) {
 		// The old address no longer names the account.
 		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice@example.com"}, "password": {newPW}}), http.StatusUnauthorized)
 		ts.token("alice@new.example.com", newPW)
+	})
+}
+
+// TestEmailTakenBeforeConfirming: uniqueness is checked again when the
+// code comes back: of two accounts changing to one address, the second to
+// confirm is refused, and keeps its address.
+func TestEmailTakenBeforeConfirming(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts, sink := newMailServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		ts.register("bob", "bob@example.com", pw)
+		a, b := ts.token("alice", pw), ts.token("bob", pw)
+		wantStatus(t, ts.postJSON("/users/me/email", `{"new_email":"shared@example.com","password":"`+pw+`"}`, bearer(a)...), http.StatusAccepted)
+		codeA := ts.mailTo(t, sink, "shared@example.com").Code()
+		wantStatus(t, ts.postJSON("/users/me/email", `{"new_email":"shared@example.com","password":"`+pw+`"}`, bearer(b)...), http.StatusAccepted)
+		codeB := ts.mailTo(t, sink, "shared@example.com").Code()
+		wantStatus(t, ts.postJSON("/users/me/email/verify", `{"code":"`+codeA+`"}`, bearer(a)...), http.StatusNoContent)
+		wantDetail(t, ts.postJSON("/users/me/email/verify", `{"code":"`+codeB+`"}`, bearer(b)...), http.StatusConflict,
+			"An account with that email address already exists.")
+		if me := ts.get("/users/me", bearer(b)...).json(t); me["email"] != "bob@example.com" {
+			t.Fatalf("bob after the refused change: %v", me)
+		}
 	})
 }
 

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"fiberauth/app/mail/mailtest"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -214,8 +216,9 @@ func TestMetricsAddr(t *testing.T) {
 func TestLogs(t *testing.T) {
 	var buf syncBuffer
 	const secretKey = "a-signing-secret-of-at-least-32-bytes!!"
+	sink := mailtest.Start(t)
 	ts := newLoggedServer(t, &buf, "LOG_LEVEL", "debug", "SECRET_KEY", secretKey, "METRICS_TOKEN", metricsSecret,
-		"INTROSPECTION_TOKENS", introspectionSecret)
+		"INTROSPECTION_TOKENS", introspectionSecret, "SMTP_URL", sink.URL())
 	const newPassword = "a brand new passphrase 42"
 	ts.register("alice", "alice@example.com", pw)
 	ts.makeAdmin("root")
@@ -233,11 +236,20 @@ func TestLogs(t *testing.T) {
 	root := ts.token("root", pw)
 	ts.send("PUT", fmt.Sprintf("/admin/api/users/%d/role", ts.userID("alice")), `{"role": "premium"}`, bearer(root)...)
 	ts.postForm("/revoke", url.Values{"token": {p2.Refresh}})
+	// A password reset with a code from the mail.
+	ts.flushMail()
+	verifyCode := sink.Last(t, "alice@example.com").Code()
+	ts.postJSON("/password/forgot", `{"login":"alice"}`)
+	ts.flushMail()
+	resetCode := sink.Last(t, "alice@example.com").Code()
+	const resetPassword = "a reset passphrase 99"
+	wantStatus(t, ts.postJSON("/password/reset", `{"login":"alice","code":"`+resetCode+`","new_password":"`+resetPassword+`"}`), http.StatusNoContent)
 	ts.s.acct.FlushEvents()
 
 	log := buf.String()
 	secrets := []string{pw, newPassword, "a wrong guess 1234", "another wrong guess", "typed-password-here",
-		p.Access, p.Refresh, p2.Access, p2.Refresh, root, secretKey, metricsSecret, introspectionSecret}
+		p.Access, p.Refresh, p2.Access, p2.Refresh, root, secretKey, metricsSecret, introspectionSecret,
+		verifyCode, resetCode, strings.ReplaceAll(verifyCode, "-", ""), strings.ReplaceAll(resetCode, "-", ""), resetPassword}
 	for _, c := range strings.Split(cookies, "; ") {
 		if _, v, ok := strings.Cut(c, "="); ok && len(v) >= 16 {
 			secrets = append(secrets, v)

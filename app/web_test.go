@@ -284,6 +284,12 @@ func TestCSRF(t *testing.T) {
 		{"login with Sec-Fetch-Site same-site", "/login", func(b *browser) string { return b.csrf("/login") }, []string{"Sec-Fetch-Site", "same-site"}},
 		{"register without token", "/register", func(*browser) string { return "" }, nil},
 		{"logout without token", "/logout", func(*browser) string { return "" }, nil},
+		{"forgotten password form without token", "/password/forgot", func(*browser) string { return "" }, nil},
+		{"reset form without token", "/password/reset", func(*browser) string { return "" }, nil},
+		{"reset form from a cross-site Origin", "/password/reset", func(b *browser) string { return b.csrf("/password/reset") },
+			[]string{"Origin", "https://evil.example"}},
+		{"email verification form without token", "/email/verify", func(*browser) string { return "" }, nil},
+		{"new code form without token", "/email/verify/resend", func(*browser) string { return "" }, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,8 +335,11 @@ func TestCSRF(t *testing.T) {
 }
 
 func reloadPath(p string) string {
-	if p == "/logout" {
+	switch p {
+	case "/logout":
 		return "/profile"
+	case "/email/verify/resend":
+		return "/email/verify"
 	}
 	return p
 }

@@ -245,3 +245,20 @@ func newBase64(r io.Reader) io.Reader {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// WaitFor waits up to 10 seconds until n messages to addr have arrived (for
+// a service in another goroutine or process, whose queue the test cannot
+// flush) and returns the n-th.
+func (s *Sink) WaitFor(t testing.TB, addr string, n int) Message {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if list := s.To(addr); len(list) >= n {
+			return list[n-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s, %d messages to %s, want %d", len(s.To(addr)), addr, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
