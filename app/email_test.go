@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -526,4 +527,52 @@ func TestEmailPages(t *testing.T) {
 // withoutTokens blanks a page's CSRF tokens, for comparing two renderings.
 func withoutTokens(page string) string {
 	return regexp.MustCompile(`name="csrf_token" value="[^"]*"`).ReplaceAllString(page, `name="csrf_token" value=""`)
+}
+
+// TestMailServerUnreachable: with nothing listening at SMTP_URL the
+// answers are the usual ones, at once; the message is retried, then given
+// up, logged and counted.
+func TestMailServerUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	var log syncBuffer
+	ts := newLoggedServer(t, &log, "SMTP_URL", "smtp://"+dead, "METRICS_TOKEN", metricsSecret)
+	ts.s.outbox.SetBackoff(time.Millisecond)
+	res := ts.postJSON("/register/user", `{"username":"alice","email":"alice@example.com","password":"`+pw+`"}`)
+	wantStatus(t, res, http.StatusCreated)
+	wantStatus(t, ts.postJSON("/password/forgot", `{"login":"alice"}`), http.StatusAccepted)
+	ts.flushMail()
+	exp := ts.scrape()
+	for _, want := range []string{
+		`fiberauth_mail_messages_total{kind="verify_email",outcome="failed"} 1`,
+		`fiberauth_mail_messages_total{kind="verify_email",outcome="retried"} 5`,
+		`fiberauth_mail_messages_total{kind="password_reset",outcome="failed"} 1`,
+	} {
+		if !strings.Contains(exp, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(exp, "fiberauth_mail"))
+		}
+	}
+	if !strings.Contains(log.String(), `"msg":"mail not sent"`) || !strings.Contains(log.String(), "connection refused") {
+		t.Fatalf("the failure is not logged with its reason:\n%s", grepLines(log.String(), "mail"))
+	}
+}
+
+// TestMailLoggedWithoutServer: without SMTP_URL (the go run . default)
+// each message is written whole to the log, its text readable, so that a
+// developer can follow the flows.
+func TestMailLoggedWithoutServer(t *testing.T) {
+	var log syncBuffer
+	ts := newLoggedServer(t, &log)
+	ts.register("alice", "alice@example.com", pw)
+	ts.flushMail()
+	out := log.String()
+	if !strings.Contains(out, `"msg":"mail not sent (SMTP_URL is not set); the message follows"`) ||
+		!regexp.MustCompile(`Code: [0-9A-Z]{4}-[0-9A-Z]{4}\\n`).MatchString(out) ||
+		!strings.Contains(out, `Subject: Confirm your email address`) || !strings.Contains(out, `"to":"alice@example.com"`) {
+		t.Fatalf("the message is not in the log:\n%s", out)
+	}
 }

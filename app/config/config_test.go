@@ -60,6 +60,13 @@ func TestBadValues(t *testing.T) {
 		{"database URL of another kind", map[string]string{"DATABASE_URL": "mysql://root:hunter2@db/app"}, "DATABASE_URL must be a PostgreSQL URL"},
 		{"database URL as a path", map[string]string{"DATABASE_URL": "app.db"}, "DATABASE_URL must be a PostgreSQL URL"},
 		{"pool size", map[string]string{"DATABASE_MAX_CONNS": "0"}, "DATABASE_MAX_CONNS"},
+		{"SMTP URL of another kind", map[string]string{"SMTP_URL": "http://user:hunter2@mail.example.com"}, "SMTP_URL must start with smtp:// or smtps://"},
+		{"SMTP URL with a bad port", map[string]string{"SMTP_URL": "smtp://user:hunter2@mail.example.com:99999"}, "SMTP_URL has an invalid port"},
+		{"SMTP URL with an unknown parameter", map[string]string{"SMTP_URL": "smtps://user:hunter2@mail.example.com?tls=no"}, "SMTP_URL: unknown parameter"},
+		{"MAIL_FROM not an address", map[string]string{"MAIL_FROM": "Fiberauth"}, "MAIL_FROM"},
+		{"MAIL_FROM with a line break", map[string]string{"MAIL_FROM": "a@example.com\r\nBcc: b@example.com"}, "MAIL_FROM"},
+		{"PUBLIC_URL", map[string]string{"PUBLIC_URL": "auth.example.com"}, "PUBLIC_URL"},
+		{"REQUIRE_VERIFIED_EMAIL", map[string]string{"REQUIRE_VERIFIED_EMAIL": "sometimes"}, "REQUIRE_VERIFIED_EMAIL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,16 +88,16 @@ func TestHelpListsEveryVariableAndNoSecret(t *testing.T) {
 	var out bytes.Buffer
 	secret := strings.Repeat("s", 40)
 	_, err := Parse([]string{"--help"}, env(map[string]string{"SECRET_KEY": secret,
-		"DATABASE_URL": "postgres://user:" + secret + "@db/app"}), &out)
+		"DATABASE_URL": "postgres://user:" + secret + "@db/app", "SMTP_URL": "smtps://user:" + secret + "@mail.example.com"}), &out)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v, want flag.ErrHelp", err)
 	}
-	for _, v := range []string{"ADDR", "DATABASE_PATH", "DATABASE_URL", "DATABASE_MAX_CONNS", "LOGIN_FAILURES_ACCOUNT_WIDE", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "BCRYPT_COST", "LOG_LEVEL", "COOKIE_SECURE", "TRUSTED_PROXIES"} {
+	for _, v := range []string{"ADDR", "DATABASE_PATH", "DATABASE_URL", "DATABASE_MAX_CONNS", "LOGIN_FAILURES_ACCOUNT_WIDE", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "BCRYPT_COST", "LOG_LEVEL", "COOKIE_SECURE", "TRUSTED_PROXIES", "SMTP_URL", "MAIL_FROM", "PUBLIC_URL", "REQUIRE_VERIFIED_EMAIL"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("--help does not mention %s", v)
 		}
 	}
 	if strings.Contains(out.String(), secret) {
-		t.Error("--help prints the secret key or the database password")
+		t.Error("--help prints the secret key, the database password or the mail server's")
 	}
 }

@@ -144,7 +144,7 @@ func CheckFrom(from string) error {
 
 // sender delivers one built message.
 type sender interface {
-	send(ctx context.Context, m *gomail.Msg) error
+	send(ctx context.Context, msg *gomail.Msg, m Message) error
 }
 
 // Outbox queues messages and sends them in the background.
@@ -303,7 +303,7 @@ func (o *Outbox) deliver(m Message) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(o.stop, o.cfg.Timeout)
-		err = o.send.send(ctx, msg)
+		err = o.send.send(ctx, msg, m)
 		cancel()
 		if err == nil {
 			o.metrics.Mail(m.Kind, "sent")
@@ -361,12 +361,15 @@ func (o *Outbox) build(m Message) (*gomail.Msg, error) {
 // logSender writes each message whole to the log instead of sending it.
 type logSender struct{ log *slog.Logger }
 
-func (l logSender) send(_ context.Context, m *gomail.Msg) error {
+// Its plain-text part comes first, readable; then the message as it would
+// have gone out.
+func (l logSender) send(_ context.Context, msg *gomail.Msg, m Message) error {
 	var b bytes.Buffer
-	if _, err := m.WriteTo(&b); err != nil {
+	if _, err := msg.WriteTo(&b); err != nil {
 		return err
 	}
-	l.log.Info("mail not sent (SMTP_URL is not set); the message follows", "message", b.String())
+	l.log.Info("mail not sent (SMTP_URL is not set); the message follows", "to", m.To, "subject", m.Subject,
+		"text", m.Text, "message", b.String())
 	return nil
 }
 
@@ -376,7 +379,7 @@ type smtpSender struct {
 	timeout time.Duration
 }
 
-func (s *smtpSender) send(ctx context.Context, m *gomail.Msg) error {
+func (s *smtpSender) send(ctx context.Context, m *gomail.Msg, _ Message) error {
 	opts := []gomail.Option{
 		gomail.WithPort(s.srv.Port),
 		gomail.WithTimeout(s.timeout),
