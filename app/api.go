@@ -53,7 +53,7 @@ func (s *Server) apiRegister(c *fiber.Ctx) error {
 // (RFC 6749 §4.3) and the refresh token grant (§6). Every malformed request
 // is 400 invalid_request (§5.2).
 func (s *Server) apiToken(c *fiber.Ctx) error {
-	f, err := oauthForm(c, "grant_type", "username", "password", "scope", "refresh_token")
+	f, err := oauthForm(c, "grant_type", "username", "password", "scope", "refresh_token", "otp")
 	if err != nil {
 		return err
 	}
@@ -81,8 +81,16 @@ func (s *Server) apiToken(c *fiber.Ctx) error {
 				return oauthError(http.StatusBadRequest, "invalid_request", field.name+" is required")
 			}
 		}
-		g, err = s.acct.SignIn(c.UserContext(), s.client(c, false), username, pw, f.get("scope"))
+		g, err = s.acct.SignIn(c.UserContext(), s.client(c, false), username, pw, f.get("scope"), f.get("otp"))
 		switch account.ErrorCode(err) {
+		case account.EMFARequired:
+			e := oauthError(http.StatusUnauthorized, "mfa_required", account.MsgOTPRequired)
+			e.Headers = map[string]string{"WWW-Authenticate": "Bearer"}
+			return e
+		case account.EBadOTP:
+			e := oauthError(http.StatusUnauthorized, "invalid_grant", account.MsgInvalidOTP)
+			e.Headers = map[string]string{"WWW-Authenticate": "Bearer"}
+			return e
 		case account.EUnauthorized:
 			return &Error{Status: http.StatusUnauthorized,
 				Body:    fiber.Map{"detail": msgIncorrectCredentials, "error": "invalid_grant"},
@@ -156,6 +164,8 @@ type meJSON struct {
 	Role        string `json:"role"`
 	// EmailVerified: the owner confirmed the address with a code.
 	EmailVerified bool `json:"email_verified"`
+	// MFAEnabled: sign-in needs a code from an authenticator app.
+	MFAEnabled bool `json:"mfa_enabled"`
 }
 
 // apiMe is GET /users/me.
@@ -169,6 +179,7 @@ func (s *Server) apiMe(c *fiber.Ctx) error {
 		Role:        u.Role,
 
 		EmailVerified: u.EmailVerified,
+		MFAEnabled:    u.MFAEnabled,
 	})
 }
 
@@ -272,6 +283,9 @@ func (s *Server) apiEndOtherSessions(c *fiber.Ctx) error {
 type passwordRequest struct {
 	Current *string `json:"current_password"`
 	New     *string `json:"new_password"`
+	// Code is a current authenticator or recovery code, needed when
+	// two-factor is on.
+	Code *string `json:"code"`
 }
 
 // apiChangePassword is POST /users/me/password.
@@ -286,7 +300,11 @@ func (s *Server) apiChangePassword(c *fiber.Ctx) error {
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	if err := s.acct.ChangePassword(c.UserContext(), s.client(c, false), currentUser(c), current, next); err != nil {
+	code := optional(&problems, "code", req.Code)
+	if len(problems) > 0 {
+		return errValidation(problems...)
+	}
+	if err := s.acct.ChangePassword(c.UserContext(), s.client(c, false), currentUser(c), current, next, code); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -309,16 +327,18 @@ func (s *Server) apiEvents(c *fiber.Ctx) error {
 func (s *Server) apiDeleteAccount(c *fiber.Ctx) error {
 	var req struct {
 		Password *string `json:"password"`
+		Code     *string `json:"code"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
 	var problems []fieldError
 	pw := required(&problems, "password", req.Password)
+	code := optional(&problems, "code", req.Code)
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	if err := s.acct.DeleteAccount(c.UserContext(), s.client(c, false), currentUser(c), pw); err != nil {
+	if err := s.acct.DeleteAccount(c.UserContext(), s.client(c, false), currentUser(c), pw, code); err != nil {
 		return err
 	}
 	if _, viaCookie, _ := s.credentials(c); viaCookie {

@@ -195,6 +195,10 @@ func (s *Server) submitReset(c *fiber.Ctx) error {
 		return s.render(c, status, "reset", page{Title: "Reset your password", Error: msg,
 			Fields: resetFields(shown(login), shown(code), fields)})
 	}
+	if g == nil {
+		// Two-factor is on: sign in with the new password and a code.
+		return c.Redirect("/login?done=password_reset_mfa", fiber.StatusSeeOther)
+	}
 	if err := s.setSession(c, *g); err != nil {
 		return err
 	}

@@ -106,6 +106,10 @@ func apiError(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Detail: e.Message}
 	case account.EBadCode:
 		return &Error{Status: http.StatusBadRequest, Detail: e.Message}
+	case account.EMFARequired, account.EBadOTP:
+		// A sensitive action's confirmation (step-up); /token answers
+		// these in OAuth's words itself.
+		return &Error{Status: http.StatusForbidden, Detail: e.Message}
 	case account.EUnverified:
 		return oauthError(http.StatusBadRequest, "invalid_grant", e.Message)
 	}
@@ -152,6 +156,10 @@ func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[stri
 		return http.StatusServiceUnavailable, e.Message, fields, true
 	case account.EBadCode:
 		return http.StatusBadRequest, "That code is wrong or has expired. Check it, or ask for a new one.", fields, true
+	case account.EMFARequired:
+		return http.StatusForbidden, "Enter a code from your authenticator app.", fields, true
+	case account.EBadOTP:
+		return http.StatusForbidden, "That code is wrong or was used already. Enter the current code from your authenticator app, or a recovery code.", fields, true
 	case account.ENotFound:
 		if e.Message == account.MsgSessionNotFound {
 			return http.StatusNotFound, "That session does not exist or has already ended.", fields, true

@@ -144,3 +144,12 @@ func oauthForm(c *fiber.Ctx, fields ...string) (form, error) {
 	}
 	return f, nil
 }
+
+// optional reads a field that may be left out ("" then); present, it must
+// be clean.
+func optional(problems *[]fieldError, name string, v *string) string {
+	if v == nil {
+		return ""
+	}
+	return required(problems, name, v)
+}

@@ -167,3 +167,132 @@ func init() {
 		provocations[k] = v
 	}
 }
+
+// mfaUser registers an account with two-factor on; its token, secret and
+// recovery codes.
+func (f *fixture) mfaUser(t *testing.T) (name, tok, secret string, codes []string) {
+	name, _, tok = f.mailUser(t)
+	secret, codes = f.ts.enrolled(t, tok)
+	return name, tok, secret, codes
+}
+
+// atLater is a code for secret at the clock later sets.
+func atLater(t *testing.T, f *fixture, secret string) string {
+	return totpAt(t, secret, f.ts.s.acct.Now())
+}
+
+func init() {
+	start := func(path string) map[string]provoke {
+		return map[string]provoke{
+			"POST " + path + " 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+				_, _, tok := f.mailUser(t)
+				return f.send(t, "POST", path, "", "", bearer(tok)...)
+			},
+			"POST " + path + " 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+				return f.send(t, "POST", path, "", "")
+			},
+			"POST " + path + " 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+				_, tok, _, _ := f.mfaUser(t)
+				return f.send(t, "POST", path, "", "", bearer(tok)...)
+			},
+		}
+	}
+	stepUp := func(method, path string) map[string]provoke {
+		key := method + " " + path
+		m := map[string]provoke{
+			key + " 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+				return f.send(t, method, path, jsonType, `{}`)
+			},
+			key + " 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+				_, tok, _, _ := f.mfaUser(t)
+				return f.send(t, method, path, jsonType, `{"password":"`+pw+`","code":"000000"}`, bearer(tok)...)
+			},
+			key + " 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+				return f.send(t, method, path, jsonType, `{"password":"`+pw+`","code":"000000"}`, bearer(f.tok)...)
+			},
+			key + " 415": func(t *testing.T, f *fixture) (*http.Request, response) {
+				return f.send(t, method, path, "text/plain", `{}`, bearer(f.tok)...)
+			},
+			key + " 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+				return f.send(t, method, path, jsonType, `{}`, bearer(f.tok)...)
+			},
+			key + " 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+				name, tok, _, _ := f.mfaUser(t)
+				throttled(t, f, name)
+				return f.send(t, method, path, jsonType, `{"password":"`+pw+`","code":"000000"}`, bearer(tok)...)
+			},
+		}
+		ok := http.StatusNoContent
+		if method == "POST" {
+			ok = http.StatusOK
+		}
+		m[fmt.Sprintf("%s %d", key, ok)] = func(t *testing.T, f *fixture) (req *http.Request, res response) {
+			_, tok, secret, _ := f.mfaUser(t)
+			f.later(func() {
+				req, res = f.send(t, method, path, jsonType, `{"password":"`+pw+`","code":"`+atLater(t, f, secret)+`"}`, bearer(tok)...)
+			})
+			return
+		}
+		return m
+	}
+	add := map[string]provoke{
+		"POST /users/me/mfa/totp/confirm 200": func(t *testing.T, f *fixture) (*http.Request, response) {
+			_, _, tok := f.mailUser(t)
+			_, res := f.send(t, "POST", "/users/me/mfa/totp", "", "", bearer(tok)...)
+			secret, _ := res.json(t)["secret"].(string)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"`+totpAt(t, secret, time.Now())+`"}`, bearer(tok)...)
+		},
+		"POST /users/me/mfa/totp/confirm 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000"}`)
+		},
+		"POST /users/me/mfa/totp/confirm 403": func(t *testing.T, f *fixture) (*http.Request, response) {
+			_, _, tok := f.mailUser(t)
+			f.send(t, "POST", "/users/me/mfa/totp", "", "", bearer(tok)...)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"abcdef"}`, bearer(tok)...)
+		},
+		"POST /users/me/mfa/totp/confirm 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+			_, _, tok := f.mailUser(t)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000"}`, bearer(tok)...)
+		},
+		"POST /users/me/mfa/totp/confirm 415": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", "text/plain", `{}`, bearer(f.tok)...)
+		},
+		"POST /users/me/mfa/totp/confirm 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{}`, bearer(f.tok)...)
+		},
+		"POST /users/me/mfa/totp/confirm 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+			name, _, tok := f.mailUser(t)
+			f.send(t, "POST", "/users/me/mfa/totp", "", "", bearer(tok)...)
+			throttled(t, f, name)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000"}`, bearer(tok)...)
+		},
+		"POST /verify-totp 200": func(t *testing.T, f *fixture) (req *http.Request, res response) {
+			name, _, secret, _ := f.mfaUser(t)
+			f.later(func() {
+				req, res = f.send(t, "POST", "/verify-totp", jsonType, `{"username":"`+name+`","code":"`+atLater(t, f, secret)+`"}`)
+			})
+			return
+		},
+		"POST /verify-totp 400": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/verify-totp?username=alice&code=123456", "", "")
+		},
+		"POST /verify-totp 401": func(t *testing.T, f *fixture) (*http.Request, response) {
+			name, _, _, _ := f.mfaUser(t)
+			return f.send(t, "POST", "/verify-totp?username="+name+"&code=000000", "", "")
+		},
+		"POST /verify-totp 422": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "POST", "/verify-totp", jsonType, `{}`)
+		},
+		"POST /verify-totp 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+			throttled(t, f, "alice")
+			defer unthrottled(t, f)
+			return f.send(t, "POST", "/verify-totp?username=alice&code=123456", "", "")
+		},
+	}
+	for _, m := range []map[string]provoke{start("/user/enable-mfa"), start("/users/me/mfa/totp"), add,
+		stepUp("DELETE", "/users/me/mfa/totp"), stepUp("POST", "/users/me/mfa/recovery-codes")} {
+		for k, v := range m {
+			provocations[k] = v
+		}
+	}
+}

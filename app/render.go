@@ -1,6 +1,7 @@
 package app
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,6 +34,19 @@ type page struct {
 	// marks a sign-in refused for an unverified address.
 	Login      string
 	Unverified bool
+
+	// Two-factor: MFA marks the login page's second step, Recovery its
+	// recovery-code form; QR and Secret are a pending set-up; Codes are
+	// recovery codes shown once, Download the same as a text file;
+	// RecoveryLeft counts the unused ones; Action and Button name a
+	// confirmation form's target and button.
+	MFA, Recovery  bool
+	QR             template.HTML
+	Secret         string
+	Codes          []string
+	Download       template.URL
+	RecoveryLeft   int
+	Action, Button string
 
 	// Admin area.
 	Admin *adminView

@@ -56,6 +56,8 @@ type Server struct {
 	// derived from the signing key, so every instance agrees.
 	csrfKey   []byte
 	deviceKey []byte
+	// mfaKey signs the pending second step of a sign-in.
+	mfaKey []byte
 
 	metrics        *metrics.Metrics
 	metricsHandler fiber.Handler
@@ -133,6 +135,8 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		KnownFor:        30 * 24 * time.Hour,
 		Metrics:         m,
 		CodeKey:         derive(key, "fiberauth one-time codes v1"),
+		MFAKey:          derive(key, "fiberauth totp secrets v1"),
+		TOTPIssuer:      cfg.TOTPIssuer,
 		PublicURL:       cfg.PublicURL,
 		Mail:            outbox,
 
@@ -149,6 +153,7 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		metricsHandler: adaptor.HTTPHandler(m.Handler()),
 		csrfKey:        derive(key, "fiberauth csrf v1"),
 		deviceKey:      derive(key, "fiberauth device v1"),
+		mfaKey:         derive(key, "fiberauth mfa pending v1"),
 	}
 	s.keys = &keyReloader{s: s, last: time.Now()}
 	store.OnKeysChanged(func() { go s.keys.reload(context.Background(), 0) })

@@ -17,16 +17,19 @@ import (
 // Confirmations shown after a redirect, chosen by a fixed query value so
 // that no text from the URL is ever displayed.
 var notices = map[string]string{
-	"signed_out":       "You have been logged out.",
-	"password_changed": "Your password has been changed. Every other session has been signed out.",
-	"session_ended":    "The session has been ended.",
-	"others_ended":     "Every other session has been signed out.",
-	"account_deleted":  "Your account has been deleted.",
-	"password_reset":   "Your password was changed.",
-	"email_verified":   "Your email address is verified.",
-	"code_sent":        "We sent a new code to your email address. It is valid for 15 minutes.",
-	"email_code_sent":  "We sent a code to the new address. Enter it below to finish the change; until then your address stays as it is.",
-	"verify_sent":      "Your account is created. We sent a code to your email address: enter it here to finish.",
+	"signed_out":         "You have been logged out.",
+	"password_changed":   "Your password has been changed. Every other session has been signed out.",
+	"session_ended":      "The session has been ended.",
+	"others_ended":       "Every other session has been signed out.",
+	"account_deleted":    "Your account has been deleted.",
+	"password_reset":     "Your password was changed.",
+	"email_verified":     "Your email address is verified.",
+	"mfa_expired":        "Your sign-in took too long. Please enter your password again.",
+	"mfa_off":            "Two-factor sign-in is off.",
+	"password_reset_mfa": "Your password was changed. Sign in with it and a code from your authenticator app.",
+	"code_sent":          "We sent a new code to your email address. It is valid for 15 minutes.",
+	"email_code_sent":    "We sent a code to the new address. Enter it below to finish the change; until then your address stays as it is.",
+	"verify_sent":        "Your account is created. We sent a code to your email address: enter it here to finish.",
 }
 
 func notice(c *fiber.Ctx) string { return notices[c.Query("done")] }
@@ -91,8 +94,16 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 		}
 		return s.render(c, http.StatusUnprocessableEntity, "login", p)
 	}
-	g, err := s.acct.SignIn(c.UserContext(), s.client(c, true), username, pw, "")
+	g, err := s.acct.SignIn(c.UserContext(), s.client(c, true), username, pw, "", "")
 	if err != nil {
+		if account.ErrorCode(err) == account.EMFARequired {
+			// The password was right: the second step, in this
+			// browser only, with no session yet.
+			if err := s.setPending(c, g.User); err != nil {
+				return err
+			}
+			return s.secondStep(c, http.StatusOK, next, false, "")
+		}
 		if account.ErrorCode(err) == account.EUnverified {
 			// The password was right: say what is missing and offer the
 			// way on.
@@ -197,6 +208,12 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 	if err != nil {
 		return err
 	}
+	left := 0
+	if p.User.MFAEnabled {
+		if left, err = s.acct.RecoveryCodesLeft(c.UserContext(), p); err != nil {
+			return err
+		}
+	}
 	list, err := s.acct.Sessions(c.UserContext(), p)
 	if err != nil {
 		return err
@@ -210,7 +227,7 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 		return err
 	}
 	return s.render(c, status, "profile", page{Title: p.User.Username, Notice: note, Error: errMsg,
-		Sessions: views, Events: events, PendingEmail: pending})
+		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left})
 }
 
 // submitEndSession is POST /profile/sessions/{id}/end.
@@ -241,38 +258,51 @@ func (s *Server) submitEndOtherSessions(c *fiber.Ctx) error {
 	return c.Redirect("/profile?done=others_ended", fiber.StatusSeeOther)
 }
 
-func passwordFields(errs map[string]string) []fieldView {
-	return []fieldView{
+func passwordFields(errs map[string]string, mfa bool) []fieldView {
+	return withCode([]fieldView{
 		{Name: "current_password", Label: "Current password", Type: "password", Autocomplete: "current-password",
 			Error: errs["current_password"], Required: true, Autofocus: true},
 		{Name: "new_password", Label: "New password", Type: "password", Autocomplete: "new-password",
 			Error: errs["new_password"], Hint: "At least 8 characters (at most 72 bytes), and not a common password.", Required: true},
+	}, errs, mfa)
+}
+
+// withCode adds the authenticator code field that sensitive actions need
+// when two-factor is on.
+func withCode(fields []fieldView, errs map[string]string, mfa bool) []fieldView {
+	if !mfa {
+		return fields
 	}
+	return append(fields, fieldView{Name: "code", Label: "Code from your authenticator app", Type: "text",
+		Autocomplete: "one-time-code", Error: errs["code"], Hint: "6 digits, or a recovery code.", Required: true, MaxLength: 40})
 }
 
 // pagePassword is GET /profile/password.
 func (s *Server) pagePassword(c *fiber.Ctx) error {
-	return s.render(c, http.StatusOK, "password", page{Title: "Change password", Fields: passwordFields(nil)})
+	return s.render(c, http.StatusOK, "password", page{Title: "Change password", Fields: passwordFields(nil, currentUser(c).User.MFAEnabled)})
 }
 
 // submitPassword is POST /profile/password.
 func (s *Server) submitPassword(c *fiber.Ctx) error {
 	f := pageForm(c)
-	current, next := f.get("current_password"), f.get("new_password")
+	current, next, code := f.get("current_password"), f.get("new_password"), f.get("code")
+	mfa := currentUser(c).User.MFAEnabled
 	fail := func(status int, msg string, errs map[string]string) error {
-		return s.render(c, status, "password", page{Title: "Change password", Error: msg, Fields: passwordFields(errs)})
+		return s.render(c, status, "password", page{Title: "Change password", Error: msg, Fields: passwordFields(errs, mfa)})
 	}
 	if current == "" {
 		msg := "Enter your current password."
 		return fail(http.StatusUnprocessableEntity, msg, map[string]string{"current_password": msg})
 	}
-	err := s.acct.ChangePassword(c.UserContext(), s.client(c, true), currentUser(c), current, next)
+	err := s.acct.ChangePassword(c.UserContext(), s.client(c, true), currentUser(c), current, next, code)
 	if err != nil {
 		status, msg, fields, ok := pageError(c, err)
 		if !ok {
 			return err
 		}
-		if len(fields) == 0 {
+		if c := account.ErrorCode(err); c == account.EMFARequired || c == account.EBadOTP {
+			fields["code"] = msg
+		} else if len(fields) == 0 {
 			fields = map[string]string{"current_password": msg}
 		} else {
 			msg = fields["new_password"]
@@ -282,30 +312,38 @@ func (s *Server) submitPassword(c *fiber.Ctx) error {
 	return c.Redirect("/profile?done=password_changed", fiber.StatusSeeOther)
 }
 
-func deleteFields(errMsg string) []fieldView {
-	return []fieldView{{Name: "password", Label: "Password", Type: "password", Autocomplete: "current-password",
-		Error: errMsg, Required: true, Autofocus: true}}
+func deleteFields(errs map[string]string, mfa bool) []fieldView {
+	return withCode([]fieldView{{Name: "password", Label: "Password", Type: "password", Autocomplete: "current-password",
+		Error: errs["password"], Required: true, Autofocus: true}}, errs, mfa)
 }
 
 // pageDelete is GET /profile/delete.
 func (s *Server) pageDelete(c *fiber.Ctx) error {
-	return s.render(c, http.StatusOK, "delete", page{Title: "Delete account", Fields: deleteFields("")})
+	return s.render(c, http.StatusOK, "delete", page{Title: "Delete account", Fields: deleteFields(nil, currentUser(c).User.MFAEnabled)})
 }
 
 // submitDelete is POST /profile/delete.
 func (s *Server) submitDelete(c *fiber.Ctx) error {
-	pw := pageForm(c).get("password")
+	f := pageForm(c)
+	pw, code := f.get("password"), f.get("code")
+	mfa := currentUser(c).User.MFAEnabled
 	if pw == "" {
+		msg := "Enter your password to confirm."
 		return s.render(c, http.StatusUnprocessableEntity, "delete", page{Title: "Delete account",
-			Error: "Enter your password to confirm.", Fields: deleteFields("Enter your password to confirm.")})
+			Error: msg, Fields: deleteFields(map[string]string{"password": msg}, mfa)})
 	}
-	err := s.acct.DeleteAccount(c.UserContext(), s.client(c, true), currentUser(c), pw)
+	err := s.acct.DeleteAccount(c.UserContext(), s.client(c, true), currentUser(c), pw, code)
 	if err != nil {
-		status, msg, _, ok := pageError(c, err)
+		status, msg, fields, ok := pageError(c, err)
 		if !ok {
 			return err
 		}
-		return s.render(c, status, "delete", page{Title: "Delete account", Error: msg, Fields: deleteFields(msg)})
+		if c := account.ErrorCode(err); c == account.EMFARequired || c == account.EBadOTP {
+			fields["code"] = msg
+		} else {
+			fields["password"] = msg
+		}
+		return s.render(c, status, "delete", page{Title: "Delete account", Error: msg, Fields: deleteFields(fields, mfa)})
 	}
 	if err := s.endSession(c); err != nil {
 		return err

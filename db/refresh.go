@@ -187,15 +187,15 @@ func (s *Store) SessionByRefresh(ctx context.Context, hash []byte) (Session, Use
 	var spent sql.NullInt64
 	var created, expires, used, ucreated int64
 	row, err := s.readRow(ctx, `SELECT rt.spent_at, s.id,
-		s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope,
-		u.username, u.email, u.created_at, u.role
+		s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope, s.amr,
+		u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled
 		FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id
 		WHERE rt.hash = ?`, hash)
 	if err != nil {
 		return Session{}, User{}, false, err
 	}
-	err = row.Scan(&spent, &se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope,
-		&u.Username, &u.Email, &ucreated, &u.Role)
+	err = row.Scan(&spent, &se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR,
+		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, User{}, false, ErrNotFound
 	}

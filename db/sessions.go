@@ -22,6 +22,9 @@ type Session struct {
 	UserAgent  string
 	// Scope is the space-separated scopes the session was granted.
 	Scope string
+	// AMR is how the person signed in, as space-separated RFC 8176
+	// methods: "pwd", or "pwd otp" with a second factor.
+	AMR string
 }
 
 // NewSession is a sign-in to record.
@@ -47,9 +50,9 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 	se := ns.Session
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, `INSERT INTO sessions
-			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope)
-			SELECT ?, id, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
-			se.ID, unix(se.CreatedAt), unix(se.ExpiresAt), unix(se.LastUsedAt), se.IP, se.UserAgent, se.Scope,
+			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr)
+			SELECT ?, id, ?, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
+			se.ID, unix(se.CreatedAt), unix(se.ExpiresAt), unix(se.LastUsedAt), se.IP, se.UserAgent, se.Scope, amrOrPwd(se.AMR),
 			se.UserID, ns.PasswordHash)
 		if err := oneRow(res, err); err != nil {
 			if errors.Is(err, ErrNotFound) {
@@ -84,7 +87,7 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 }
 
 const sessionWithUserQuery = `SELECT
-	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope,
+	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope, s.amr,
 	u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`
 
@@ -102,7 +105,7 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 	if err != nil {
 		return Session{}, User{}, err
 	}
-	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope,
+	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR,
 		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -183,7 +186,7 @@ func (s *Store) EndOtherSessions(ctx context.Context, userID int64, keep string,
 // ListSessions returns the sessions of userID that have not expired at now
 // nor been idle since idleSince, newest first.
 func (s *Store) ListSessions(ctx context.Context, userID int64, now, idleSince time.Time) ([]Session, error) {
-	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope
+	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr
 		FROM sessions WHERE user_id = ? AND expires_at > ? AND last_used_at > ? ORDER BY created_at DESC, id`,
 		userID, unix(now), unix(idleSince))
 	if err != nil {
@@ -194,7 +197,7 @@ func (s *Store) ListSessions(ctx context.Context, userID int64, now, idleSince t
 	for rows.Next() {
 		var se Session
 		var created, expires, used int64
-		if err := rows.Scan(&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope); err != nil {
+		if err := rows.Scan(&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR); err != nil {
 			return nil, err
 		}
 		se.CreatedAt = fromUnix(created)
@@ -236,4 +239,12 @@ func (s *Store) Prune(ctx context.Context, now, idleBefore, eventsBefore, knownB
 		*st.n, _ = res.RowsAffected()
 	}
 	return p, nil
+}
+
+// amrOrPwd is how a session records its sign-in method: "pwd" unless said.
+func amrOrPwd(amr string) string {
+	if amr == "" {
+		return "pwd"
+	}
+	return amr
 }

@@ -63,6 +63,10 @@ type Config struct {
 	CodeLifetime time.Duration
 	CodeTries    int
 	MailSpacing  time.Duration
+	// MFAKey encrypts authenticator secrets (32 bytes, AES-256-GCM);
+	// TOTPIssuer names the service in authenticator apps.
+	MFAKey     []byte
+	TOTPIssuer string
 	// RequireVerifiedEmail refuses the password grant and the login page
 	// to accounts whose address is not verified.
 	RequireVerifiedEmail bool
@@ -183,8 +187,11 @@ func New(cfg Config, store *db.Store, hasher Hasher, tokens *token.Manager, limi
 	if cfg.Recovery.Limit <= 0 {
 		cfg.Recovery = throttle.Rule{Limit: 20, Window: time.Hour, Base: 15 * time.Minute}
 	}
-	if len(cfg.CodeKey) == 0 {
-		panic("account: no CodeKey")
+	if len(cfg.CodeKey) == 0 || len(cfg.MFAKey) != 32 {
+		panic("account: CodeKey and a 32-byte MFAKey are required")
+	}
+	if cfg.TOTPIssuer == "" {
+		cfg.TOTPIssuer = "Fiberauth"
 	}
 	s := &Service{cfg: cfg, store: store, hasher: hasher, tokens: tokens, limits: limits, log: log, Now: time.Now,
 		jobs: make(chan struct{}, 64)}

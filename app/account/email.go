@@ -297,7 +297,7 @@ func (s *Service) FlushBackground() { s.jobsWG.Wait() }
 
 // Reset sets a new password with a reset code sent by Forgot. Every
 // session of the account ends; with signIn (the pages), a new one starts
-// for this client. Errors: EInvalid (field new_password), EBadCode (wrong,
+// for this client, unless the account has two-factor on (nil Grant). Errors: EInvalid (field new_password), EBadCode (wrong,
 // spent, expired or void code, and unknown accounts alike), EThrottled,
 // EBusy, EUnavailable, EInternal.
 func (s *Service) Reset(ctx context.Context, c Client, login, code, newPassword string, signIn bool) (*Grant, error) {
@@ -333,7 +333,9 @@ func (s *Service) Reset(ctx context.Context, c Client, login, code, newPassword 
 	}
 	a.end(ctx, succeeded)
 	s.send(s.passwordChangedMessage(u))
-	if !signIn {
+	if !signIn || u.MFAEnabled {
+		// With two-factor on, a mailed code alone never signs in: the
+		// person signs in with the new password and a code.
 		return nil, nil
 	}
 	u.PasswordHash = newHash

@@ -34,6 +34,10 @@ const (
 	EBadCode Code = "bad_code"
 	// EUnverified: the account's email address must be verified first.
 	EUnverified Code = "unverified"
+	// EMFARequired: the account has two-factor on and no code was given.
+	EMFARequired Code = "mfa_required"
+	// EBadOTP: the authenticator or recovery code is wrong or used.
+	EBadOTP Code = "bad_otp"
 	// EInternal: anything else; the cause is logged, not shown.
 	EInternal Code = "internal"
 )

@@ -126,14 +126,14 @@ func (s *Service) EndOtherSessions(ctx context.Context, c Client, p *Principal) 
 // ChangePassword sets a new password after checking the current one and
 // ends every other session. Errors: EInvalid (field new_password),
 // EForbidden, EThrottled, EBusy, EUnavailable, EInternal.
-func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, current, next string) error {
+func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, current, next, code string) error {
 	if msg := NewPasswordProblem(next); msg != "" {
 		return invalid(FieldError{Field: "new_password", Message: msg})
 	}
 	if next == current {
 		return invalid(FieldError{Field: "new_password", Message: "The new password must differ from the current one."})
 	}
-	old, err := s.checkPassword(ctx, c, p, current)
+	old, err := s.stepUp(ctx, c, p, current, code)
 	if err != nil {
 		return err
 	}
@@ -157,8 +157,8 @@ var errNoSession = &Error{Code: ENotFound, Message: MsgSessionNotFound}
 // DeleteAccount removes the caller's account, its sessions and its events
 // after checking the password. Errors: EForbidden, EThrottled, EBusy,
 // EUnavailable, EInternal.
-func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, pw string) error {
-	hash, err := s.checkPassword(ctx, c, p, pw)
+func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, pw, code string) error {
+	hash, err := s.stepUp(ctx, c, p, pw, code)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"fiberauth/app/metrics"
@@ -134,8 +135,8 @@ func (s *Service) known(ctx context.Context, userID int64, c Client) bool {
 //
 // Errors: EUnauthorized (unknown name and wrong password alike),
 // EThrottled, EBusy, EUnavailable, EInternal.
-func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope string) (Grant, error) {
-	g, outcome, userID, err := s.signIn(ctx, c, login, pw, scope)
+func (s *Service) SignIn(ctx context.Context, c Client, login, pw, scope, code string) (Grant, error) {
+	g, outcome, userID, err := s.signIn(ctx, c, login, pw, scope, code)
 	s.cfg.Metrics.SignIn(c.Browser, outcome)
 	if outcome != metrics.Success {
 		// Never the login typed: people type passwords into it.
@@ -157,9 +158,9 @@ func surfaceName(c Client) string {
 
 // signIn is SignIn; it also returns the outcome, as the metrics name it,
 // and the account's id once known.
-func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope string) (Grant, string, int64, error) {
+func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code string) (Grant, string, int64, error) {
 	now := s.Now()
-	a := &attempt{s: s}
+	a := &attempt{s: s, client: c}
 	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
 		return Grant{}, refusal(err), 0, err
 	}
@@ -205,6 +206,24 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope string)
 	if s.Hooks.AfterPasswordCheck != nil {
 		s.Hooks.AfterPasswordCheck(ctx)
 	}
+	amr := "pwd"
+	if u.MFAEnabled {
+		// The password alone forgives nothing: the attempt is handed
+		// back, neither a failure nor a success, until the second
+		// factor decides it.
+		if strings.TrimSpace(code) == "" {
+			a.end(ctx, abandoned)
+			return Grant{User: u}, metrics.MFARequired, u.ID, errOTPRequired
+		}
+		method, _, err := s.secondFactor(ctx, a, u, code)
+		if err != nil {
+			if ErrorCode(err) == EBadOTP {
+				return Grant{}, metrics.WrongCode, u.ID, err
+			}
+			return Grant{}, refusal(err), u.ID, err
+		}
+		amr = amrFor(method)
+	}
 	a.end(ctx, succeeded)
 	granted, ok := grantScope(u.Role, scope)
 	if !ok {
@@ -221,7 +240,7 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope string)
 	// Failures queued before this success are written first, so that the
 	// activity list keeps their order.
 	s.events.wait()
-	g, err := s.startSession(ctx, c, u, granted, db.EventSignIn)
+	g, err := s.startSessionAMR(ctx, c, u, granted, db.EventSignIn, amr)
 	if errors.Is(err, db.ErrChanged) {
 		// The password changed, or the account went, while this sign-in
 		// was being checked: it fails as a wrong password would.
@@ -267,6 +286,12 @@ func (s *Service) upgradeHash(ctx context.Context, u db.User, pw string) string 
 // still u.PasswordHash, and issues its access and refresh tokens. A browser
 // without a device id gets one.
 func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, kind string) (Grant, error) {
+	return s.startSessionAMR(ctx, c, u, scope, kind, "pwd")
+}
+
+// startSessionAMR is startSession recording how the person signed in
+// ("pwd", or "pwd otp").
+func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scope, kind, amr string) (Grant, error) {
 	id, err := token.NewSessionID()
 	if err != nil {
 		return Grant{}, err
@@ -282,11 +307,11 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, 
 	}
 	now := s.Now()
 	se := db.Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionLifetime), LastUsedAt: now,
-		IP: c.Addr, UserAgent: c.UserAgent, Scope: scope}
+		IP: c.Addr, UserAgent: c.UserAgent, Scope: scope, AMR: amr}
 	err = s.store.StartSession(ctx, db.NewSession{
 		Session:      se,
 		PasswordHash: u.PasswordHash,
-		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent},
+		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent, Detail: signInDetail(kind, amr)},
 		KnownClient:  c.knownKey(),
 		RefreshHash:  refreshHash,
 	})
@@ -305,11 +330,27 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, 
 // grant issues an access token for a session.
 func (s *Service) grant(u db.User, se db.Session, now time.Time) (Grant, error) {
 	scope := Effective(u.Role, se.Scope)
-	raw, _, err := s.tokens.Issue(token.Grant{Subject: u.Username, SessionID: se.ID, Scope: scope, AMR: []string{"pwd"}}, now)
+	raw, _, err := s.tokens.Issue(token.Grant{Subject: u.Username, SessionID: se.ID, Scope: scope, AMR: strings.Fields(amrOr(se.AMR))}, now)
 	if err != nil {
 		return Grant{}, err
 	}
 	return Grant{User: u, Session: se, AccessToken: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds()), Scope: scope}, nil
+}
+
+// amrOr is a session's sign-in methods, "pwd" when it predates them.
+func amrOr(amr string) string {
+	if amr == "" {
+		return "pwd"
+	}
+	return amr
+}
+
+// signInDetail words a sign-in with a second factor for the activity list.
+func signInDetail(kind, amr string) string {
+	if kind == db.EventSignIn && amr == "pwd otp" {
+		return "Signed in with password and authenticator code"
+	}
+	return ""
 }
 
 // checkPassword verifies the caller's current password for a sensitive
@@ -318,36 +359,50 @@ func (s *Service) grant(u db.User, se db.Session, now time.Time) (Grant, error) 
 // to the account, so the account-wide limit does not apply. It returns the
 // hash that matched, EForbidden, EThrottled, EBusy or another error.
 func (s *Service) checkPassword(ctx context.Context, c Client, p *Principal, pw string) (string, error) {
+	hash, _, err := s.checkPasswordUser(ctx, c, p, pw)
+	return hash, err
+}
+
+// checkPasswordUser is checkPassword, also returning the account as
+// stored.
+func (s *Service) checkPasswordUser(ctx context.Context, c Client, p *Principal, pw string) (string, db.User, error) {
 	now := s.Now()
-	a := &attempt{s: s, pair: pairKey(userKey(p.User.ID), c.Addr)}
+	a := &attempt{s: s, client: c, pair: pairKey(userKey(p.User.ID), c.Addr)}
 	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
-		return "", err
+		return "", db.User{}, err
 	}
 	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
 		a.end(ctx, abandoned)
-		return "", err
+		return "", db.User{}, err
 	}
 	// The session's copy of the account carries no password hash.
 	u, err := s.store.UserByID(ctx, p.User.ID)
 	if err != nil {
 		a.end(ctx, abandoned)
 		if errors.Is(err, db.ErrNotFound) {
-			return "", &Error{Code: EUnauthorized, Message: MsgNotAuthorized}
+			return "", db.User{}, &Error{Code: EUnauthorized, Message: MsgNotAuthorized}
 		}
-		return "", fail(err)
+		return "", db.User{}, fail(err)
 	}
 	err = s.hasher.Verify(ctx, u.PasswordHash, pw)
 	switch {
 	case errors.Is(err, password.ErrMismatch):
 		a.end(ctx, counted)
 		s.events.record(db.Event{UserID: u.ID, Kind: db.EventPasswordFailed, At: now, IP: c.Addr, UserAgent: c.UserAgent})
-		return "", &Error{Code: EForbidden, Message: MsgIncorrectPassword}
+		return "", db.User{}, &Error{Code: EForbidden, Message: MsgIncorrectPassword}
 	case err != nil:
 		a.end(ctx, abandoned)
-		return "", fail(err)
+		return "", db.User{}, fail(err)
 	}
-	a.end(ctx, succeeded)
-	return u.PasswordHash, nil
+	if u.MFAEnabled {
+		// The second factor is still to come: the password alone
+		// forgives no failures (else failed codes could be wiped by
+		// the right password, and guessed without end).
+		a.end(ctx, abandoned)
+	} else {
+		a.end(ctx, succeeded)
+	}
+	return u.PasswordHash, u, nil
 }
 
 // ClearLimits forgets every sign-in count of an account: its failures from

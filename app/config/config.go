@@ -104,6 +104,8 @@ type Config struct {
 	// (PUBLIC_URL); PublicURLFromAddr is true when it was derived.
 	PublicURL         string
 	PublicURLFromAddr bool
+	// TOTPIssuer names the service in authenticator apps (TOTP_ISSUER).
+	TOTPIssuer string
 	// RequireVerifiedEmail refuses sign-in to accounts whose address is
 	// not verified (REQUIRE_VERIFIED_EMAIL).
 	RequireVerifiedEmail bool
@@ -167,6 +169,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	mailFrom := str("mail-from", "MAIL_FROM", mail.DefaultFrom, "sender of mail, \"Name <address>\" or an address")
 	publicURL := str("public-url", "PUBLIC_URL", "", "where people reach the pages, used in links in mail, such as https://auth.example.com; empty means ISSUER, or http://ADDR")
 	requireVerified := str("require-verified-email", "REQUIRE_VERIFIED_EMAIL", "false", "refuse sign-in to accounts whose email address is not verified (true or false)")
+	totpIssuer := str("totp-issuer", "TOTP_ISSUER", "Fiberauth", "the name authenticator apps show for this service's accounts")
 	dev := str("dev", "DEV", "false", "development mode: reload templates from ./views on each request (true or false)")
 	fs.Usage = func() {
 		fmt.Fprint(out, Usage)
@@ -354,6 +357,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		u.RawQuery != "" || u.Fragment != "" {
 		bad("PUBLIC_URL %q: must be an http or https URL without query or fragment, such as https://auth.example.com", *publicURL)
 	}
+	if c.TOTPIssuer = strings.TrimSpace(*totpIssuer); c.TOTPIssuer == "" || strings.Contains(c.TOTPIssuer, ":") || hasControl(c.TOTPIssuer) {
+		bad("TOTP_ISSUER %q: must be a non-empty name without ':' or control characters", *totpIssuer)
+	}
 	if b, ok := parseBool(*requireVerified); ok {
 		c.RequireVerifiedEmail = b
 	} else {
@@ -375,6 +381,11 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		return Config{}, errors.New(strings.Join(msgs, "; "))
 	}
 	return c, nil
+}
+
+// hasControl reports whether s holds a control character.
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
 
 func parseBool(s string) (bool, bool) {

@@ -28,6 +28,7 @@ const (
 	Busy          = "busy"
 	InvalidScope  = "invalid_scope"
 	Unverified    = "unverified"
+	WrongCode     = "wrong_code"
 	Error         = "error"
 )
 
@@ -104,7 +105,7 @@ func New(src Sources) *Metrics {
 	// Zero series for the fixed label values, so that rates exist before
 	// the first event.
 	for _, surface := range []string{"api", "page"} {
-		for _, o := range []string{Success, WrongPassword, UnknownUser, Throttled, Busy} {
+		for _, o := range []string{Success, WrongPassword, UnknownUser, Throttled, Busy, MFARequired, WrongCode} {
 			m.signIns.WithLabelValues(surface, o)
 		}
 	}

@@ -1,0 +1,471 @@
+package account
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"fiberauth/app/metrics"
+	"fiberauth/db"
+)
+
+// Two-factor sign-in with an authenticator app (TOTP, RFC 6238: 160-bit
+// secret, SHA-1, 6 digits, 30-second steps, one step either side) and
+// recovery codes. Secrets are stored encrypted (AES-256-GCM under a key
+// derived from the service secret, bound to the account); recovery codes
+// as HMACs. A code is accepted once: the newest accepted step is stored,
+// and a code of it or an earlier step is refused.
+
+// Messages of two-factor sign-in.
+const (
+	MsgOTPRequired    = "One-time code required"
+	MsgInvalidOTP     = "Invalid one-time code"
+	MsgMFANotActive   = "MFA not activated"
+	MsgInvalidTOTP    = "Invalid TOTP token"
+	MsgMFAAlreadyOn   = "Two-factor authentication is already on"
+	MsgNoPendingSetup = "Start the set-up first: there is no authenticator waiting for its first code"
+)
+
+// RecoveryCodeCount is how many recovery codes an account gets.
+const RecoveryCodeCount = 10
+
+var (
+	errOTPRequired = &Error{Code: EMFARequired, Message: MsgOTPRequired}
+	errInvalidOTP  = &Error{Code: EBadOTP, Message: MsgInvalidOTP}
+)
+
+const totpPeriod = 30
+
+// sealSecret encrypts a TOTP secret for an account.
+func (s *Service) sealSecret(userID int64, secret string) (string, error) {
+	block, err := aes.NewCipher(s.cfg.MFAKey)
+	if err != nil {
+		return "", err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	out := gcm.Seal(nonce, nonce, []byte(secret), []byte("totp:"+strconv.FormatInt(userID, 10)))
+	return base64.RawStdEncoding.EncodeToString(out), nil
+}
+
+// openSecret decrypts what sealSecret made for the same account.
+func (s *Service) openSecret(userID int64, sealed string) (string, error) {
+	b, err := base64.RawStdEncoding.DecodeString(sealed)
+	if err != nil {
+		return "", err
+	}
+	block, err := aes.NewCipher(s.cfg.MFAKey)
+	if err != nil {
+		return "", err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return "", err
+	}
+	if len(b) < gcm.NonceSize() {
+		return "", errors.New("sealed secret too short")
+	}
+	plain, err := gcm.Open(nil, b[:gcm.NonceSize()], b[gcm.NonceSize():], []byte("totp:"+strconv.FormatInt(userID, 10)))
+	return string(plain), err
+}
+
+// totpStep returns the step (within one either side of now) whose code is
+// code, or false.
+func totpStep(secret, code string, now time.Time) (int64, bool) {
+	code = strings.ReplaceAll(code, " ", "")
+	if len(code) != 6 || strings.Trim(code, "0123456789") != "" {
+		return 0, false
+	}
+	cur := now.Unix() / totpPeriod
+	for _, step := range []int64{cur - 1, cur, cur + 1} {
+		ok, err := totp.ValidateCustom(code, secret, time.Unix(step*totpPeriod, 0),
+			totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err == nil && ok {
+			return step, true
+		}
+	}
+	return 0, false
+}
+
+// newRecoveryCodes returns RecoveryCodeCount codes of 50 random bits,
+// "XXXXX-XXXXX", and their HMACs for the account.
+func (s *Service) newRecoveryCodes(userID int64) (codes, hashes []string, err error) {
+	for range RecoveryCodeCount {
+		var b [7]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, nil, err
+		}
+		v := uint64(0)
+		for _, x := range b {
+			v = v<<8 | uint64(x)
+		}
+		out := make([]byte, 11)
+		for i := 10; i >= 0; i-- {
+			if i == 5 {
+				out[i] = '-'
+				continue
+			}
+			out[i] = codeAlphabet[v&31]
+			v >>= 5
+		}
+		codes = append(codes, string(out))
+		hashes = append(hashes, s.recoveryHash(userID, normaliseRecovery(string(out))))
+	}
+	return codes, hashes, nil
+}
+
+// normaliseRecovery reads a recovery code as typed, like NormaliseCode but
+// 10 characters long; "" when it cannot be one.
+func normaliseRecovery(typed string) string {
+	if len(typed) > 40 {
+		return ""
+	}
+	var b strings.Builder
+	for _, r := range strings.ToUpper(typed) {
+		switch {
+		case r == '-' || r == ' ':
+			continue
+		case r == 'O':
+			r = '0'
+		case r == 'I' || r == 'L':
+			r = '1'
+		}
+		if r > 127 || !strings.ContainsRune(codeAlphabet, r) {
+			return ""
+		}
+		b.WriteRune(r)
+	}
+	if b.Len() != 10 {
+		return ""
+	}
+	return b.String()
+}
+
+func (s *Service) recoveryHash(userID int64, normalised string) string {
+	mac := hmac.New(sha256.New, s.cfg.CodeKey)
+	mac.Write([]byte("recovery:" + strconv.FormatInt(userID, 10) + ":" + normalised))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// secondFactor checks a code from the authenticator or a recovery code for
+// u, once. It returns how u proved it ("otp" or "recovery") and, for a
+// recovery code, how many are left. A wrong code is a failed sign-in for
+// the attempt a (which it ends); a right one leaves a open.
+func (s *Service) secondFactor(ctx context.Context, a *attempt, u db.User, code string) (string, int, error) {
+	now := s.Now()
+	wrong := func() (string, int, error) {
+		a.end(ctx, counted)
+		s.events.record(db.Event{UserID: u.ID, Kind: db.EventOTPFailed, At: now, IP: a.client.Addr, UserAgent: a.client.UserAgent})
+		return "", 0, errInvalidOTP
+	}
+	if rc := normaliseRecovery(code); rc != "" {
+		left, err := s.store.UseRecoveryCode(ctx, u.ID, s.recoveryHash(u.ID, rc))
+		if errors.Is(err, db.ErrNotFound) {
+			return wrong()
+		}
+		if err != nil {
+			a.end(ctx, abandoned)
+			return "", 0, fail(err)
+		}
+		s.events.record(db.Event{UserID: u.ID, Kind: db.EventRecoveryCodeUsed, At: now, IP: a.client.Addr, UserAgent: a.client.UserAgent,
+			Detail: "Recovery code used, " + strconv.Itoa(left) + " left"})
+		return "recovery", left, nil
+	}
+	t, err := s.store.TOTPFor(ctx, u.ID)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && !t.Confirmed) {
+		return wrong()
+	}
+	if err != nil {
+		a.end(ctx, abandoned)
+		return "", 0, fail(err)
+	}
+	secret, err := s.openSecret(u.ID, t.Secret)
+	if err != nil {
+		a.end(ctx, abandoned)
+		return "", 0, internal(err)
+	}
+	step, ok := totpStep(secret, code, now)
+	if !ok || step <= t.LastStep {
+		return wrong()
+	}
+	if err := s.store.UseTOTPStep(ctx, u.ID, step); err != nil {
+		if errors.Is(err, db.ErrNotFound) {
+			return wrong() // the same code, accepted a moment ago
+		}
+		a.end(ctx, abandoned)
+		return "", 0, fail(err)
+	}
+	return "otp", 0, nil
+}
+
+// Enrolment is a started set-up: the otpauth URI for the app (and its QR
+// code) and the secret for typing.
+type Enrolment struct {
+	URI    string
+	Secret string
+}
+
+// StartTOTP begins (or begins again) setting up an authenticator: a new
+// secret waits for its first code. EConflict when two-factor is on.
+func (s *Service) StartTOTP(ctx context.Context, p *Principal) (Enrolment, error) {
+	if p.User.MFAEnabled {
+		return Enrolment{}, &Error{Code: EConflict, Message: MsgMFAAlreadyOn}
+	}
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.cfg.TOTPIssuer, AccountName: p.User.Username, SecretSize: 20,
+		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		return Enrolment{}, internal(err)
+	}
+	sealed, err := s.sealSecret(p.User.ID, key.Secret())
+	if err != nil {
+		return Enrolment{}, internal(err)
+	}
+	err = s.store.PutPendingTOTP(ctx, p.User.ID, sealed, s.Now())
+	if errors.Is(err, db.ErrConflict) {
+		return Enrolment{}, &Error{Code: EConflict, Message: MsgMFAAlreadyOn}
+	}
+	if err != nil {
+		return Enrolment{}, fail(err)
+	}
+	return Enrolment{URI: key.URL(), Secret: key.Secret()}, nil
+}
+
+// PendingTOTP returns the set-up waiting for its first code, if any.
+func (s *Service) PendingTOTP(ctx context.Context, p *Principal) (*Enrolment, error) {
+	t, err := s.store.TOTPFor(ctx, p.User.ID)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && t.Confirmed) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fail(err)
+	}
+	secret, err := s.openSecret(p.User.ID, t.Secret)
+	if err != nil {
+		return nil, internal(err)
+	}
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.cfg.TOTPIssuer, AccountName: p.User.Username, Secret: mustBase32(secret),
+		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		return nil, internal(err)
+	}
+	return &Enrolment{URI: key.URL(), Secret: secret}, nil
+}
+
+// ConfirmTOTP turns two-factor on with the first code from the app and
+// returns the recovery codes, shown once. Errors: EBadOTP, EInvalid (no
+// set-up pending), EThrottled.
+func (s *Service) ConfirmTOTP(ctx context.Context, c Client, p *Principal, code string) ([]string, error) {
+	t, err := s.store.TOTPFor(ctx, p.User.ID)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && t.Confirmed) {
+		return nil, invalid(FieldError{Field: "code", Message: MsgNoPendingSetup})
+	}
+	if err != nil {
+		return nil, fail(err)
+	}
+	a := &attempt{s: s, client: c, pair: pairKey(userKey(p.User.ID), c.Addr)}
+	if err := a.take(ctx, a.pair, s.cfg.Pair, s.Now()); err != nil {
+		return nil, err
+	}
+	secret, err := s.openSecret(p.User.ID, t.Secret)
+	if err != nil {
+		a.end(ctx, abandoned)
+		return nil, internal(err)
+	}
+	step, ok := totpStep(secret, code, s.Now())
+	if !ok {
+		a.end(ctx, counted)
+		return nil, errInvalidOTP
+	}
+	codes, hashes, err := s.newRecoveryCodes(p.User.ID)
+	if err != nil {
+		a.end(ctx, abandoned)
+		return nil, internal(err)
+	}
+	err = s.store.ConfirmTOTP(ctx, p.User.ID, step, hashes, s.event(c, db.EventMFAEnabled))
+	if errors.Is(err, db.ErrNotFound) {
+		a.end(ctx, abandoned)
+		return nil, errInvalidOTP
+	}
+	if err != nil {
+		a.end(ctx, abandoned)
+		return nil, fail(err)
+	}
+	a.end(ctx, succeeded)
+	return codes, nil
+}
+
+// stepUp confirms a sensitive action: the password, and with two-factor
+// on a current code as well. It returns the password hash that matched.
+func (s *Service) stepUp(ctx context.Context, c Client, p *Principal, pw, code string) (string, error) {
+	hash, u, err := s.checkPasswordUser(ctx, c, p, pw)
+	if err != nil {
+		return "", err
+	}
+	if !u.MFAEnabled {
+		return hash, nil
+	}
+	if strings.TrimSpace(code) == "" {
+		return "", &Error{Code: EMFARequired, Message: MsgOTPRequired, Fields: []FieldError{{Field: "code", Message: "Enter a code from your authenticator app."}}}
+	}
+	a := &attempt{s: s, client: c, pair: pairKey(userKey(u.ID), c.Addr)}
+	if err := a.take(ctx, a.pair, s.cfg.Pair, s.Now()); err != nil {
+		return "", err
+	}
+	if _, _, err := s.secondFactor(ctx, a, u, code); err != nil {
+		return "", err
+	}
+	a.end(ctx, succeeded)
+	return hash, nil
+}
+
+// DisableTOTP turns two-factor off, with the password and a current code.
+func (s *Service) DisableTOTP(ctx context.Context, c Client, p *Principal, pw, code string) error {
+	if !p.User.MFAEnabled {
+		return &Error{Code: EConflict, Message: MsgMFANotActive}
+	}
+	if _, err := s.stepUp(ctx, c, p, pw, code); err != nil {
+		return err
+	}
+	return fail(s.store.DisableTOTP(ctx, p.User.ID, s.event(c, db.EventMFADisabled)))
+}
+
+// NewRecoveryCodes voids the recovery codes and returns new ones, with the
+// password and a current code.
+func (s *Service) NewRecoveryCodes(ctx context.Context, c Client, p *Principal, pw, code string) ([]string, error) {
+	if !p.User.MFAEnabled {
+		return nil, &Error{Code: EConflict, Message: MsgMFANotActive}
+	}
+	if _, err := s.stepUp(ctx, c, p, pw, code); err != nil {
+		return nil, err
+	}
+	codes, hashes, err := s.newRecoveryCodes(p.User.ID)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return codes, fail(s.store.ReplaceRecoveryCodes(ctx, p.User.ID, hashes, s.event(c, db.EventRecoveryCodesReset)))
+}
+
+// RecoveryCodesLeft counts the caller's unused recovery codes.
+func (s *Service) RecoveryCodesLeft(ctx context.Context, p *Principal) (int, error) {
+	n, err := s.store.RecoveryCodesLeft(ctx, p.User.ID)
+	return n, fail(err)
+}
+
+// VerifyTOTP is the recipe's check of a code for a username, kept for
+// compatibility: it gates nothing, but it counts as a sign-in attempt for
+// throttling and spends the code. Errors: EInvalid with MsgMFANotActive
+// (no such account, or two-factor off), EBadOTP, EThrottled.
+func (s *Service) VerifyTOTP(ctx context.Context, c Client, username, code string) error {
+	a, u, found, err := s.codeAttempt(ctx, c, username)
+	if err != nil {
+		return err
+	}
+	if !found || !u.MFAEnabled {
+		a.end(ctx, abandoned)
+		return &Error{Code: EInvalid, Message: MsgMFANotActive}
+	}
+	if _, ok := totpLike(code); !ok {
+		a.end(ctx, counted)
+		return &Error{Code: EBadOTP, Message: MsgInvalidTOTP}
+	}
+	if _, _, err := s.secondFactor(ctx, a, u, code); err != nil {
+		if ErrorCode(err) == EBadOTP {
+			return &Error{Code: EBadOTP, Message: MsgInvalidTOTP}
+		}
+		return err
+	}
+	a.end(ctx, succeeded)
+	return nil
+}
+
+// totpLike reports whether code has the form of an authenticator code.
+func totpLike(code string) (string, bool) {
+	code = strings.ReplaceAll(code, " ", "")
+	return code, len(code) == 6 && strings.Trim(code, "0123456789") == ""
+}
+
+// SecondStep finishes a browser sign-in whose password was checked: the
+// pending step (a signed cookie, which proves may check against the
+// account's current password hash) names the account. The code is checked
+// and counted like a sign-in; a right one starts the session.
+func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves func(db.User) bool, code string) (Grant, error) {
+	u, err := s.store.UserByID(ctx, userID)
+	if errors.Is(err, db.ErrNotFound) {
+		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+	}
+	if err != nil {
+		return Grant{}, fail(err)
+	}
+	if !proves(u) || !u.MFAEnabled {
+		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+	}
+	now := s.Now()
+	a := &attempt{s: s, client: c, pair: pairKey(userKey(u.ID), c.Addr)}
+	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
+		return Grant{}, err
+	}
+	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
+		a.end(ctx, abandoned)
+		return Grant{}, err
+	}
+	method, _, err := s.secondFactor(ctx, a, u, code)
+	s.cfg.Metrics.SignIn(c.Browser, secondOutcome(err))
+	if err != nil {
+		return Grant{}, err
+	}
+	a.end(ctx, succeeded)
+	s.events.wait()
+	g, err := s.startSessionAMR(ctx, c, u, "", db.EventSignIn, amrFor(method))
+	if err != nil {
+		return Grant{}, fail(err)
+	}
+	return g, nil
+}
+
+func secondOutcome(err error) string {
+	switch ErrorCode(err) {
+	case "":
+		return metrics.Success
+	case EBadOTP:
+		return metrics.WrongCode
+	}
+	return refusal(err)
+}
+
+// amrFor is the session's sign-in methods after a second factor.
+func amrFor(method string) string {
+	if method == "" {
+		return "pwd"
+	}
+	return "pwd otp"
+}
+
+// mustBase32 decodes a base-32 TOTP secret that this package encoded.
+func mustBase32(secret string) []byte {
+	b, err := otpBase32.DecodeString(strings.ToUpper(secret))
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+var otpBase32 = base32.StdEncoding.WithPadding(base32.NoPadding)
