@@ -193,6 +193,16 @@ func eventLabel(kind string) string {
 		return "Email address changed"
 	case db.EventCodeFailed:
 		return "Wrong code from an email entered"
+	case db.EventMFAEnabled:
+		return "Two-factor turned on"
+	case db.EventMFADisabled:
+		return "Two-factor turned off"
+	case db.EventRecoveryCodeUsed:
+		return "Recovery code used"
+	case db.EventRecoveryCodesReset:
+		return "New recovery codes made"
+	case db.EventOTPFailed:
+		return "Wrong one-time code entered"
 	}
 	return kind
 }
