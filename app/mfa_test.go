@@ -77,9 +77,10 @@ func TestMFAAPI(t *testing.T) {
 		// The confirming code cannot be used again.
 		wantStatus(t, grant(totpAt(t, secret, base)), http.StatusUnauthorized)
 
-		// One step either side is accepted, two are not.
+		// One step either side is accepted, two are not (earlier steps
+		// are refused anyway: a later one was used).
 		ts.clockAt(base.Add(30 * time.Second))
-		wantStatus(t, grant(totpAt(t, secret, base.Add(-60*time.Second))), http.StatusUnauthorized)
+		wantStatus(t, grant(totpAt(t, secret, base.Add(90*time.Second))), http.StatusUnauthorized)
 		res = grant(totpAt(t, secret, base.Add(60*time.Second)))
 		wantStatus(t, res, http.StatusOK)
 		access := res.json(t)["access_token"].(string)
@@ -242,6 +243,22 @@ func TestMFAPages(t *testing.T) {
 	wantStatus(t, res, http.StatusSeeOther)
 	if res.Header.Get("Location") != "/login?done=mfa_expired" {
 		t.Fatalf("a browser without the pending step: %s", res.Header.Get("Location"))
+	}
+	// A pending step whose fields were changed (another account, a
+	// later expiry) is refused: its signature no longer matches.
+	real := b.cookies[mfaCookie]
+	parts := strings.Split(real, ".")
+	for _, forged := range []string{
+		"1" + parts[0] + "." + strings.Join(parts[1:], "."),
+		parts[0] + "." + parts[1] + "9." + strings.Join(parts[2:], "."),
+	} {
+		thief := ts.browser()
+		thief.get("/login")
+		thief.cookies[mfaCookie] = forged
+		res = thief.submit("/login", "/login/mfa", url.Values{"code": {totpAt(t, secret, now)}})
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/login?done=mfa_expired" {
+			t.Fatalf("a forged pending step %q: %d %s", forged, res.StatusCode, res.Header.Get("Location"))
+		}
 	}
 	// A wrong code stays on the second step.
 	res = b.submit("/login", "/login/mfa", url.Values{"code": {"000000"}})
