@@ -226,6 +226,8 @@ type sessionJSON struct {
 	IP         string `json:"ip"`
 	UserAgent  string `json:"user_agent"`
 	Current    bool   `json:"current"`
+	// AMR is how the session was signed in to: ["pwd"] or ["pwd","otp"].
+	AMR []string `json:"amr"`
 }
 
 // apiListSessions is GET /users/me/sessions.
@@ -248,6 +250,7 @@ func sessionOut(se db.Session, current string) sessionJSON {
 		CreatedAt:  se.CreatedAt.UTC().Format(time.RFC3339),
 		LastUsedAt: se.LastUsedAt.UTC().Format(time.RFC3339),
 		ExpiresAt:  se.ExpiresAt.UTC().Format(time.RFC3339),
+		AMR:        strings.Fields(se.AMR),
 	}
 }
 

@@ -277,6 +277,27 @@ func TestMFAPages(t *testing.T) {
 		t.Fatalf("profile:\n%s", p.Body)
 	}
 
+	// Step-up on the pages: the password form asks for a code too.
+	if !strings.Contains(b.get("/profile/password").Body, `name="code"`) {
+		t.Fatal("the change-password form has no code field")
+	}
+	res = b.submit("/profile/password", "/profile/password", url.Values{"current_password": {pw}, "new_password": {"a new passphrase 5"}})
+	wantStatus(t, res, http.StatusForbidden)
+	if !strings.Contains(res.Body, "Enter a code from your authenticator app.") {
+		t.Fatalf("without a code:\n%s", res.Body)
+	}
+	ts.clockAt(now.Add(30 * time.Second))
+	res = b.submit("/profile/mfa/off", "/profile/mfa/off", url.Values{"password": {pw}, "code": {"000000"}})
+	wantStatus(t, res, http.StatusForbidden)
+	res = b.submit("/profile/mfa/off", "/profile/mfa/off", url.Values{"password": {pw}, "code": {totpAt(t, secret, now.Add(30*time.Second))}})
+	wantStatus(t, res, http.StatusSeeOther)
+	if p := b.get("/profile?done=mfa_off"); !strings.Contains(p.Body, "Two-factor sign-in is off.") || !strings.Contains(p.Body, `id="mfa-status">Off`) {
+		t.Fatalf("profile after turning off:\n%s", p.Body)
+	}
+	secret, codes = ts.enrolled(t, ts.token("alice", pw))
+	now = now.Add(60 * time.Second)
+	ts.clockAt(now)
+
 	// The pending step expires after five minutes.
 	b2 := ts.browser()
 	b2.login("alice", pw)

@@ -67,6 +67,8 @@ func TestBadValues(t *testing.T) {
 		{"MAIL_FROM with a line break", map[string]string{"MAIL_FROM": "a@example.com\r\nBcc: b@example.com"}, "MAIL_FROM"},
 		{"PUBLIC_URL", map[string]string{"PUBLIC_URL": "auth.example.com"}, "PUBLIC_URL"},
 		{"REQUIRE_VERIFIED_EMAIL", map[string]string{"REQUIRE_VERIFIED_EMAIL": "sometimes"}, "REQUIRE_VERIFIED_EMAIL"},
+		{"TOTP_ISSUER with a colon", map[string]string{"TOTP_ISSUER": "Acme: Auth"}, "TOTP_ISSUER"},
+		{"TOTP_ISSUER empty", map[string]string{"TOTP_ISSUER": " "}, "TOTP_ISSUER"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
