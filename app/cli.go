@@ -67,7 +67,7 @@ func usage(format string, a ...any) error {
 // ExitCode is the exit status for an error Run returned: 2 for a bad
 // command line, 1 for anything else.
 func ExitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	if errors.Is(err, errUsage) || errors.Is(err, config.ErrUsage) {
 		return 2
 	}
 	return 1

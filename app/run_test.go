@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fiberauth/app/config"
+	"fiberauth/db"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -112,5 +117,26 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(log.String()), []byte("second signal")) {
 		t.Errorf("the log does not say why it stopped:\n%s", log.String())
+	}
+}
+
+// TestDevWithoutTemplates: DEV on where ./views cannot be read stops the
+// start with one line saying where it looked, instead of serving 500s.
+func TestDevWithoutTemplates(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cfg, err := config.Parse([]string{"--dev"}, func(k string) string {
+		return map[string]string{"DATABASE_PATH": filepath.Join(t.TempDir(), "x.db"), "BCRYPT_COST": "4"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := db.Open(context.Background(), db.Options{Path: cfg.DatabasePath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_, err = New(context.Background(), cfg, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "templates cannot be read from") || !strings.Contains(err.Error(), "views") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -113,6 +113,10 @@ type Config struct {
 	Dev bool
 }
 
+// ErrUsage marks a command line that cannot be read (an unknown flag, a
+// stray argument).
+var ErrUsage = errors.New("bad command line")
+
 // Usage is printed above the flag list by --help.
 const Usage = `Usage: fiberauth [flags]
 
@@ -170,16 +174,25 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	publicURL := str("public-url", "PUBLIC_URL", "", "where people reach the pages, used in links in mail, such as https://auth.example.com; empty means ISSUER, or http://ADDR")
 	requireVerified := str("require-verified-email", "REQUIRE_VERIFIED_EMAIL", "false", "refuse sign-in to accounts whose email address is not verified (true or false)")
 	totpIssuer := str("totp-issuer", "TOTP_ISSUER", "Fiberauth", "the name authenticator apps show for this service's accounts")
-	dev := str("dev", "DEV", "false", "development mode: reload templates from ./views on each request (true or false)")
-	fs.Usage = func() {
-		fmt.Fprint(out, Usage)
-		fs.PrintDefaults()
-	}
+	dev := new(string)
+	*dev = "false"
+	fs.Var(boolText{dev}, "dev", "development mode: reload templates from ./views on each request; --dev alone means on, --dev=false off (DEV)")
+	settings["dev"] = setting{env: "DEV", val: dev}
+	// The flag package's own messages are not used: help goes to out
+	// when asked for, and a bad flag is one error line.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(out, Usage)
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+			return Config{}, err
+		}
+		return Config{}, fmt.Errorf("%w: %v; run with --help to list the settings", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q (see --help, and fiberauth help for the commands)", fs.Arg(0))
+		return Config{}, fmt.Errorf("%w: unexpected argument %q (see --help, and fiberauth help for the commands)", ErrUsage, fs.Arg(0))
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -387,6 +400,19 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 func hasControl(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
+
+// boolText is a flag that may stand alone (--dev means --dev=true) and
+// keeps its value as text, checked with the other settings.
+type boolText struct{ v *string }
+
+func (b boolText) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return *b.v
+}
+func (b boolText) Set(s string) error { *b.v = s; return nil }
+func (b boolText) IsBoolFlag() bool   { return true }
 
 func parseBool(s string) (bool, bool) {
 	switch strings.ToLower(strings.TrimSpace(s)) {

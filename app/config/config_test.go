@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,79 @@ func TestHelpListsEveryVariableAndNoSecret(t *testing.T) {
 	}
 	if strings.Contains(out.String(), secret) {
 		t.Error("--help prints the secret key, the database password or the mail server's")
+	}
+}
+
+// TestReadmeListsEverySetting: the README's configuration table names
+// every flag that --help lists, with its variable, and no other.
+func TestReadmeListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var help bytes.Buffer
+	if _, err := Parse([]string{"--help"}, env(nil), &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	inHelp := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^  -([a-z-]+)\b.*\n(?:    .*\n)*?    .*\(([A-Z_]+)\)`).FindAllStringSubmatch(help.String(), -1) {
+		inHelp[m[1]] = m[2]
+	}
+	inReadme := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\(`--([a-z-]+)`\\) \\|").FindAllStringSubmatch(string(readme), -1) {
+		inReadme[m[2]] = m[1]
+	}
+	if len(inHelp) < 30 {
+		t.Fatalf("read only %d settings from --help:\n%s", len(inHelp), help.String())
+	}
+	for flag, env := range inHelp {
+		if inReadme[flag] != env {
+			t.Errorf("README's configuration table lacks `%s` (`--%s`)", env, flag)
+		}
+	}
+	for flag := range inReadme {
+		if _, ok := inHelp[flag]; !ok {
+			t.Errorf("README lists --%s, which --help does not", flag)
+		}
+	}
+}
+
+// TestDevFlagForms: --dev alone is on, --dev=false off, DEV=1 on; a bad
+// value is refused.
+func TestDevFlagForms(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{[]string{"--dev"}, nil, true},
+		{[]string{"-dev"}, nil, true},
+		{[]string{"--dev=true"}, nil, true},
+		{[]string{"--dev=false"}, nil, false},
+		{[]string{"--dev=false"}, map[string]string{"DEV": "1"}, false},
+		{nil, map[string]string{"DEV": "1"}, true},
+		{nil, nil, false},
+	} {
+		c, err := Parse(tt.args, env(tt.env), &bytes.Buffer{})
+		if err != nil || c.Dev != tt.want {
+			t.Errorf("%v %v: dev %v, err %v; want %v", tt.args, tt.env, c.Dev, err, tt.want)
+		}
+	}
+	if _, err := Parse([]string{"--dev=maybe"}, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "DEV") {
+		t.Errorf("--dev=maybe: %v", err)
+	}
+}
+
+// TestUnknownFlag: one line naming the flag and pointing to --help, no
+// usage dump, and ErrUsage (exit status 2).
+func TestUnknownFlag(t *testing.T) {
+	var out bytes.Buffer
+	_, err := Parse([]string{"--nope"}, env(nil), &out)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "-nope") || !strings.Contains(err.Error(), "--help") ||
+		strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("printed on an unknown flag:\n%s", out.String())
 	}
 }
