@@ -163,7 +163,7 @@ func resetFields(login, code string, errs map[string]string) []fieldView {
 			Error: errs["code"], Hint: "8 letters and digits, such as 7K3M-9QXD.", Required: true,
 			Autofocus: login != "" && code == "", MaxLength: 32},
 		{Name: "new_password", Label: "New password", Type: "password", Autocomplete: "new-password",
-			Error: errs["new_password"], Hint: "At least 8 characters (at most 72 bytes), and not a common password.",
+			Error: errs["new_password"], Hint: newPasswordHint,
 			Required: true, Autofocus: login != "" && code != ""},
 	}
 }

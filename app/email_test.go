@@ -526,7 +526,8 @@ func TestEmailPages(t *testing.T) {
 
 // withoutTokens blanks a page's CSRF tokens, for comparing two renderings.
 func withoutTokens(page string) string {
-	return regexp.MustCompile(`name="csrf_token" value="[^"]*"`).ReplaceAllString(page, `name="csrf_token" value=""`)
+	page = regexp.MustCompile(`name="csrf_token" value="[^"]*"`).ReplaceAllString(page, `name="csrf_token" value=""`)
+	return regexp.MustCompile(`name="csrf-token" content="[^"]*"`).ReplaceAllString(page, `name="csrf-token" content=""`)
 }
 
 // TestMailServerUnreachable: with nothing listening at SMTP_URL the

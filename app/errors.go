@@ -141,7 +141,7 @@ func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[stri
 		}
 		return http.StatusConflict, msg, fields, true
 	case account.EUnauthorized:
-		return http.StatusUnauthorized, msgIncorrectCredentials, fields, true
+		return http.StatusUnauthorized, msgIncorrectCredentials + ".", fields, true
 	case account.EForbidden:
 		return http.StatusForbidden, e.Message + ".", fields, true
 	case account.EThrottled:

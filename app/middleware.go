@@ -226,14 +226,18 @@ func (s *Server) requirePage(c *fiber.Ctx) error {
 		if err != errNotAuthenticated && account.ErrorCode(err) != account.EUnauthorized {
 			return err // the database is away: an error page, not the login form
 		}
+		expired := ""
 		if c.Cookies(s.cookieName(c, sessionCookie)) != "" {
+			// A session cookie that no longer works: say so on the login
+			// page.
 			s.clearCookie(c, sessionCookie)
+			expired = "&done=expired"
 		}
 		next := "/profile"
 		if c.Method() == fiber.MethodGet {
 			next = c.OriginalURL()
 		}
-		return c.Redirect("/login?next="+queryEscape(next), fiber.StatusSeeOther)
+		return c.Redirect("/login?next="+queryEscape(next)+expired, fiber.StatusSeeOther)
 	}
 	c.Locals(principalKey, p)
 	return c.Next()

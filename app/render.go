@@ -71,11 +71,26 @@ type adminView struct {
 	Prev, Next  string
 }
 
-// fieldView is one labelled form field.
+// newPasswordHint is the hint under every new-password field: the
+// registration rules in words people know.
+const newPasswordHint = "At least 8 characters, up to 72 (fewer if you use accented letters or emoji), and not a common password."
+
+// fieldView is one labelled form field. Names are "username" and "login"
+// fields are typed exactly: no automatic capitals, no spelling fixes.
 type fieldView struct {
 	Name, Label, Type, Autocomplete, Value, Error, Hint string
 	Required, Autofocus                                 bool
 	MaxLength                                           int
+}
+
+// Exact reports whether the field holds a name typed exactly (no capitals
+// added by a phone's keyboard, no spelling fixes).
+func (f fieldView) Exact() bool {
+	switch f.Name {
+	case "username", "login", "code", "new_email", "email":
+		return true
+	}
+	return false
 }
 
 type sessionView struct {
@@ -86,6 +101,14 @@ type sessionView struct {
 // render writes a page with status. The engine renders into a buffer, so
 // a template error becomes a 500 instead of a half-written page.
 func (s *Server) render(c *fiber.Ctx, status int, name string, p page) error {
+	// Each error is shown once: under its field when it has one; the
+	// banner is for errors that belong to no field.
+	for _, f := range p.Fields {
+		if f.Error != "" {
+			p.Error = ""
+			break
+		}
+	}
 	if p.CSRF == "" {
 		p.CSRF, _ = c.Locals(csrfLocal).(string)
 	}

@@ -199,6 +199,7 @@ func (s *Server) newFiber() *fiber.App {
 	engine := html.NewFileSystem(http.FS(viewFS), ".html")
 	engine.Reload(s.cfg.Dev)
 	engine.AddFunc("datetime", formatTime)
+	engine.AddFunc("iso", func(t time.Time) string { return t.UTC().Format(time.RFC3339) })
 	engine.AddFunc("eventLabel", eventLabel)
 	engine.AddFunc("auditLabel", auditLabel)
 	engine.AddFunc("agent", describeAgent)

@@ -29,6 +29,8 @@ var notices = map[string]string{
 	"password_reset_mfa": "Your password was changed. Sign in with it and a code from your authenticator app.",
 	"code_sent":          "We sent a new code to your email address. It is valid for 15 minutes.",
 	"email_code_sent":    "We sent a code to the new address. Enter it below to finish the change; until then your address stays as it is.",
+	"welcome":          "Welcome! Your account is ready. We sent a code to your email address to confirm it.",
+	"expired":          "Your session expired. Please sign in again.",
 	"verify_sent":        "Your account is created. We sent a code to your email address: enter it here to finish.",
 }
 
@@ -132,7 +134,7 @@ func registerFields(username, email string, errs map[string]string) []fieldView 
 		{Name: "email", Label: "Email", Type: "email", Autocomplete: "email", Value: email, Error: errs["email"],
 			Required: true, MaxLength: valid.EmailMax},
 		{Name: "password", Label: "Password", Type: "password", Autocomplete: "new-password", Error: errs["password"],
-			Hint: "At least 8 characters (at most 72 bytes), and not a common password.", Required: true},
+			Hint: newPasswordHint, Required: true},
 	}
 }
 
@@ -172,7 +174,7 @@ func (s *Server) submitRegister(c *fiber.Ctx) error {
 	if err := s.setSession(c, *r.Grant); err != nil {
 		return err
 	}
-	return c.Redirect("/profile", fiber.StatusSeeOther)
+	return c.Redirect("/profile?done=welcome", fiber.StatusSeeOther)
 }
 
 // submitLogout is POST /logout: end this session and clear the cookie.
@@ -218,9 +220,17 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 	if err != nil {
 		return err
 	}
+	// This device first, then the others, newest first.
 	views := make([]sessionView, 0, len(list))
 	for _, se := range list {
-		views = append(views, sessionView{Session: se, Current: se.ID == p.Session.ID})
+		if se.ID == p.Session.ID {
+			views = append(views, sessionView{Session: se, Current: true})
+		}
+	}
+	for _, se := range list {
+		if se.ID != p.Session.ID {
+			views = append(views, sessionView{Session: se})
+		}
 	}
 	events, err := s.acct.Events(c.UserContext(), p, 20)
 	if err != nil {
@@ -263,7 +273,7 @@ func passwordFields(errs map[string]string, mfa bool) []fieldView {
 		{Name: "current_password", Label: "Current password", Type: "password", Autocomplete: "current-password",
 			Error: errs["current_password"], Required: true, Autofocus: true},
 		{Name: "new_password", Label: "New password", Type: "password", Autocomplete: "new-password",
-			Error: errs["new_password"], Hint: "At least 8 characters (at most 72 bytes), and not a common password.", Required: true},
+			Error: errs["new_password"], Hint: newPasswordHint, Required: true},
 	}, errs, mfa)
 }
 

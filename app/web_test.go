@@ -31,12 +31,17 @@ func TestRegisterFormSignsIn(t *testing.T) {
 	b := ts.browser()
 	res := b.submit("/register", "/register", url.Values{"username": {"alice"}, "email": {"alice@example.com"}, "password": {pw}})
 	wantStatus(t, res, http.StatusSeeOther)
-	if loc := res.Header.Get("Location"); loc != "/profile" {
-		t.Fatalf("Location = %q, want /profile", loc)
+	if loc := res.Header.Get("Location"); loc != "/profile?done=welcome" {
+		t.Fatalf("Location = %q, want /profile?done=welcome", loc)
 	}
 	c := res.cookie(sessionCookie)
 	if c == nil {
 		t.Fatal("no access_token cookie after registration")
+	}
+	// A welcome, and "Account created" first in the activity.
+	p := b.get("/profile?done=welcome")
+	if !strings.Contains(p.Body, "Welcome! Your account is ready.") || !strings.Contains(p.Body, `<tr class="event-account_created">`) {
+		t.Fatalf("profile after registering:\n%s", p.Body)
 	}
 	if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.MaxAge != 1800 || c.Secure {
 		t.Errorf("cookie attributes: HttpOnly=%v SameSite=%v Path=%q MaxAge=%d Secure=%v; want true Lax / 1800 false",
@@ -484,5 +489,50 @@ func TestInlineScriptCheck(t *testing.T) {
 	}
 	if hasInlineScript(`<script src="/static/js/account.js" defer></script>`) {
 		t.Error("check flags an external script")
+	}
+}
+
+// TestFirstHourPages: what a newcomer meets on the pages: a session that
+// expired is said to have expired; names are typed without automatic
+// capitals; the current device comes first among the sessions; hints say
+// "72 characters", not bytes.
+func TestFirstHourPages(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	other := ts.browser()
+	other.login("alice", pw)
+	b := ts.browser()
+	b.login("alice", pw)
+
+	p := b.get("/profile").Body
+	first := strings.Index(p, `<li class="session`)
+	if first < 0 || !strings.HasPrefix(p[first:], `<li class="session current">`) {
+		t.Fatalf("the current device is not first:\n%s", p)
+	}
+	// The session ends elsewhere: the next page load says it expired.
+	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}}), http.StatusOK)
+	tok := ts.token("alice", pw)
+	ts.send("DELETE", "/users/me/sessions", "", bearer(tok)...)
+	res := b.get("/profile")
+	wantStatus(t, res, http.StatusSeeOther)
+	loc := res.Header.Get("Location")
+	if !strings.Contains(loc, "done=expired") {
+		t.Fatalf("redirect after the session ended: %s", loc)
+	}
+	if page := b.get(loc).Body; !strings.Contains(page, "Your session expired. Please sign in again.") {
+		t.Fatalf("login page after an expired session:\n%s", page)
+	}
+	// A first visit (no cookie) is not told its session expired.
+	if loc := ts.browser().get("/profile").Header.Get("Location"); strings.Contains(loc, "expired") {
+		t.Fatalf("first visit: %s", loc)
+	}
+
+	reg := ts.browser().get("/register").Body
+	if !strings.Contains(reg, `id="username" name="username" type="text" autocomplete="username"`) ||
+		!strings.Contains(reg, `autocapitalize="none" spellcheck="false"`) {
+		t.Fatalf("username field:\n%s", reg)
+	}
+	if strings.Contains(reg, "72 bytes") || !strings.Contains(reg, "up to 72 (fewer if you use accented letters or emoji)") {
+		t.Fatalf("password hint:\n%s", reg)
 	}
 }

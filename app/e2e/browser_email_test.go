@@ -67,7 +67,7 @@ func TestBrowserPasswordReset(t *testing.T) {
 	}
 
 	// Sign out and in with the new password.
-	c.do(clickAndWait(`main form[action="/logout"] button`))
+	c.do(clickAndWait(`header form[action="/logout"] button`))
 	c.submitForm(`form[action="/login"]`, map[string]string{"username": "alice", "password": "a brand new passphrase"})
 	if !strings.Contains(c.text(), "alice authorized") {
 		t.Fatalf("sign-in with the new password: %s", c.text())

@@ -45,7 +45,7 @@ func TestBrowserTwoFactor(t *testing.T) {
 	}
 	c.checkPage()
 
-	c.do(clickAndWait(`main form[action="/logout"] button`))
+	c.do(clickAndWait(`header form[action="/logout"] button`))
 	c.submitForm(`form[action="/login"]`, map[string]string{"username": "carol", "password": password})
 	if !strings.Contains(c.text(), "Two-factor sign-in") {
 		t.Fatalf("no second step: %s", c.text())

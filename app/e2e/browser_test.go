@@ -302,8 +302,11 @@ func TestBrowserRegister(t *testing.T) {
 	base, _ := serveApp(t)
 	c := newChrome(t)
 	c.registerUser(base, "alice", "alice@example.com")
-	if loc := c.location(); loc != base+"/profile" {
-		t.Errorf("after registering: at %s, want /profile", loc)
+	if loc := c.location(); loc != base+"/profile?done=welcome" {
+		t.Errorf("after registering: at %s, want /profile?done=welcome", loc)
+	}
+	if !strings.Contains(c.text(), "Welcome! Your account is ready.") {
+		t.Error("no welcome banner after registering")
 	}
 	h1 := get(c, chromedp.Text(chromedp.CSS("h1")))
 	if h1 != "alice authorized" {
@@ -317,7 +320,7 @@ func TestBrowserLogoutAndBack(t *testing.T) {
 	base, _ := serveApp(t)
 	c := newChrome(t)
 	c.registerUser(base, "alice", "alice@example.com")
-	c.do(clickAndWait(`main form[action="/logout"] button`))
+	c.do(clickAndWait(`header form[action="/logout"] button`))
 	if loc := c.location(); !strings.HasPrefix(loc, base+"/login") {
 		t.Errorf("after logout: at %s, want the login page", loc)
 	}
@@ -331,7 +334,8 @@ func TestBrowserLogoutAndBack(t *testing.T) {
 	// Read the page through script evaluation: after a history traversal
 	// the DOM queries of the driver may still track the old document.
 	href := func() string { return evalDuringNavigation[string](c, `location.href`) }
-	want := base + "/login?next=/profile"
+	// The page before logging out was the profile with its welcome.
+	want := base + "/login?next=/profile%3Fdone%3Dwelcome"
 	deadline := time.Now().Add(10 * time.Second)
 	for href() != want && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -396,7 +400,7 @@ func TestBrowserLoginByEmailAndWrongPassword(t *testing.T) {
 	if loc := c.location(); loc != base+"/profile" || !strings.Contains(c.text(), "alice authorized") {
 		t.Fatalf("login by email: at %s", loc)
 	}
-	c.do(clickAndWait(`main form[action="/logout"] button`))
+	c.do(clickAndWait(`header form[action="/logout"] button`))
 
 	c.submitForm(`form[action="/login"]`, map[string]string{"username": "alice", "password": "not the password"})
 	if !strings.Contains(c.text(), "Incorrect username or password") {
