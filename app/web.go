@@ -29,8 +29,8 @@ var notices = map[string]string{
 	"password_reset_mfa": "Your password was changed. Sign in with it and a code from your authenticator app.",
 	"code_sent":          "We sent a new code to your email address. It is valid for 15 minutes.",
 	"email_code_sent":    "We sent a code to the new address. Enter it below to finish the change; until then your address stays as it is.",
-	"welcome":          "Welcome! Your account is ready. We sent a code to your email address to confirm it.",
-	"expired":          "Your session expired. Please sign in again.",
+	"welcome":            "Welcome! Your account is ready. We sent a code to your email address to confirm it.",
+	"expired":            "Your session expired. Please sign in again.",
 	"verify_sent":        "Your account is created. We sent a code to your email address: enter it here to finish.",
 }
 
