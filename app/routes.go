@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	// check.
 	s.page("GET", "/", s.pageIndex)
 	s.page("GET", "/docs", s.docs)
+	s.page("GET", "/common-passwords.txt", s.commonPasswords)
 	s.page("GET", "/login", s.csrfIssue, s.pageLogin)
 	s.form("/login", "/login", s.csrfCheck, s.submitLogin)
 	s.page("GET", "/login/mfa", s.csrfIssue, s.pageSecondStep)

@@ -7,6 +7,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"fiberauth/app/account"
+	"fiberauth/app/password"
 	"fiberauth/app/valid"
 )
 
@@ -369,4 +370,13 @@ func (s *Server) submitDelete(c *fiber.Ctx) error {
 func (s *Server) docs(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	return c.Render("docs", page{Title: "API docs"})
+}
+
+// commonPasswords is GET /common-passwords.txt: the list new passwords are
+// checked against, for the live hint under new-password fields. It is
+// public data (the zxcvbn-ts common list), cached for a day.
+func (s *Server) commonPasswords(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "public, max-age=86400")
+	c.Type("txt", "utf-8")
+	return c.SendString(password.CommonList())
 }

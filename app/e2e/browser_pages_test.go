@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
@@ -65,6 +66,23 @@ func TestBrowserFirstHour(t *testing.T) {
 	c.do(chromedp.Click(`button.reveal`, chromedp.NodeVisible))
 	if state = get(c, chromedp.Evaluate[string](`document.querySelector('#password').type + ' ' + document.querySelector('button.reveal').getAttribute('aria-pressed')`)); state != "password false" {
 		t.Fatalf("after Hide: %q", state)
+	}
+
+	// The live hint under a new password follows the server's rules.
+	c.do(chromedp.Navigate(base + "/register"))
+	for _, tt := range []struct{ typed, want string }{
+		{"short", "3 more characters needed."},
+		{"password1", "one of the 10,000 most common passwords"},
+		{"a truly unusual passphrase", "Long enough, and not a common password."},
+	} {
+		c.do(chromedp.Evaluate[chromedp.Void](`document.getElementById('password').value = ''; undefined`),
+			chromedp.SendKeys(`#password`, tt.typed))
+		got := get(c, chromedp.Poll[string](`(function () { var h = document.getElementById('password-strength');
+		  return h && h.textContent.indexOf(`+fmt.Sprintf("%q", tt.want)+`) >= 0 ? h.textContent : false; })()`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("hint for %q: %q, want %q", tt.typed, got, tt.want)
+		}
 	}
 
 	// A refused registration: focus on the first field in error, and
@@ -136,6 +154,14 @@ func TestBrowserFirstHour(t *testing.T) {
 			for _, scheme := range []string{"light", "dark"} {
 				c.view(width, scheme)
 				c.do(chromedp.Navigate(base + path))
+				if width == 390 && scheme == "light" {
+					if name == "docs" {
+						c.do(chromedp.WaitVisible(`.swagger-ui .info`))
+					}
+					if get(c, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)) {
+						t.Errorf("%s overflows sideways at 390 px", path)
+					}
+				}
 				c.screenshot(fmt.Sprintf("page-%s-%d-%s", name, width, scheme))
 			}
 		}

@@ -541,8 +541,20 @@ func TestBrowserAPIDocs(t *testing.T) {
 	c.do(chromedp.Navigate(base + "/docs"))
 	c.do(chromedp.WaitVisible(chromedp.CSS(`.auth-wrapper .btn.authorize`)),
 		chromedp.Click(chromedp.CSS(`.auth-wrapper .btn.authorize`), chromedp.NodeVisible))
-	c.do(chromedp.WaitVisible(chromedp.CSS(`#oauth_username`)),
-		chromedp.SendKeys(chromedp.CSS(`#oauth_username`), "alice"),
+	c.do(chromedp.WaitVisible(chromedp.CSS(`#oauth_username`)))
+	// Only what a person needs: username and password, the cursor in the
+	// first; no client id, secret or credentials location.
+	dialog := get(c, chromedp.Poll[string](`(function () {
+	  var visible = function (id) { var e = document.getElementById(id); return !!e && e.offsetParent !== null; };
+	  if (document.activeElement.id !== 'oauth_username') { return false; }
+	  return [document.activeElement.id, visible('oauth_password'), visible('client_id_password'),
+	    visible('client_secret_password'), visible('password_type')].join(' ');
+	})()`, chromedp.WithPollingTimeout(5*time.Second)))
+	if dialog != "oauth_username true false false false" {
+		t.Errorf("Authorize dialog (focus, password, client_id, client_secret, location shown): %q", dialog)
+	}
+	c.screenshot("7-docs-dialog")
+	c.do(chromedp.SendKeys(chromedp.CSS(`#oauth_username`), "alice"),
 		chromedp.SendKeys(chromedp.CSS(`#oauth_password`), password),
 		chromedp.Click(chromedp.CSS(`.auth-container .auth-btn-wrapper .authorize`), chromedp.NodeVisible),
 	)

@@ -27,6 +27,10 @@ var common = func() map[string]struct{} {
 	return m
 }()
 
+// CommonList returns the list of common passwords, one a line, for the
+// pages' live hint (the same list the server checks).
+func CommonList() string { return commonList }
+
 // IsCommon reports whether pw, ignoring case, is one of the 10,000 most
 // common passwords.
 func IsCommon(pw string) bool {

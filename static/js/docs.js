@@ -12,4 +12,12 @@ window.addEventListener('DOMContentLoaded', function () {
     presets: [SwaggerUIBundle.presets.apis],
     layout: 'BaseLayout'
   });
+  // When the Authorize dialog opens, put the cursor in its username field.
+  new MutationObserver(function () {
+    var field = document.getElementById('oauth_username');
+    if (field && !field.dataset.focused) {
+      field.dataset.focused = '1';
+      field.focus();
+    }
+  }).observe(document.body, {childList: true, subtree: true});
 });

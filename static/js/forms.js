@@ -66,8 +66,43 @@
     });
   }
 
+  // A live hint under each new-password field, with the server's rules:
+  // at least 8 characters, at most 72 bytes, not a common password.
+  var common = null;
+  function loadCommon(then) {
+    if (common) { then(); return; }
+    fetch('/common-passwords.txt').then(function (r) { return r.ok ? r.text() : ''; }).then(function (text) {
+      common = new Set(text.split('\n').map(function (l) { return l.trim().toLowerCase(); }).filter(Boolean));
+      then();
+    }).catch(function () { common = new Set(); then(); });
+  }
+  function strength(pw) {
+    var chars = Array.from(pw).length;
+    var bytes = new TextEncoder().encode(pw).length;
+    if (chars === 0) { return ''; }
+    if (chars < 8) { return (8 - chars) + ' more character' + (chars === 7 ? '' : 's') + ' needed.'; }
+    if (bytes > 72) { return 'Too long: up to 72 characters, fewer with accented letters or emoji.'; }
+    if (common && common.has(pw.toLowerCase())) { return 'This is one of the 10,000 most common passwords; choose another.'; }
+    return 'Long enough, and not a common password.';
+  }
+  function addStrengthHints() {
+    document.querySelectorAll('input[autocomplete="new-password"]').forEach(function (input) {
+      var hint = document.createElement('p');
+      hint.className = 'hint strength';
+      hint.id = input.id + '-strength';
+      hint.setAttribute('aria-live', 'polite');
+      var field = input.closest('.field') || input.parentNode;
+      field.appendChild(hint);
+      var described = input.getAttribute('aria-describedby');
+      input.setAttribute('aria-describedby', (described ? described + ' ' : '') + hint.id);
+      var update = function () { hint.textContent = strength(input.value); };
+      input.addEventListener('input', function () { loadCommon(update); update(); });
+    });
+  }
+
   function start() {
     addToggles();
+    addStrengthHints();
     focusFirstError();
     localTimes();
   }
