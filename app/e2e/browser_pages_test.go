@@ -145,6 +145,12 @@ func TestBrowserFirstHour(t *testing.T) {
 		}
 	}
 
+	c.checkPage()
+	if testing.Short() {
+		// The quick check stops here; the full run (and CI) goes on to the
+		// 48 screenshots and the overflow check of every page.
+		return
+	}
 	// Screenshots of every page, at both widths, in both schemes.
 	pages := map[string]string{"login": "/login", "register": "/register", "forgot": "/password/forgot", "reset": "/password/reset",
 		"verify": "/email/verify", "profile": "/profile", "password": "/profile/password", "email": "/profile/email",
