@@ -3,6 +3,7 @@ package db
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +25,18 @@ import (
 //     outside the service (another program writing the database) goes
 //     unseen.
 type sessionCache struct {
-	c       *cache.Cache[string, cachedSession]
-	gen     atomic.Uint64
-	enabled atomic.Bool
+	c   *cache.Cache[string, cachedSession]
+	gen atomic.Uint64
+	// mu orders stores against removals: a store holds it shared from its
+	// generation check to its write, a removal exclusively while it moves
+	// the generation on and deletes. So a stale entry is either written
+	// before a removal (which then deletes it) or refused; it is never
+	// visible, even for a moment, after a removal. Lookups do not take it.
+	mu sync.RWMutex
+	// beforeStore, when set (tests), runs in put between the generation
+	// check and the write: the race point.
+	beforeStore func(id string)
+	enabled     atomic.Bool
 	// hits and misses count lookups, for metrics.
 	hits, misses atomic.Uint64
 }
@@ -68,31 +78,37 @@ func (c *sessionCache) get(id string) (Session, User, bool) {
 func (c *sessionCache) generation() uint64 { return c.gen.Load() }
 
 func (c *sessionCache) put(gen uint64, se Session, u User) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if !c.enabled.Load() || c.gen.Load() != gen {
 		return
 	}
-	c.c.Put(se.ID, cachedSession{se: se, u: u})
-	// An invalidation that ran while the entry was being stored may have
-	// missed it: drop it again.
-	if c.gen.Load() != gen {
-		c.c.Delete(se.ID)
+	if c.beforeStore != nil {
+		c.beforeStore(se.ID)
 	}
+	c.c.Put(se.ID, cachedSession{se: se, u: u})
 }
 
 // invalidate removes one session.
 func (c *sessionCache) invalidate(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.gen.Add(1)
 	c.c.Delete(id)
 }
 
 // invalidateUser removes every session of userID.
 func (c *sessionCache) invalidateUser(userID int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.gen.Add(1)
 	c.c.DeleteFunc(func(_ string, e cachedSession) bool { return e.se.UserID == userID })
 }
 
 // clear removes everything.
 func (c *sessionCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.gen.Add(1)
 	c.c.Clear()
 }

@@ -703,3 +703,36 @@ func TestRefreshSpendIsConditional(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheStoreRacingRemoval: a read that passed its generation check is
+// paused just before it stores its (now stale) session, while the session
+// is removed. The removal must wait for the store and then delete it, or
+// refuse it; a stale entry must never be found after the removal returns.
+func TestCacheStoreRacingRemoval(t *testing.T) {
+	c := newSessionCache(nil)
+	var once sync.Once
+	removed := make(chan struct{})
+	c.beforeStore = func(id string) {
+		once.Do(func() {
+			started := make(chan struct{})
+			go func() {
+				close(started)
+				c.invalidate(id)
+				close(removed)
+			}()
+			<-started
+			// Give the removal every chance to finish first: if it can,
+			// the store below puts back what it removed.
+			select {
+			case <-removed:
+			case <-time.After(100 * time.Millisecond):
+			}
+		})
+	}
+	gen := c.generation()
+	c.put(gen, Session{ID: "s1", UserID: 1}, User{ID: 1})
+	<-removed
+	if _, _, ok := c.get("s1"); ok {
+		t.Fatal("a session removed while its read was being stored is in the cache")
+	}
+}
