@@ -21,8 +21,10 @@ type page struct {
 	User   *db.User
 	Notice string
 	Error  string
-	Next   string
-	Fields []fieldView
+	// Warning is a caution beside an error (sign-in about to pause).
+	Warning string
+	Next    string
+	Fields  []fieldView
 
 	// Profile.
 	Sessions []sessionView

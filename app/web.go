@@ -1,6 +1,8 @@
 package app
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -112,6 +114,12 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 			// way on.
 			p.Unverified, p.Login = true, shown
 			return fail(http.StatusForbidden, "Your email address is not verified yet. Enter the code we sent to it, or ask for a new one.")
+		}
+		var e *account.Error
+		if errors.As(err, &e) && e.Code == account.EUnauthorized && e.Failures >= 3 && e.Failures < e.Limit {
+			left := e.Limit - e.Failures
+			p.Warning = fmt.Sprintf("%d failed attempts. After %d more, sign-in to this account from this device pauses for a while.",
+				e.Failures, left)
 		}
 		if status, msg, _, ok := pageError(c, err); ok {
 			return fail(status, msg)

@@ -536,3 +536,28 @@ func TestFirstHourPages(t *testing.T) {
 		t.Fatalf("password hint:\n%s", reg)
 	}
 }
+
+// TestLoginWarnsBeforePausing: from the third failed sign-in for an
+// account from this browser, the login page says how many more pause it,
+// the same for a name that does not exist.
+func TestLoginWarnsBeforePausing(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	for _, name := range []string{"alice", "nobody"} {
+		b := ts.browser()
+		for i := 1; i <= 4; i++ {
+			res := b.login(name, "wrong password")
+			wantStatus(t, res, http.StatusUnauthorized)
+			warned := strings.Contains(res.Body, `id="form-warning"`)
+			if warned != (i >= 3) {
+				t.Fatalf("%s, failure %d: warning shown %v\n%s", name, i, warned, res.Body)
+			}
+			if i == 3 && !strings.Contains(res.Body, "3 failed attempts. After 2 more, sign-in to this account from this device pauses for a while.") {
+				t.Fatalf("warning text:\n%s", res.Body)
+			}
+		}
+		res := b.login(name, "wrong password")
+		wantStatus(t, res, http.StatusUnauthorized)
+		wantStatus(t, b.login(name, "wrong password"), http.StatusTooManyRequests)
+	}
+}

@@ -85,6 +85,21 @@ func (t sqlThrottle) Wait(ctx context.Context, key string, now time.Time) (time.
 	return max(fromUnixMilli(until).Sub(now), 0), nil
 }
 
+func (t sqlThrottle) Failures(ctx context.Context, key string, now time.Time, window time.Duration) (int, error) {
+	var n, pending, last int64
+	err := t.s.queryRow(ctx, t.s.fast, `SELECT n, pending, last_at FROM throttle WHERE key = ?`, key).Scan(&n, &pending, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, t.s.wrap(err)
+	}
+	if last <= unixMilli(now)-window.Milliseconds() {
+		return 0, nil
+	}
+	return int(max(n-pending, 0)), nil
+}
+
 func (t sqlThrottle) Take(ctx context.Context, key string, r throttle.Rule, now time.Time) (time.Duration, error) {
 	s := t.s
 	ms := unixMilli(now)

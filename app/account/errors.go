@@ -55,6 +55,10 @@ type Error struct {
 	Reason string
 	// RetryAfter is how long to wait (EThrottled, EBusy, EUnavailable).
 	RetryAfter time.Duration
+	// Failures counts, for a refused sign-in, the failed attempts for
+	// this account from this client within the window; past Limit of
+	// them, sign-in from here pauses.
+	Failures, Limit int
 	// Err is the cause of an internal error.
 	Err error
 }

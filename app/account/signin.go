@@ -193,11 +193,19 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code s
 	switch {
 	case errors.Is(err, password.ErrMismatch):
 		a.end(ctx, counted)
+		refused := &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials, Limit: s.cfg.Pair.Limit}
+		if c.Browser {
+			// The page warns before sign-in pauses; the same for known
+			// and unknown names.
+			if n, err := s.limits.Failures(ctx, a.pair, now, s.cfg.Pair.Window); err == nil {
+				refused.Failures = n
+			}
+		}
 		if !found {
-			return Grant{}, metrics.UnknownUser, 0, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+			return Grant{}, metrics.UnknownUser, 0, refused
 		}
 		s.events.record(db.Event{UserID: u.ID, Kind: db.EventSignInFailed, At: now, IP: c.Addr, UserAgent: c.UserAgent})
-		return Grant{}, metrics.WrongPassword, u.ID, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+		return Grant{}, metrics.WrongPassword, u.ID, refused
 	case err != nil:
 		a.end(ctx, abandoned)
 		err = fail(err)

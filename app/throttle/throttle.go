@@ -62,6 +62,9 @@ type Store interface {
 	Forget(ctx context.Context, keys ...string) error
 	// ForgetPrefix drops every key that starts with prefix.
 	ForgetPrefix(ctx context.Context, prefix string) error
+	// Failures returns how many failures key has counted within window
+	// before now (attempts still in flight left out).
+	Failures(ctx context.Context, key string, now time.Time, window time.Duration) (int, error)
 	// Sweep drops keys whose counts have lapsed.
 	Sweep(ctx context.Context, now time.Time) error
 }
