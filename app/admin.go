@@ -147,6 +147,18 @@ func (s *Server) apiAdminClearLimits(c *fiber.Ctx) error {
 	return c.SendStatus(http.StatusNoContent)
 }
 
+// apiAdminDisableMFA is DELETE /admin/api/users/{id}/mfa.
+func (s *Server) apiAdminDisableMFA(c *fiber.Ctx) error {
+	id, err := userParam(c)
+	if err != nil {
+		return err
+	}
+	if err := s.acct.DisableUserMFA(c.UserContext(), s.admin(c), id); err != nil {
+		return err
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
 // apiAdminDelete is DELETE /admin/api/users/{id}.
 func (s *Server) apiAdminDelete(c *fiber.Ctx) error {
 	id, err := userParam(c)
@@ -236,6 +248,7 @@ var adminNotices = map[string]string{
 	"sessions": "The sessions have been ended.",
 	"session":  "The session has been ended.",
 	"limits":   "The sign-in limits have been cleared.",
+	"mfa":      "Two-factor sign-in is off for this account, and its sessions have ended.",
 	"deleted":  "The account has been deleted.",
 }
 
@@ -292,6 +305,15 @@ func (s *Server) submitAdminClearLimits(c *fiber.Ctx) error {
 		return err
 	}
 	return s.adminDone(c, id, s.acct.ClearUserLimits(c.UserContext(), s.admin(c), id), "limits")
+}
+
+// submitAdminDisableMFA is POST /admin/users/{id}/mfa/off.
+func (s *Server) submitAdminDisableMFA(c *fiber.Ctx) error {
+	id, err := userParam(c)
+	if err != nil {
+		return err
+	}
+	return s.adminDone(c, id, s.acct.DisableUserMFA(c.UserContext(), s.admin(c), id), "mfa")
 }
 
 // submitAdminDelete is POST /admin/users/{id}/delete.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -332,4 +333,33 @@ func TestMFAResetNeedsSecondFactor(t *testing.T) {
 		t.Fatalf("after a reset with two-factor on: %s", res.Header.Get("Location"))
 	}
 	wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {"a new passphrase 7"}}), http.StatusUnauthorized)
+}
+
+// TestAdminTurnsOffMFA: an owner who lost the phone and the recovery codes
+// is helped by an admin: two-factor goes off, the account's sessions end,
+// the owner signs in with the password alone, and both the account's
+// activity and the audit list record it. Only admins may.
+func TestAdminTurnsOffMFA(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	ts.makeAdmin("root")
+	root := ts.token("root", pw)
+	tok := ts.token("alice", pw)
+	ts.enrolled(t, tok)
+	id := strconv.FormatInt(ts.userID("alice"), 10)
+	wantStatus(t, ts.send("DELETE", "/admin/api/users/"+id+"/mfa", "", bearer(tok)...), http.StatusForbidden)
+	wantStatus(t, ts.send("DELETE", "/admin/api/users/"+id+"/mfa", "", bearer(root)...), http.StatusNoContent)
+	wantStatus(t, ts.get("/users/me", bearer(tok)...), http.StatusUnauthorized)
+	tok = ts.token("alice", pw)
+	if me := ts.get("/users/me", bearer(tok)...).json(t); me["mfa_enabled"] != false {
+		t.Fatalf("after the admin's change: %v", me)
+	}
+	ts.s.acct.FlushEvents()
+	if ev := ts.get("/users/me/events", bearer(tok)...).Body; !strings.Contains(ev, "Two-factor turned off by admin root") {
+		t.Fatalf("events: %s", ev)
+	}
+	if audit := ts.get("/admin/api/audit", bearer(root)...).Body; !strings.Contains(audit, `"disable_mfa"`) {
+		t.Fatalf("audit: %s", audit)
+	}
+	wantStatus(t, ts.send("DELETE", "/admin/api/users/"+id+"/mfa", "", bearer(root)...), http.StatusConflict)
 }

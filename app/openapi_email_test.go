@@ -266,6 +266,16 @@ func init() {
 			throttled(t, f, name)
 			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000"}`, bearer(tok)...)
 		},
+		"DELETE /admin/api/users/{id}/mfa 204": func(t *testing.T, f *fixture) (*http.Request, response) {
+			name, _, _, _ := f.mfaUser(t)
+			return f.send(t, "DELETE", "/admin/api/users/"+f.userID(t, name)+"/mfa", "", "", bearer(f.admin)...)
+		},
+		"DELETE /admin/api/users/{id}/mfa 404": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "DELETE", "/admin/api/users/999999/mfa", "", "", bearer(f.admin)...)
+		},
+		"DELETE /admin/api/users/{id}/mfa 409": func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, "DELETE", "/admin/api/users/"+f.userID(t, "alice")+"/mfa", "", "", bearer(f.admin)...)
+		},
 		"POST /verify-totp 200": func(t *testing.T, f *fixture) (req *http.Request, res response) {
 			name, _, secret, _ := f.mfaUser(t)
 			f.later(func() {

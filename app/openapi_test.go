@@ -248,6 +248,7 @@ var adminRoutes = map[string]func(f *fixture, t *testing.T) string{
 		return "/admin/api/users/" + f.userID(t, "alice") + "/sessions/x"
 	},
 	"DELETE /admin/api/users/{id}/limits": func(f *fixture, t *testing.T) string { return "/admin/api/users/" + f.userID(t, "alice") + "/limits" },
+	"DELETE /admin/api/users/{id}/mfa":    func(f *fixture, t *testing.T) string { return "/admin/api/users/" + f.userID(t, "alice") + "/mfa" },
 	"GET /admin/api/audit":                func(*fixture, *testing.T) string { return "/admin/api/audit" },
 	"POST /register/premium-user":         func(*fixture, *testing.T) string { return "/register/premium-user" },
 	"GET /welcome/premium-user":           func(*fixture, *testing.T) string { return "/welcome/premium-user" },

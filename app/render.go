@@ -181,6 +181,8 @@ func auditLabel(action string) string {
 		return "Ended a session"
 	case "clear_limits":
 		return "Cleared the sign-in limits"
+	case "disable_mfa":
+		return "Turned two-factor off"
 	case "delete":
 		return "Deleted the account"
 	case "create":

@@ -99,6 +99,7 @@ func (s *Server) routes() {
 	s.api("DELETE", "/admin/api/users/:id/sessions", auth, admin, s.apiAdminEndSessions)
 	s.api("DELETE", "/admin/api/users/:id/sessions/:sid", auth, admin, s.apiAdminEndSession)
 	s.api("DELETE", "/admin/api/users/:id/limits", auth, admin, s.apiAdminClearLimits)
+	s.api("DELETE", "/admin/api/users/:id/mfa", auth, admin, s.apiAdminDisableMFA)
 	s.api("GET", "/admin/api/audit", auth, admin, s.apiAdminAudit)
 
 	// Browser pages. Forms name the page to reload after a refused CSRF
@@ -144,6 +145,7 @@ func (s *Server) routes() {
 	s.form("/admin/users/:id/sessions/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSessions)
 	s.form("/admin/users/:id/sessions/:sid/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSession)
 	s.form("/admin/users/:id/limits/clear", "/admin", page, admin, s.csrfCheck, s.submitAdminClearLimits)
+	s.form("/admin/users/:id/mfa/off", "/admin", page, admin, s.csrfCheck, s.submitAdminDisableMFA)
 	s.form("/admin/users/:id/delete", "/admin", page, admin, s.csrfCheck, s.submitAdminDelete)
 }
 

@@ -176,6 +176,31 @@ func (s *Service) ClearUserLimits(ctx context.Context, by Admin, id int64) error
 	return nil
 }
 
+// DisableUserMFA turns an account's two-factor off, for an owner who lost
+// both the authenticator and the recovery codes; their sessions end, so
+// that whoever holds one signs in again. ENotFound for no such account,
+// EConflict when two-factor is off.
+func (s *Service) DisableUserMFA(ctx context.Context, by Admin, id int64) error {
+	u, err := s.target(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !u.MFAEnabled {
+		return &Error{Code: EConflict, Message: MsgMFANotActive}
+	}
+	if err := s.store.DisableTOTP(ctx, id, db.Event{Kind: db.EventMFADisabled, At: s.Now(), IP: by.Addr,
+		Detail: "Two-factor turned off " + by.by()}); err != nil {
+		return fail(err)
+	}
+	n, err := s.store.EndOtherSessions(ctx, id, "", db.Event{})
+	s.cfg.Metrics.SessionsEnded(EndedByAdmin, n)
+	if err != nil {
+		return fail(err)
+	}
+	s.audit(ctx, by, "disable_mfa", u, "")
+	return nil
+}
+
 // RemoveUser deletes an account.
 func (s *Service) RemoveUser(ctx context.Context, by Admin, id int64) error {
 	u, err := s.target(ctx, id)
