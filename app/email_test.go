@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -282,7 +283,12 @@ func TestLinksChangeNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Twice, as a scanner and then a link preview would.
+		// A link checker's HEAD, then twice as a scanner and a link
+		// preview would.
+		head := ts.do(httptest.NewRequest(http.MethodHead, u.RequestURI(), nil))
+		if head.StatusCode != http.StatusOK || head.Body != "" {
+			t.Fatalf("HEAD %s: %d %q", u.Path, head.StatusCode, head.Body)
+		}
 		for range 2 {
 			res := ts.get(u.RequestURI())
 			wantStatus(t, res, http.StatusOK)

@@ -187,6 +187,11 @@ func (s *Server) add(r route, handlers []fiber.Handler) {
 		return c.Next()
 	}
 	s.app.Add(r.Method, r.Path, append([]fiber.Handler{mark}, handlers...)...)
+	if r.Method == fiber.MethodGet && r.Surface == surfacePage {
+		// Pages answer HEAD too (link checkers and mail scanners send
+		// it); the body is left out.
+		s.app.Add(fiber.MethodHead, r.Path, append([]fiber.Handler{mark}, handlers...)...)
+	}
 }
 
 // routeOf returns the route a request matched, or nil before routing (413,
