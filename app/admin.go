@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -135,40 +136,34 @@ func (s *Server) apiAdminEndSession(c *fiber.Ctx) error {
 	return c.SendStatus(http.StatusNoContent)
 }
 
-// apiAdminClearLimits is DELETE /admin/api/users/{id}/limits.
-func (s *Server) apiAdminClearLimits(c *fiber.Ctx) error {
-	id, err := userParam(c)
-	if err != nil {
-		return err
+// userAction is an admin's action on one account that returns nothing.
+type userAction func(ctx context.Context, by account.Admin, id int64) error
+
+// apiUserAction answers an admin API route on /admin/api/users/{id}/...
+// with act, then 204.
+func (s *Server) apiUserAction(act userAction) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := userParam(c)
+		if err != nil {
+			return err
+		}
+		if err := act(c.UserContext(), s.admin(c), id); err != nil {
+			return err
+		}
+		return c.SendStatus(http.StatusNoContent)
 	}
-	if err := s.acct.ClearUserLimits(c.UserContext(), s.admin(c), id); err != nil {
-		return err
-	}
-	return c.SendStatus(http.StatusNoContent)
 }
 
-// apiAdminDisableMFA is DELETE /admin/api/users/{id}/mfa.
-func (s *Server) apiAdminDisableMFA(c *fiber.Ctx) error {
-	id, err := userParam(c)
-	if err != nil {
-		return err
+// formUserAction answers an admin page's form on /admin/users/{id}/...
+// with act, then the user's page with the notice done (or the error).
+func (s *Server) formUserAction(act userAction, done string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, err := userParam(c)
+		if err != nil {
+			return err
+		}
+		return s.adminDone(c, id, act(c.UserContext(), s.admin(c), id), done)
 	}
-	if err := s.acct.DisableUserMFA(c.UserContext(), s.admin(c), id); err != nil {
-		return err
-	}
-	return c.SendStatus(http.StatusNoContent)
-}
-
-// apiAdminDelete is DELETE /admin/api/users/{id}.
-func (s *Server) apiAdminDelete(c *fiber.Ctx) error {
-	id, err := userParam(c)
-	if err != nil {
-		return err
-	}
-	if err := s.acct.RemoveUser(c.UserContext(), s.admin(c), id); err != nil {
-		return err
-	}
-	return c.SendStatus(http.StatusNoContent)
 }
 
 type auditJSON struct {
@@ -296,33 +291,6 @@ func (s *Server) submitAdminEndSession(c *fiber.Ctx) error {
 		return err
 	}
 	return s.adminDone(c, id, s.acct.EndUserSession(c.UserContext(), s.admin(c), id, c.Params("sid")), "session")
-}
-
-// submitAdminClearLimits is POST /admin/users/{id}/limits/clear.
-func (s *Server) submitAdminClearLimits(c *fiber.Ctx) error {
-	id, err := userParam(c)
-	if err != nil {
-		return err
-	}
-	return s.adminDone(c, id, s.acct.ClearUserLimits(c.UserContext(), s.admin(c), id), "limits")
-}
-
-// submitAdminDisableMFA is POST /admin/users/{id}/mfa/off.
-func (s *Server) submitAdminDisableMFA(c *fiber.Ctx) error {
-	id, err := userParam(c)
-	if err != nil {
-		return err
-	}
-	return s.adminDone(c, id, s.acct.DisableUserMFA(c.UserContext(), s.admin(c), id), "mfa")
-}
-
-// submitAdminDelete is POST /admin/users/{id}/delete.
-func (s *Server) submitAdminDelete(c *fiber.Ctx) error {
-	id, err := userParam(c)
-	if err != nil {
-		return err
-	}
-	return s.adminDone(c, id, s.acct.RemoveUser(c.UserContext(), s.admin(c), id), "deleted")
 }
 
 // pageAdminAudit is GET /admin/audit.

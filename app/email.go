@@ -66,21 +66,30 @@ func (s *Server) apiReset(c *fiber.Ctx) error {
 
 // apiVerifyEmail is POST /users/me/email/verify.
 func (s *Server) apiVerifyEmail(c *fiber.Ctx) error {
-	var req struct {
-		Code *string `json:"code"`
-	}
-	if err := decodeJSON(c, &req); err != nil {
+	code, err := readCode(c)
+	if err != nil {
 		return err
-	}
-	var problems []fieldError
-	code := required(&problems, "code", req.Code)
-	if len(problems) > 0 {
-		return errValidation(problems...)
 	}
 	if err := s.acct.VerifyEmail(c.UserContext(), s.client(c, false), currentUser(c), code); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
+}
+
+// readCode reads a JSON body {"code": "..."}.
+func readCode(c *fiber.Ctx) (string, error) {
+	var req struct {
+		Code *string `json:"code"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return "", err
+	}
+	var problems []fieldError
+	code := required(&problems, "code", req.Code)
+	if len(problems) > 0 {
+		return "", errValidation(problems...)
+	}
+	return code, nil
 }
 
 // apiResendVerification is POST /users/me/email/verify/resend.

@@ -24,16 +24,9 @@ func (s *Server) apiStartTOTP(c *fiber.Ctx) error {
 
 // apiConfirmTOTP is POST /users/me/mfa/totp/confirm.
 func (s *Server) apiConfirmTOTP(c *fiber.Ctx) error {
-	var req struct {
-		Code *string `json:"code"`
-	}
-	if err := decodeJSON(c, &req); err != nil {
+	code, err := readCode(c)
+	if err != nil {
 		return err
-	}
-	var problems []fieldError
-	code := required(&problems, "code", req.Code)
-	if len(problems) > 0 {
-		return errValidation(problems...)
 	}
 	codes, err := s.acct.ConfirmTOTP(c.UserContext(), s.client(c, false), currentUser(c), code)
 	if err != nil {

@@ -94,12 +94,12 @@ func (s *Server) routes() {
 	// Administration, as JSON.
 	s.api("GET", "/admin/api/users", auth, admin, s.apiAdminUsers)
 	s.api("GET", "/admin/api/users/:id", auth, admin, s.apiAdminUser)
-	s.api("DELETE", "/admin/api/users/:id", auth, admin, s.apiAdminDelete)
+	s.api("DELETE", "/admin/api/users/:id", auth, admin, s.apiUserAction(s.acct.RemoveUser))
 	s.api("PUT", "/admin/api/users/:id/role", auth, admin, s.apiAdminSetRole)
 	s.api("DELETE", "/admin/api/users/:id/sessions", auth, admin, s.apiAdminEndSessions)
 	s.api("DELETE", "/admin/api/users/:id/sessions/:sid", auth, admin, s.apiAdminEndSession)
-	s.api("DELETE", "/admin/api/users/:id/limits", auth, admin, s.apiAdminClearLimits)
-	s.api("DELETE", "/admin/api/users/:id/mfa", auth, admin, s.apiAdminDisableMFA)
+	s.api("DELETE", "/admin/api/users/:id/limits", auth, admin, s.apiUserAction(s.acct.ClearUserLimits))
+	s.api("DELETE", "/admin/api/users/:id/mfa", auth, admin, s.apiUserAction(s.acct.DisableUserMFA))
 	s.api("GET", "/admin/api/audit", auth, admin, s.apiAdminAudit)
 
 	// Browser pages. Forms name the page to reload after a refused CSRF
@@ -144,9 +144,9 @@ func (s *Server) routes() {
 	s.form("/admin/users/:id/role", "/admin", page, admin, s.csrfCheck, s.submitAdminRole)
 	s.form("/admin/users/:id/sessions/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSessions)
 	s.form("/admin/users/:id/sessions/:sid/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSession)
-	s.form("/admin/users/:id/limits/clear", "/admin", page, admin, s.csrfCheck, s.submitAdminClearLimits)
-	s.form("/admin/users/:id/mfa/off", "/admin", page, admin, s.csrfCheck, s.submitAdminDisableMFA)
-	s.form("/admin/users/:id/delete", "/admin", page, admin, s.csrfCheck, s.submitAdminDelete)
+	s.form("/admin/users/:id/limits/clear", "/admin", page, admin, s.csrfCheck, s.formUserAction(s.acct.ClearUserLimits, "limits"))
+	s.form("/admin/users/:id/mfa/off", "/admin", page, admin, s.csrfCheck, s.formUserAction(s.acct.DisableUserMFA, "mfa"))
+	s.form("/admin/users/:id/delete", "/admin", page, admin, s.csrfCheck, s.formUserAction(s.acct.RemoveUser, "deleted"))
 }
 
 func (s *Server) api(method, path string, handlers ...fiber.Handler) {

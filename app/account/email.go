@@ -3,7 +3,6 @@ package account
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -48,57 +47,15 @@ const (
 // EndedPasswordReset: sessions ended by a password reset.
 const EndedPasswordReset = "password_reset"
 
-// codeAlphabet is Crockford's base 32: no I, L, O or U, so that a code
-// read aloud or typed from a phone is not misread.
-const codeAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+// Codes sent by mail are 8 symbols (40 bits), "7K3M-9QXD".
+const codeSymbols = 8
 
-// newCode returns a one-time code of 40 random bits, grouped for reading:
-// "7K3M-9QXD".
-func newCode() (string, error) {
-	var b [5]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	v := uint64(b[0])<<32 | uint64(b[1])<<24 | uint64(b[2])<<16 | uint64(b[3])<<8 | uint64(b[4])
-	out := make([]byte, 9)
-	for i := 8; i >= 0; i-- {
-		if i == 4 {
-			out[i] = '-'
-			continue
-		}
-		out[i] = codeAlphabet[v&31]
-		v >>= 5
-	}
-	return string(out), nil
-}
+// newCode returns a one-time code for mail.
+func newCode() (string, error) { return randomCode(codeSymbols) }
 
-// NormaliseCode reads a code as typed: case does not matter, dashes and
-// spaces are ignored, and the letters O, I and L read as 0, 1 and 1. It
-// returns "" for anything that cannot be a code.
-func NormaliseCode(typed string) string {
-	if len(typed) > 32 {
-		return ""
-	}
-	var b strings.Builder
-	for _, r := range strings.ToUpper(typed) {
-		switch {
-		case r == '-' || r == ' ':
-			continue
-		case r == 'O':
-			r = '0'
-		case r == 'I' || r == 'L':
-			r = '1'
-		}
-		if r > 127 || !strings.ContainsRune(codeAlphabet, r) {
-			return ""
-		}
-		b.WriteRune(r)
-	}
-	if b.Len() != 8 {
-		return ""
-	}
-	return b.String()
-}
+// NormaliseCode reads a mailed code as typed (see normaliseSymbols); "" for
+// anything that cannot be one.
+func NormaliseCode(typed string) string { return normaliseSymbols(typed, codeSymbols) }
 
 // codeHash is the stored form of a code: an HMAC under a key derived from
 // the service secret, bound to the account and purpose. Without the key a

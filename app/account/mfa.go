@@ -106,59 +106,26 @@ func totpStep(secret, code string, now time.Time) (int64, bool) {
 	return 0, false
 }
 
-// newRecoveryCodes returns RecoveryCodeCount codes of 50 random bits,
-// "XXXXX-XXXXX", and their HMACs for the account.
+// Recovery codes are 10 symbols (50 bits), "XXXXX-XXXXX".
+const recoverySymbols = 10
+
+// newRecoveryCodes returns RecoveryCodeCount recovery codes and their HMACs
+// for the account.
 func (s *Service) newRecoveryCodes(userID int64) (codes, hashes []string, err error) {
 	for range RecoveryCodeCount {
-		var b [7]byte
-		if _, err := rand.Read(b[:]); err != nil {
+		code, err := randomCode(recoverySymbols)
+		if err != nil {
 			return nil, nil, err
 		}
-		v := uint64(0)
-		for _, x := range b {
-			v = v<<8 | uint64(x)
-		}
-		out := make([]byte, 11)
-		for i := 10; i >= 0; i-- {
-			if i == 5 {
-				out[i] = '-'
-				continue
-			}
-			out[i] = codeAlphabet[v&31]
-			v >>= 5
-		}
-		codes = append(codes, string(out))
-		hashes = append(hashes, s.recoveryHash(userID, normaliseRecovery(string(out))))
+		codes = append(codes, code)
+		hashes = append(hashes, s.recoveryHash(userID, normaliseRecovery(code)))
 	}
 	return codes, hashes, nil
 }
 
-// normaliseRecovery reads a recovery code as typed, like NormaliseCode but
-// 10 characters long; "" when it cannot be one.
-func normaliseRecovery(typed string) string {
-	if len(typed) > 40 {
-		return ""
-	}
-	var b strings.Builder
-	for _, r := range strings.ToUpper(typed) {
-		switch {
-		case r == '-' || r == ' ':
-			continue
-		case r == 'O':
-			r = '0'
-		case r == 'I' || r == 'L':
-			r = '1'
-		}
-		if r > 127 || !strings.ContainsRune(codeAlphabet, r) {
-			return ""
-		}
-		b.WriteRune(r)
-	}
-	if b.Len() != 10 {
-		return ""
-	}
-	return b.String()
-}
+// normaliseRecovery reads a recovery code as typed; "" when it cannot be
+// one.
+func normaliseRecovery(typed string) string { return normaliseSymbols(typed, recoverySymbols) }
 
 func (s *Service) recoveryHash(userID int64, normalised string) string {
 	mac := hmac.New(sha256.New, s.cfg.CodeKey)
