@@ -94,14 +94,23 @@ func TestRoles(t *testing.T) {
 		paula := ts.token("paula", pw)
 		wantJSONList(t, ts.get("/welcome/premium-user", bearer(paula)...), "Hello paula, welcome to your premium space")
 
-		// A role change takes effect on the next request of a token issued
-		// before it.
+		// A role given is the account's at once; a token issued before it
+		// still allows only what its own scope says (authorization is the
+		// intersection of role, session and token), and the next token
+		// of the same session carries the new role.
 		path := fmt.Sprintf("/admin/api/users/%d/role", ts.userID("alice"))
+		aliceRefresh := ts.signIn("alice").Refresh
 		wantStatus(t, ts.send("PUT", path, `{"role": "premium"}`, bearer(root)...), http.StatusNoContent)
-		wantJSONList(t, ts.get("/welcome/premium-user", bearer(alice)...), "Hello alice, welcome to your premium space")
 		if got := ts.get("/users/me", bearer(alice)...).json(t)["role"]; got != "premium" {
 			t.Fatalf("role after the change = %v, want premium", got)
 		}
+		wantDetail(t, ts.get("/welcome/premium-user", bearer(alice)...), http.StatusForbidden, "User not authorized")
+		upgraded := ts.pairFrom(ts.refresh(aliceRefresh))
+		if upgraded.Scope != "basic premium" {
+			t.Fatalf("scope of the token refreshed after the change = %q, want basic premium", upgraded.Scope)
+		}
+		wantJSONList(t, ts.get("/welcome/premium-user", bearer(upgraded.Access)...), "Hello alice, welcome to your premium space")
+		alice = upgraded.Access
 
 		// A token asked for with less scope keeps less, whatever the role.
 		res = ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}, "scope": {"basic"}})

@@ -100,7 +100,7 @@ var commands = []struct {
 	{[]string{"backup"}, 1, nil, backup},
 	{[]string{"migrate"}, 0, nil, migrate},
 	{[]string{"keys", "rotate"}, 0, nil, func(ctx context.Context, e *cmdEnv, _ command) error {
-		return rotateKey(ctx, e.cfg, e.store, e.stdout)
+		return rotateKey(ctx, e, e.stdout)
 	}},
 	{[]string{"keys", "list"}, 0, nil, func(ctx context.Context, e *cmdEnv, _ command) error {
 		return listKeys(ctx, e.cfg, e.store, e.stdout)
@@ -360,6 +360,10 @@ func backup(ctx context.Context, e *cmdEnv, c command) error {
 	if err := e.store.Backup(ctx, c.args[0]); err != nil {
 		return err
 	}
+	// The copy holds every password hash and signing key: it is recorded.
+	if err := e.audit(ctx, "backup", "database", "to "+c.args[0]); err != nil {
+		return err
+	}
 	fmt.Fprintf(e.stdout, "backed up %s to %s\n", e.store.Name(), c.args[0])
 	return nil
 }
@@ -370,8 +374,21 @@ func migrate(ctx context.Context, e *cmdEnv, _ command) error {
 	if err != nil {
 		return err
 	}
+	if err := e.audit(ctx, "migrate", "database", fmt.Sprintf("schema version %d", v)); err != nil {
+		return err
+	}
 	fmt.Fprintf(e.stdout, "%s is at schema version %d\n", e.store.Name(), v)
 	return nil
+}
+
+// audit records a change the command line made to the service itself in
+// the audit list, as done by "the command line".
+func (e *cmdEnv) audit(ctx context.Context, action, what, detail string) error {
+	acct, err := e.accounts(ctx)
+	if err != nil {
+		return err
+	}
+	return acct.AuditService(ctx, account.CommandLine, action, what, detail)
 }
 
 // maxPasswordInput bounds a password read from standard input.
@@ -425,8 +442,10 @@ func openForCommand(ctx context.Context, args []string, getenv func(string) stri
 	return cfg, store, err
 }
 
-// rotateKey makes a new signing key that signs after the publish delay.
-func rotateKey(ctx context.Context, cfg config.Config, store *db.Store, stdout io.Writer) error {
+// rotateKey makes a new signing key that signs after the publish delay,
+// and records it in the audit list.
+func rotateKey(ctx context.Context, e *cmdEnv, stdout io.Writer) error {
+	cfg, store := e.cfg, e.store
 	// The first key, if the server never started on this database.
 	if _, err := loadKeys(ctx, store, time.Now()); err != nil {
 		return err
@@ -441,6 +460,9 @@ func rotateKey(ctx context.Context, cfg config.Config, store *db.Store, stdout i
 		return err
 	}
 	if err := store.AddSigningKey(ctx, db.SigningKey{ID: k.ID, Seed: seed, CreatedAt: k.CreatedAt, PublishAt: k.PublishAt}); err != nil {
+		return err
+	}
+	if err := e.audit(ctx, "rotate_key", "signing keys", "new key "+k.ID+", signing from "+k.PublishAt.UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "new signing key %s: in the JWK set now, signing from %s (after KEY_PUBLISH_DELAY=%s)\n",

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,7 +103,7 @@ func TestCommands(t *testing.T) {
 		if out := ts.mustCLI("", "users", "set-role", "alice@example.com", "premium"); out != "alice is now premium (was basic)\n" {
 			t.Fatalf("users set-role said %q", out)
 		}
-		ts.seeChange(func() bool { return ts.get("/welcome/premium-user", bearer(alice)...).StatusCode == http.StatusOK })
+		ts.seeChange(func() bool { return ts.get("/users/me", bearer(alice)...).json(t)["role"] == "premium" })
 		if out := ts.mustCLI("", "users", "end-sessions", "alice"); out != "ended 1 session of alice\n" {
 			t.Fatalf("users end-sessions said %q", out)
 		}
@@ -202,5 +204,68 @@ func TestCommandLineErrors(t *testing.T) {
 	if err := runCommand(context.Background(), []string{"help"}, func(string) string { return "" }, nil, &out); err != nil ||
 		!strings.Contains(out.String(), "users create --username U --email E [--role R]") {
 		t.Fatalf("help: %v\n%s", err, out.String())
+	}
+}
+
+// TestBackupNeverWritesThroughAPath: the copy is made in a private folder
+// beside the target and linked into place, so that nothing can be made to
+// receive it in between: an existing file and a symbolic link at the target
+// are refused (the link's target is not created), the copy is private even
+// under a permissive umask, and nothing is left behind.
+func TestBackupNeverWritesThroughAPath(t *testing.T) {
+	ts := newTestServer(t)
+	ts.makeAdmin("root")
+	dir := t.TempDir()
+	env := map[string]string{"DATABASE_PATH": ts.path}
+	backupTo := func(path string) error {
+		return runCommand(context.Background(), []string{"backup", path}, func(k string) string { return env[k] }, nil, &strings.Builder{})
+	}
+	elsewhere := filepath.Join(t.TempDir(), "stolen.db")
+	link := filepath.Join(dir, "link.db")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := backupTo(link); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("backup to a symbolic link: %v", err)
+	}
+	if _, err := os.Stat(elsewhere); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the backup went through the link: %v", err)
+	}
+	old := syscall.Umask(0)
+	err := backupTo(filepath.Join(dir, "copy.db"))
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "copy.db")); err != nil || fi.Mode() != 0o600 {
+		t.Fatalf("backup file: %v, mode %v; want a regular file, 0600", err, fi.Mode())
+	}
+	// Someone puts a link at the target while the copy is being made: the
+	// copy does not go through it.
+	store, err := db.Open(context.Background(), db.Options{Path: ts.path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	racing := filepath.Join(dir, "racing.db")
+	store.Hooks.BeforeBackupLands = func(path string) {
+		if err := os.Symlink(elsewhere, path); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := store.Backup(context.Background(), racing); err == nil {
+		t.Fatal("a backup landed on a link planted while it was made")
+	}
+	if _, err := os.Stat(elsewhere); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the backup went through the planted link: %v", err)
+	}
+	os.Remove(racing)
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("left in the folder: %v; want the link and the copy", names)
 	}
 }

@@ -106,6 +106,9 @@ func (s *Server) apiChangeEmail(c *fiber.Ctx) error {
 	var req struct {
 		NewEmail *string `json:"new_email"`
 		Password *string `json:"password"`
+		// Code is a current authenticator or recovery code, needed when
+		// two-factor is on.
+		Code *string `json:"code"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		return err
@@ -113,10 +116,11 @@ func (s *Server) apiChangeEmail(c *fiber.Ctx) error {
 	var problems []fieldError
 	email := required(&problems, "new_email", req.NewEmail)
 	pw := required(&problems, "password", req.Password)
+	code := optional(&problems, "code", req.Code)
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	to, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, false), currentUser(c), email, pw)
+	to, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, false), currentUser(c), email, pw, code)
 	if err != nil {
 		return err
 	}
@@ -292,30 +296,32 @@ func (s *Server) submitResendVerification(c *fiber.Ctx) error {
 	return c.Redirect("/profile?done=code_sent&to="+url.QueryEscape(to), fiber.StatusSeeOther)
 }
 
-func changeEmailFields(email string, errs map[string]string) []fieldView {
-	return []fieldView{
+func changeEmailFields(email string, errs map[string]string, mfa bool) []fieldView {
+	return withCode([]fieldView{
 		{Name: "new_email", Label: "New email address", Type: "email", Autocomplete: "email", Value: email,
 			Error: errs["new_email"], Required: true, Autofocus: true, MaxLength: valid.EmailMax},
 		{Name: "password", Label: "Password", Type: "password", Autocomplete: "current-password",
 			Error: errs["password"], Required: true},
-	}
+	}, errs, mfa)
 }
 
 // pageChangeEmail is GET /profile/email.
 func (s *Server) pageChangeEmail(c *fiber.Ctx) error {
-	return s.render(c, http.StatusOK, "email", page{Title: "Change email address", Fields: changeEmailFields("", nil)})
+	return s.render(c, http.StatusOK, "email", page{Title: "Change email address",
+		Fields: changeEmailFields("", nil, currentUser(c).User.MFAEnabled)})
 }
 
 // submitChangeEmail is POST /profile/email.
 func (s *Server) submitChangeEmail(c *fiber.Ctx) error {
 	f := pageForm(c)
-	email, pw := f.get("new_email"), f.get("password")
+	email, pw, code := f.get("new_email"), f.get("password"), f.get("code")
+	mfa := currentUser(c).User.MFAEnabled
 	if pw == "" {
 		msg := "Enter your password to confirm."
 		return s.render(c, http.StatusUnprocessableEntity, "email", page{Title: "Change email address", Error: msg,
-			Fields: changeEmailFields(shown(email), map[string]string{"password": msg})})
+			Fields: changeEmailFields(shown(email), map[string]string{"password": msg}, mfa)})
 	}
-	_, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, true), currentUser(c), email, pw)
+	_, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, true), currentUser(c), email, pw, code)
 	if err != nil {
 		status, msg, fields, ok := pageError(c, err)
 		if !ok {
@@ -324,11 +330,13 @@ func (s *Server) submitChangeEmail(c *fiber.Ctx) error {
 		switch account.ErrorCode(err) {
 		case account.EForbidden:
 			fields["password"] = msg
+		case account.EMFARequired, account.EBadOTP:
+			fields["code"] = msg
 		case account.EInvalid:
 			msg = fields["new_email"]
 		}
 		return s.render(c, status, "email", page{Title: "Change email address", Error: msg,
-			Fields: changeEmailFields(shown(email), fields)})
+			Fields: changeEmailFields(shown(email), fields, mfa)})
 	}
 	return c.Redirect("/profile?done=email_code_sent", fiber.StatusSeeOther)
 }

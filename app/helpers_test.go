@@ -189,6 +189,8 @@ func bearer(tok string) []string { return []string{"Authorization", "Bearer " + 
 type browser struct {
 	ts      *testServer
 	cookies map[string]string
+	// header is sent with every request (X-Forwarded-For, say).
+	header []string
 }
 
 func (ts *testServer) browser() *browser { return &browser{ts: ts, cookies: map[string]string{}} }
@@ -205,6 +207,9 @@ func (b *browser) send(req *http.Request) response {
 	b.ts.t.Helper()
 	if len(b.cookies) > 0 {
 		req.Header.Set("Cookie", b.cookieHeader())
+	}
+	for i := 0; i+1 < len(b.header); i += 2 {
+		req.Header.Set(b.header[i], b.header[i+1])
 	}
 	res := b.ts.do(req)
 	for _, c := range res.Cookies() {

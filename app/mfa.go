@@ -22,13 +22,23 @@ func (s *Server) apiStartTOTP(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"totp_uri": e.URI, "secret": e.Secret})
 }
 
-// apiConfirmTOTP is POST /users/me/mfa/totp/confirm.
+// apiConfirmTOTP is POST /users/me/mfa/totp/confirm: the first code and
+// the account's password turn two-factor on.
 func (s *Server) apiConfirmTOTP(c *fiber.Ctx) error {
-	code, err := readCode(c)
-	if err != nil {
+	var req struct {
+		Code     *string `json:"code"`
+		Password *string `json:"password"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	codes, err := s.acct.ConfirmTOTP(c.UserContext(), s.client(c, false), currentUser(c), code)
+	var problems []fieldError
+	code := required(&problems, "code", req.Code)
+	pw := required(&problems, "password", req.Password)
+	if len(problems) > 0 {
+		return errValidation(problems...)
+	}
+	codes, err := s.acct.ConfirmTOTP(c.UserContext(), s.client(c, false), currentUser(c), pw, code)
 	if err != nil {
 		if account.ErrorCode(err) == account.EInvalid {
 			return errDetail(http.StatusConflict, account.MsgNoPendingSetup)

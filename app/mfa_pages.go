@@ -24,17 +24,18 @@ import (
 // page, and the profile's set-up, turn-off and recovery-code pages.
 
 // The pending second step: after a right password, a signed cookie names
-// the account for five minutes. Its signature covers the account's
-// password hash, so a password change voids it. No session exists until
-// the second step succeeds.
+// the account for five minutes. Its signature covers the account's stamp,
+// which every change that voids pending second steps moves on (the
+// account core's table of what ends what: a password change, signing out
+// everywhere, ...). No session exists until the second step succeeds.
 const (
 	mfaCookie     = "mfa_pending"
 	mfaPendingFor = 5 * time.Minute
 )
 
-func (s *Server) mfaSign(payload, passwordHash string) string {
+func (s *Server) mfaSign(payload string, stamp int64) string {
 	mac := hmac.New(sha256.New, s.mfaKey)
-	mac.Write([]byte(payload + "|" + passwordHash))
+	mac.Write([]byte(payload + "|" + strconv.FormatInt(stamp, 10)))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
@@ -46,13 +47,13 @@ func (s *Server) setPending(c *fiber.Ctx, u db.User) error {
 	}
 	payload := strconv.FormatInt(u.ID, 10) + "." + strconv.FormatInt(s.acct.Now().Add(mfaPendingFor).Unix(), 10) + "." +
 		base64.RawURLEncoding.EncodeToString(nonce)
-	s.setCookie(c, mfaCookie, payload+"."+s.mfaSign(payload, u.PasswordHash), mfaPendingFor)
+	s.setCookie(c, mfaCookie, payload+"."+s.mfaSign(payload, u.Stamp), mfaPendingFor)
 	return nil
 }
 
 // pending reads this browser's second step: the account it names, and the
-// check of its signature against the account's current password hash. ok
-// is false without one, or when it has expired.
+// check of its signature against the account's current stamp. ok is false
+// without one, or when it has expired.
 func (s *Server) pending(c *fiber.Ctx) (userID int64, proves func(db.User) bool, ok bool) {
 	parts := strings.Split(c.Cookies(s.cookieName(c, mfaCookie)), ".")
 	if len(parts) != 4 {
@@ -65,7 +66,7 @@ func (s *Server) pending(c *fiber.Ctx) (userID int64, proves func(db.User) bool,
 	}
 	payload, sig := strings.Join(parts[:3], "."), parts[3]
 	return id, func(u db.User) bool {
-		return hmac.Equal([]byte(sig), []byte(s.mfaSign(payload, u.PasswordHash)))
+		return hmac.Equal([]byte(sig), []byte(s.mfaSign(payload, u.Stamp)))
 	}, true
 }
 
@@ -113,9 +114,16 @@ func (s *Server) submitSecondStep(c *fiber.Ctx) error {
 	}
 	g, err := s.acct.SecondStep(c.UserContext(), s.client(c, true), userID, proves, code)
 	if err != nil {
-		if account.ErrorCode(err) == account.EUnauthorized {
+		switch account.ErrorCode(err) {
+		case account.EUnauthorized:
 			s.clearCookie(c, mfaCookie)
 			return c.Redirect("/login?done=mfa_expired", fiber.StatusSeeOther)
+		case account.EUnverified:
+			// Every factor was right, but the address must be verified
+			// first: the same page as after a right password.
+			s.clearCookie(c, mfaCookie)
+			return s.render(c, http.StatusForbidden, "login", page{Title: "Log in", Next: next, Unverified: true,
+				Login: g.User.Username, Error: msgUnverifiedPage, Fields: loginFields(g.User.Username, "")})
 		}
 		status, msg, _, ok := pageError(c, err)
 		if !ok {
@@ -181,18 +189,22 @@ func (s *Server) submitMFASetup(c *fiber.Ctx) error {
 	return c.Redirect("/profile/mfa", fiber.StatusSeeOther)
 }
 
-func confirmFields(errMsg string) []fieldView {
-	return []fieldView{{Name: "code", Label: "Code from your authenticator app", Type: "text", Autocomplete: "one-time-code",
-		Error: errMsg, Hint: "6 digits, shown by the app once it has the account.", Required: true, Autofocus: true, MaxLength: 40}}
+func confirmFields(errs map[string]string) []fieldView {
+	return []fieldView{
+		{Name: "code", Label: "Code from your authenticator app", Type: "text", Autocomplete: "one-time-code",
+			Error: errs["code"], Hint: "6 digits, shown by the app once it has the account.", Required: true, Autofocus: true, MaxLength: 40},
+		{Name: "password", Label: "Your password", Type: "password", Autocomplete: "current-password",
+			Error: errs["password"], Hint: "To confirm it is you turning this on.", Required: true},
+	}
 }
 
 // pageMFA is GET /profile/mfa: the pending set-up (QR code, secret, and
 // the form for the first code).
 func (s *Server) pageMFA(c *fiber.Ctx) error {
-	return s.mfaSetupPage(c, http.StatusOK, "")
+	return s.mfaSetupPage(c, http.StatusOK, "", nil)
 }
 
-func (s *Server) mfaSetupPage(c *fiber.Ctx, status int, errMsg string) error {
+func (s *Server) mfaSetupPage(c *fiber.Ctx, status int, errMsg string, errs map[string]string) error {
 	p := currentUser(c)
 	if p.User.MFAEnabled {
 		return c.Redirect("/profile", fiber.StatusSeeOther)
@@ -207,7 +219,7 @@ func (s *Server) mfaSetupPage(c *fiber.Ctx, status int, errMsg string) error {
 		if err != nil {
 			return err
 		}
-		view.QR, view.Secret, view.Fields = svg, groupSecret(e.Secret), confirmFields(errMsg)
+		view.QR, view.Secret, view.Fields = svg, groupSecret(e.Secret), confirmFields(errs)
 	}
 	return s.render(c, status, "mfa", view)
 }
@@ -215,19 +227,25 @@ func (s *Server) mfaSetupPage(c *fiber.Ctx, status int, errMsg string) error {
 // submitMFAConfirm is POST /profile/mfa/confirm: the first code turns
 // two-factor on, and the recovery codes are shown, once.
 func (s *Server) submitMFAConfirm(c *fiber.Ctx) error {
-	codes, err := s.acct.ConfirmTOTP(c.UserContext(), s.client(c, true), currentUser(c), pageForm(c).get("code"))
+	f := pageForm(c)
+	codes, err := s.acct.ConfirmTOTP(c.UserContext(), s.client(c, true), currentUser(c), f.get("password"), f.get("code"))
 	if err != nil {
 		status, msg, fields, ok := pageError(c, err)
 		if !ok {
 			return err
 		}
-		if f := fields["code"]; f != "" {
-			msg = f
-		}
-		if account.ErrorCode(err) == account.EBadOTP {
+		switch account.ErrorCode(err) {
+		case account.EBadOTP:
 			msg = "That code is not the current one. Check the app shows this account, and that this device's clock is right."
+			fields["code"] = msg
+		case account.EForbidden:
+			fields["password"] = msg
+		default:
+			if f := fields["code"]; f != "" {
+				msg = f
+			}
 		}
-		return s.mfaSetupPage(c, status, msg)
+		return s.mfaSetupPage(c, status, msg, fields)
 	}
 	// The account changed: show it as it is now.
 	currentUser(c).User.MFAEnabled = true

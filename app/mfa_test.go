@@ -42,8 +42,13 @@ func TestMFAAPI(t *testing.T) {
 		}
 		// Not on until confirmed: sign-in still needs only the password.
 		ts.token("alice", pw)
-		wantStatus(t, ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"000000"}`, bearer(tok)...), http.StatusForbidden)
-		res = ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"`+totpAt(t, secret, base)+`"}`, bearer(tok)...)
+		wantStatus(t, ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"000000","password":"`+pw+`"}`, bearer(tok)...), http.StatusForbidden)
+		// Turning two-factor on takes the password: a stolen session alone
+		// cannot enrol an authenticator of its own.
+		wantDetail(t, ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"`+totpAt(t, secret, base)+`","password":"wrong password"}`, bearer(tok)...),
+			http.StatusForbidden, "Incorrect password")
+		wantStatus(t, ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"`+totpAt(t, secret, base)+`"}`, bearer(tok)...), http.StatusUnprocessableEntity)
+		res = ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"`+totpAt(t, secret, base)+`","password":"`+pw+`"}`, bearer(tok)...)
 		wantStatus(t, res, http.StatusOK)
 		var codes []string
 		for _, c := range res.json(t)["recovery_codes"].([]any) {

@@ -200,11 +200,12 @@ func (s *Server) requireAPI(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// slide keeps an active browser signed in: past half its life, the access
-// token in the cookie is replaced by a new one for the same session. The
-// session's own idle and absolute limits still apply.
+// slide keeps an active browser signed in: past half its life, or once the
+// account's role changed since it was issued, the access token in the
+// cookie is replaced by a new one for the same session, which this request
+// already uses. The session's own idle and absolute limits still apply.
 func (s *Server) slide(c *fiber.Ctx, p *account.Principal) {
-	if s.acct.Now().Before(p.IssuedAt.Add(p.ExpiresAt.Sub(p.IssuedAt) / 2)) {
+	if s.acct.Now().Before(p.IssuedAt.Add(p.ExpiresAt.Sub(p.IssuedAt)/2)) && !p.Stale() {
 		return
 	}
 	raw, err := s.acct.Renew(p)
@@ -255,13 +256,14 @@ func (s *Server) signedIn(c *fiber.Ctx) *account.Principal {
 // errNoRight is a valid token without the right a route needs.
 var errNoRight = &Error{Status: http.StatusForbidden, Detail: msgNotAuthorized}
 
-// requireRole lets through callers whose role (as it is now: a change takes
-// effect on the next request) and token scope include scope. It follows
-// requireAPI or requirePage; the role checks of every route are here.
+// requireRole lets through callers whose token allows scope now: the
+// intersection of the account's current role, the session's grant and the
+// token's own scope (account.Granted). It follows requireAPI or
+// requirePage; the role checks of every route are here.
 func (s *Server) requireRole(scope string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		p := currentUser(c)
-		if p == nil || !account.Allows(p.User.Role, p.Session.Scope, scope) {
+		if p == nil || !p.Allows(scope) {
 			return errNoRight
 		}
 		return c.Next()

@@ -240,7 +240,7 @@ func init() {
 			_, _, tok := f.mailUser(t)
 			_, res := f.send(t, "POST", "/users/me/mfa/totp", "", "", bearer(tok)...)
 			secret, _ := res.json(t)["secret"].(string)
-			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"`+totpAt(t, secret, time.Now())+`"}`, bearer(tok)...)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"`+totpAt(t, secret, time.Now())+`","password":"`+pw+`"}`, bearer(tok)...)
 		},
 		"POST /users/me/mfa/totp/confirm 401": func(t *testing.T, f *fixture) (*http.Request, response) {
 			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000"}`)
@@ -248,11 +248,11 @@ func init() {
 		"POST /users/me/mfa/totp/confirm 403": func(t *testing.T, f *fixture) (*http.Request, response) {
 			_, _, tok := f.mailUser(t)
 			f.send(t, "POST", "/users/me/mfa/totp", "", "", bearer(tok)...)
-			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"abcdef"}`, bearer(tok)...)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"abcdef","password":"`+pw+`"}`, bearer(tok)...)
 		},
 		"POST /users/me/mfa/totp/confirm 409": func(t *testing.T, f *fixture) (*http.Request, response) {
 			_, _, tok := f.mailUser(t)
-			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000"}`, bearer(tok)...)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000","password":"`+pw+`"}`, bearer(tok)...)
 		},
 		"POST /users/me/mfa/totp/confirm 415": func(t *testing.T, f *fixture) (*http.Request, response) {
 			return f.send(t, "POST", "/users/me/mfa/totp/confirm", "text/plain", `{}`, bearer(f.tok)...)
@@ -264,7 +264,7 @@ func init() {
 			name, _, tok := f.mailUser(t)
 			f.send(t, "POST", "/users/me/mfa/totp", "", "", bearer(tok)...)
 			throttled(t, f, name)
-			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000"}`, bearer(tok)...)
+			return f.send(t, "POST", "/users/me/mfa/totp/confirm", jsonType, `{"code":"000000","password":"`+pw+`"}`, bearer(tok)...)
 		},
 		"DELETE /admin/api/users/{id}/mfa 204": func(t *testing.T, f *fixture) (*http.Request, response) {
 			name, _, _, _ := f.mfaUser(t)

@@ -137,32 +137,65 @@ func TestRefreshReuse(t *testing.T) {
 	})
 }
 
+// TestRefreshGrace: a client that lost the answer may present the token it
+// just spent again, within the grace, and gets another successor; the one
+// it never saw is void, so a session has one live refresh token at most
+// (RFC 9700 §4.14.2): whoever presents the voided one (a thief who spent
+// the token first) ends the session.
 func TestRefreshGrace(t *testing.T) {
-	ts := newTestServer(t)
-	ts.register("alice", "alice@example.com", pw)
-	now := time.Now()
-	ts.s.acct.Now = func() time.Time { return now }
-	p := ts.signIn("alice")
-	q := ts.pairFrom(ts.refresh(p.Refresh))
-	// The answer was lost: the client sends the same token again, soon.
-	now = now.Add(9 * time.Second)
-	r := ts.pairFrom(ts.refresh(p.Refresh))
-	if mustClaims(t, ts, r.Access).SessionID != mustClaims(t, ts, q.Access).SessionID {
-		t.Error("the grace answer is for another session")
-	}
-	// Both successors work.
-	ts.pairFrom(ts.refresh(q.Refresh))
-	s := ts.pairFrom(ts.refresh(r.Refresh))
-	// Once a successor has been used, the old token is no longer "the
-	// immediately previous one": presenting it ends the session, grace or
-	// not.
-	now = now.Add(time.Second)
-	wantOAuthError(t, ts.refresh(p.Refresh), 400, "invalid_grant")
-	wantStatus(t, ts.get("/users/me", bearer(s.Access)...), http.StatusUnauthorized)
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		now := time.Now()
+		ts.s.acct.Now = func() time.Time { return now }
+		p := ts.signIn("alice")
+		q := ts.pairFrom(ts.refresh(p.Refresh))
+		// The answer was lost: the client sends the same token again, soon,
+		// twice.
+		now = now.Add(4 * time.Second)
+		r := ts.pairFrom(ts.refresh(p.Refresh))
+		now = now.Add(4 * time.Second)
+		r2 := ts.pairFrom(ts.refresh(p.Refresh))
+		if mustClaims(t, ts, r2.Access).SessionID != mustClaims(t, ts, q.Access).SessionID {
+			t.Error("the grace answer is for another session")
+		}
+		// Only the newest successor lives: the chain goes on with it.
+		s2 := ts.pairFrom(ts.refresh(r2.Refresh))
+		wantStatus(t, ts.get("/users/me", bearer(s2.Access)...), http.StatusOK)
+		// A voided successor presented later is reuse: the session ends.
+		wantOAuthError(t, ts.refresh(r.Refresh), 400, "invalid_grant")
+		wantStatus(t, ts.get("/users/me", bearer(s2.Access)...), http.StatusUnauthorized)
+		wantOAuthError(t, ts.refresh(s2.Refresh), 400, "invalid_grant")
+		ts.s.acct.FlushEvents()
+		other := ts.signIn("alice")
+		if ev := ts.get("/users/me/events", bearer(other.Access)...).Body; !strings.Contains(ev, `"refresh_reused"`) {
+			t.Errorf("no reuse event: %s", ev)
+		}
+
+		// The thief's order: the thief spends the stolen token first, the
+		// owner presents it within the grace; the thief's successor is
+		// void.
+		p = ts.signIn("alice")
+		thief := ts.pairFrom(ts.refresh(p.Refresh))
+		owner := ts.pairFrom(ts.refresh(p.Refresh))
+		wantOAuthError(t, ts.refresh(thief.Refresh), 400, "invalid_grant")
+		wantStatus(t, ts.get("/users/me", bearer(owner.Access)...), http.StatusUnauthorized)
+
+		// Once a successor has been used, the old token is no longer "the
+		// immediately previous one": presenting it ends the session, grace
+		// or not.
+		p = ts.signIn("alice")
+		q = ts.pairFrom(ts.refresh(p.Refresh))
+		next := ts.pairFrom(ts.refresh(q.Refresh))
+		now = now.Add(time.Second)
+		wantOAuthError(t, ts.refresh(p.Refresh), 400, "invalid_grant")
+		wantStatus(t, ts.get("/users/me", bearer(next.Access)...), http.StatusUnauthorized)
+	})
 }
 
-// Two refreshes with one token at once: one session, and both clients
-// keep working.
+// Two refreshes with one token at once: both are answered, for one
+// session, and of their two successors at most one lives: presenting both
+// ends the session.
 func TestConcurrentRefresh(t *testing.T) {
 	onEngines(t, func(t *testing.T, env ...string) {
 		ts := newTestServer(t, env...)
@@ -185,10 +218,11 @@ func TestConcurrentRefresh(t *testing.T) {
 		if mustClaims(t, ts, a.Access).SessionID != mustClaims(t, ts, b.Access).SessionID {
 			t.Error("two sessions came of one refresh token")
 		}
-		for _, x := range []pair{a, b} {
-			next := ts.pairFrom(ts.refresh(x.Refresh))
-			wantStatus(t, ts.get("/users/me", bearer(next.Access)...), http.StatusOK)
+		first, second := ts.refresh(a.Refresh), ts.refresh(b.Refresh)
+		if first.StatusCode == http.StatusOK && second.StatusCode == http.StatusOK {
+			t.Fatal("both successors of one token were refreshed: two live chains in one session")
 		}
+		wantStatus(t, ts.get("/users/me", bearer(a.Access)...), http.StatusUnauthorized)
 	})
 }
 

@@ -187,6 +187,12 @@ func auditLabel(action string) string {
 		return "Deleted the account"
 	case "create":
 		return "Created the account"
+	case "rotate_key":
+		return "Made a new signing key"
+	case "backup":
+		return "Backed up the database"
+	case "migrate":
+		return "Migrated the database"
 	}
 	return action
 }

@@ -66,6 +66,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// Every setting is checked before anything is opened or written.
+	if err := cfg.CheckServe(); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -116,9 +120,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cancelWait()
 
-	if cfg.IssuerFromAddr && cfg.DatabaseURL != "" {
-		log.Warn("ISSUER is not set: tokens name " + cfg.Issuer + " as their issuer; with several instances set ISSUER to the public URL, the same on every instance, or they refuse each other's tokens")
-	}
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && cfg.PublicURLFromAddr && strings.HasSuffix(cfg.PublicURL, ":0") {
 		// ADDR asked for any free port: links name the one given.
 		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "0") + strconv.Itoa(tcp.Port)

@@ -3,8 +3,9 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
-	"log/slog"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"fiberauth/app/config"
-	"fiberauth/db"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -121,22 +121,36 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 }
 
 // TestDevWithoutTemplates: DEV on where ./views cannot be read stops the
-// start with one line saying where it looked, instead of serving 500s.
+// start with one line saying where it looked, instead of serving 500s, and
+// before anything is opened or written: no database file appears.
 func TestDevWithoutTemplates(t *testing.T) {
 	t.Chdir(t.TempDir())
-	cfg, err := config.Parse([]string{"--dev"}, func(k string) string {
-		return map[string]string{"DATABASE_PATH": filepath.Join(t.TempDir(), "x.db"), "BCRYPT_COST": "4"}[k]
-	}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := db.Open(context.Background(), db.Options{Path: cfg.DatabasePath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	_, err = New(context.Background(), cfg, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	path := filepath.Join(t.TempDir(), "x.db")
+	env := map[string]string{"DATABASE_PATH": path, "BCRYPT_COST": "4", "ADDR": "127.0.0.1:0"}
+	err := run(context.Background(), []string{"--dev"}, func(k string) string { return env[k] }, io.Discard, io.Discard, runOptions{})
 	if err == nil || !strings.Contains(err.Error(), "templates cannot be read from") || !strings.Contains(err.Error(), "views") {
 		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the database was created before the settings were refused: %v", err)
+	}
+}
+
+// TestClusterNeedsIssuer: on PostgreSQL without ISSUER or PUBLIC_URL each
+// instance would name its own address as issuer and refuse the others'
+// tokens: the start is refused, with one line, before the database is
+// opened (the URL names no server that answers).
+func TestClusterNeedsIssuer(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none", "ADDR": "127.0.0.1:0"}
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard, runOptions{})
+	if err == nil || !strings.Contains(err.Error(), "neither ISSUER nor PUBLIC_URL") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v", err)
+	}
+	// PUBLIC_URL alone is the issuer.
+	cfg, err := config.Parse(nil, func(k string) string {
+		return map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none", "PUBLIC_URL": "https://auth.example.com/"}[k]
+	}, io.Discard)
+	if err != nil || cfg.CheckServe() != nil || cfg.Issuer != "https://auth.example.com" {
+		t.Fatalf("with PUBLIC_URL: issuer %q, %v, %v", cfg.Issuer, err, cfg.CheckServe())
 	}
 }

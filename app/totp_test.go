@@ -37,7 +37,7 @@ func (ts *testServer) enrolled(t testing.TB, tok string) (string, []string) {
 	wantStatus(t, res, http.StatusOK)
 	secret, _ := res.json(t)["secret"].(string)
 	code := totpAt(t, secret, ts.s.acct.Now())
-	res = ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"`+code+`"}`, bearer(tok)...)
+	res = ts.postJSON("/users/me/mfa/totp/confirm", `{"code":"`+code+`","password":"`+pw+`"}`, bearer(tok)...)
 	wantStatus(t, res, http.StatusOK)
 	var codes []string
 	for _, c := range res.json(t)["recovery_codes"].([]any) {

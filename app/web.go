@@ -39,6 +39,10 @@ var notices = map[string]string{
 
 func notice(c *fiber.Ctx) string { return notices[c.Query("done")] }
 
+// msgUnverifiedPage refuses a right sign-in to an account whose address
+// must be verified first.
+const msgUnverifiedPage = "Your email address is not verified yet. Enter the code we sent to it, or ask for a new one."
+
 // pageIndex is GET /.
 func (s *Server) pageIndex(c *fiber.Ctx) error {
 	if s.signedIn(c) != nil {
@@ -113,7 +117,7 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 			// The password was right: say what is missing and offer the
 			// way on.
 			p.Unverified, p.Login = true, shown
-			return fail(http.StatusForbidden, "Your email address is not verified yet. Enter the code we sent to it, or ask for a new one.")
+			return fail(http.StatusForbidden, msgUnverifiedPage)
 		}
 		var e *account.Error
 		if errors.As(err, &e) && e.Code == account.EUnauthorized && e.Failures >= 3 && e.Failures < e.Limit {

@@ -24,7 +24,7 @@ func TestLastAdminRace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.SetRole(ctx, u.ID, RoleAdmin, Event{}); err != nil {
+			if err := s.SetRole(ctx, u.ID, RoleAdmin, Void{}, Event{}); err != nil {
 				t.Fatal(err)
 			}
 			ids = append(ids, u.ID)
@@ -39,9 +39,9 @@ func TestLastAdminRace(t *testing.T) {
 			}
 		}
 		errA, errB := make(chan error, 1), make(chan error, 1)
-		go func() { errA <- s.SetRole(ctx, ids[0], RoleBasic, Event{}) }()
+		go func() { errA <- s.SetRole(ctx, ids[0], RoleBasic, Void{}, Event{}) }()
 		<-held
-		go func() { _, err := s.RemoveUser(ctx, ids[1]); errB <- err }()
+		go func() { _, err := s.RemoveUser(ctx, ids[1], Void{}); errB <- err }()
 
 		var results []error
 		deadline := time.Now().Add(20 * time.Second)

@@ -99,6 +99,17 @@ type Store struct {
 
 	rebound  sync.Map // SQL with ? placeholders -> the engine's form
 	prepared sync.Map // SQL -> *sql.Stmt on the read pool
+
+	// Hooks let tests stop an operation at a point where it can race
+	// with another process.
+	Hooks Hooks
+}
+
+// Hooks are the store's race points for tests; nil hooks do nothing.
+type Hooks struct {
+	// BeforeBackupLands runs in Backup when the copy is complete and
+	// about to take its place at path.
+	BeforeBackupLands func(path string)
 }
 
 // Open opens the database named by o, applies pending migrations and

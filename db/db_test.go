@@ -239,10 +239,10 @@ func TestSessionsAndCascade(t *testing.T) {
 		if err := s.AddEvent(ctx, Event{UserID: u.ID, Kind: EventSignIn, At: now}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.DeleteUser(ctx, u.ID, "another hash"); !errors.Is(err, ErrChanged) {
+		if _, err := s.DeleteUser(ctx, u.ID, "another hash", Void{}); !errors.Is(err, ErrChanged) {
 			t.Errorf("delete with a stale hash: %v, want ErrChanged", err)
 		}
-		if _, err := s.DeleteUser(ctx, u.ID, u.PasswordHash); err != nil {
+		if _, err := s.DeleteUser(ctx, u.ID, u.PasswordHash, Void{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := s.SessionWithUser(ctx, "s2"); !errors.Is(err, ErrNotFound) {
@@ -251,7 +251,7 @@ func TestSessionsAndCascade(t *testing.T) {
 		if ev, _ := s.ListEvents(ctx, u.ID, 10); len(ev) != 0 {
 			t.Errorf("events survived their user: %v", ev)
 		}
-		if _, err := s.DeleteUser(ctx, u.ID, u.PasswordHash); !errors.Is(err, ErrNotFound) {
+		if _, err := s.DeleteUser(ctx, u.ID, u.PasswordHash, Void{}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("deleting again: %v, want ErrNotFound", err)
 		}
 	})
@@ -274,7 +274,7 @@ func TestConditionalWrites(t *testing.T) {
 		if err := start("ok", "hash"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.ChangePassword(ctx, u.ID, "hash", "new hash", "ok", Event{Kind: EventPasswordChange, At: now}); err != nil {
+		if _, err := s.ChangePassword(ctx, u.ID, "hash", "new hash", Void{Sessions: OtherSessions, Session: "ok"}, Event{Kind: EventPasswordChange, At: now}); err != nil {
 			t.Fatal(err)
 		}
 		if err := start("stale", "hash"); !errors.Is(err, ErrChanged) {
@@ -283,7 +283,7 @@ func TestConditionalWrites(t *testing.T) {
 		if err := s.UpgradePasswordHash(ctx, u.ID, "hash", "rehashed old"); !errors.Is(err, ErrChanged) {
 			t.Errorf("upgrade of the old hash: %v, want ErrChanged", err)
 		}
-		if _, err := s.ChangePassword(ctx, u.ID, "hash", "other", "ok", Event{Kind: EventPasswordChange, At: now}); !errors.Is(err, ErrChanged) {
+		if _, err := s.ChangePassword(ctx, u.ID, "hash", "other", Void{Sessions: OtherSessions, Session: "ok"}, Event{Kind: EventPasswordChange, At: now}); !errors.Is(err, ErrChanged) {
 			t.Errorf("change from the old hash: %v, want ErrChanged", err)
 		}
 		if got, _ := s.UserByID(ctx, u.ID); got.PasswordHash != "new hash" {
@@ -301,7 +301,7 @@ func TestConditionalWrites(t *testing.T) {
 		if known, _ := s.KnownClient(ctx, u.ID, "d:device", now.Add(time.Hour)); known {
 			t.Error("a client seen before the cut-off is known")
 		}
-		s.DeleteUser(ctx, u.ID, "new hash rehashed")
+		s.DeleteUser(ctx, u.ID, "new hash rehashed", Void{})
 		if err := start("gone", "new hash rehashed"); !errors.Is(err, ErrChanged) {
 			t.Errorf("session for a deleted account: %v, want ErrChanged", err)
 		}
@@ -320,16 +320,16 @@ func TestEndSessions(t *testing.T) {
 		session(t, s, a, "a3", now, now.Add(time.Hour))
 		session(t, s, b, "b1", now, now.Add(time.Hour))
 		ev := Event{Kind: EventSessionEnded, At: now}
-		if err := s.EndSession(ctx, "b1", a.ID, ev); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Apply(ctx, a.ID, Void{Sessions: ThisSession, Session: "b1"}, ev); !errors.Is(err, ErrNotFound) {
 			t.Errorf("ending another account's session: %v, want ErrNotFound", err)
 		}
-		if err := s.EndSession(ctx, "a1", a.ID, ev); err != nil {
+		if _, err := s.Apply(ctx, a.ID, Void{Sessions: ThisSession, Session: "a1"}, ev); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := s.EndOtherSessions(ctx, a.ID, "a2", ev); err != nil || n != 1 {
-			t.Errorf("EndOtherSessions = %d, %v; want 1", n, err)
+		if n, err := s.Apply(ctx, a.ID, Void{Sessions: OtherSessions, Session: "a2"}, ev); err != nil || n != 1 {
+			t.Errorf("ending the other sessions = %d, %v; want 1", n, err)
 		}
-		if err := s.EndSession(ctx, "a2", 0, Event{}); err != nil {
+		if _, err := s.Apply(ctx, a.ID, Void{Sessions: ThisSession, Session: "a2"}, Event{}); err != nil {
 			t.Fatal(err)
 		}
 		if l, _ := s.ListSessions(ctx, a.ID, now, time.Time{}); len(l) != 0 {
@@ -487,11 +487,11 @@ func TestSessionCacheNeverResurrects(t *testing.T) {
 			var err error
 			switch i % 3 {
 			case 0:
-				err = s.EndSession(ctx, id, 0, Event{})
+				_, err = s.Apply(ctx, u.ID, Void{Sessions: ThisSession, Session: id}, Event{})
 			case 1:
-				_, err = s.EndOtherSessions(ctx, u.ID, "none", Event{})
+				_, err = s.Apply(ctx, u.ID, Void{Sessions: OtherSessions, Session: "none"}, Event{})
 			case 2:
-				err = s.EndSession(ctx, id, u.ID, Event{})
+				_, err = s.Apply(ctx, u.ID, Void{Sessions: AllSessions}, Event{})
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -586,11 +586,11 @@ func TestRevocationReachesOtherInstances(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	a.EndSession(ctx, "one", 0, Event{})
+	a.Apply(ctx, u.ID, Void{Sessions: ThisSession, Session: "one"}, Event{})
 	check("one", "ending one session")
-	a.EndOtherSessions(ctx, u.ID, "three", Event{})
+	a.Apply(ctx, u.ID, Void{Sessions: OtherSessions, Session: "three"}, Event{})
 	check("two", "ending the other sessions")
-	a.DeleteUser(ctx, u.ID, u.PasswordHash)
+	a.DeleteUser(ctx, u.ID, u.PasswordHash, Void{})
 	check("three", "deleting the account")
 }
 
@@ -678,7 +678,8 @@ func TestRefreshSpendIsConditional(t *testing.T) {
 		}
 		refresh := func(old, next string, check func(Session, User) error) RefreshOutcome {
 			t.Helper()
-			out, _, _, err := s.RefreshSession(ctx, Refresh{Hash: h(old), NewHash: h(next), Now: now, Grace: time.Minute, Check: check})
+			out, _, _, err := s.RefreshSession(ctx, Refresh{Hash: h(old), NewHash: h(next), Now: now, Grace: time.Minute, Check: check,
+				Reused: Void{Sessions: ThisSession}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -26,22 +26,53 @@ type TOTP struct {
 	CreatedAt time.Time
 }
 
-// PutPendingTOTP stores a secret awaiting its first code, replacing an
-// earlier pending one. ErrConflict when two-factor is on already.
-func (s *Store) PutPendingTOTP(ctx context.Context, userID int64, secret string, now time.Time) error {
-	res, err := s.exec(ctx, s.w, `INSERT INTO mfa_totp (user_id, secret, confirmed, last_step, created_at) VALUES (?, ?, ?, 0, ?)
-		ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, last_step = 0, created_at = excluded.created_at
-		WHERE mfa_totp.confirmed = ?`, userID, secret, false, unix(now), false)
+// PendingTOTP is an authenticator secret (encrypted as stored) waiting
+// for its first code, bound to the session that started the enrolment.
+type PendingTOTP struct {
+	UserID    int64
+	SessionID string
+	Secret    string
+	CreatedAt time.Time
+}
+
+// PutPendingTOTP stores a secret awaiting its first code for session,
+// replacing an earlier pending one. ErrConflict when two-factor is on
+// already; ErrNotFound when the session has ended.
+func (s *Store) PutPendingTOTP(ctx context.Context, userID int64, session, secret string, now time.Time) error {
+	res, err := s.exec(ctx, s.w, `INSERT INTO mfa_pending (user_id, session_id, secret, created_at)
+		SELECT ?, id, ?, ? FROM sessions WHERE id = ? AND user_id = ? AND NOT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = ?)
+		ON CONFLICT (user_id) DO UPDATE SET session_id = excluded.session_id, secret = excluded.secret, created_at = excluded.created_at`,
+		userID, secret, unix(now), session, userID, userID)
 	if err := oneRow(res, err); err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return ErrConflict
+			var on bool
+			if err := s.queryRow(ctx, s.w, `SELECT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = ?)`, userID).Scan(&on); err == nil && on {
+				return ErrConflict
+			}
 		}
 		return err
 	}
 	return nil
 }
 
-// TOTPFor returns the account's authenticator secret, or ErrNotFound.
+// PendingTOTPFor returns the account's pending enrolment, or ErrNotFound.
+func (s *Store) PendingTOTPFor(ctx context.Context, userID int64) (PendingTOTP, error) {
+	p := PendingTOTP{UserID: userID}
+	var created int64
+	err := s.queryRow(ctx, s.w, `SELECT session_id, secret, created_at FROM mfa_pending WHERE user_id = ?`, userID).
+		Scan(&p.SessionID, &p.Secret, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return PendingTOTP{}, ErrNotFound
+	}
+	if err != nil {
+		return PendingTOTP{}, s.wrap(err)
+	}
+	p.CreatedAt = fromUnix(created)
+	return p, nil
+}
+
+// TOTPFor returns the account's confirmed authenticator secret, or
+// ErrNotFound.
 func (s *Store) TOTPFor(ctx context.Context, userID int64) (TOTP, error) {
 	t := TOTP{UserID: userID}
 	var created int64
@@ -66,15 +97,20 @@ func (s *Store) UseTOTPStep(ctx context.Context, userID, step int64) error {
 	return oneRow(res, err)
 }
 
-// ConfirmTOTP turns two-factor on with the pending secret whose first code,
-// of step, was accepted, and stores the recovery codes' HMACs, in one
-// transaction. ErrNotFound when nothing is pending (or the step was used).
-func (s *Store) ConfirmTOTP(ctx context.Context, userID, step int64, recovery []string, ev Event) error {
-	defer s.cache.invalidateUser(userID)
+// ConfirmTOTP turns two-factor on with the pending secret of session,
+// whose first code, of step, was accepted, stores the recovery codes'
+// HMACs, carries out v and records ev, in one transaction. ErrNotFound when
+// that session has nothing pending (or the pending secret changed since it
+// was read: secret is the one checked).
+func (s *Store) ConfirmTOTP(ctx context.Context, userID int64, session, secret string, step int64, recovery []string, now time.Time, v Void, ev Event) error {
+	defer v.done(s, userID)
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `UPDATE mfa_totp SET confirmed = ?, last_step = ? WHERE user_id = ? AND confirmed = ? AND last_step < ?`,
-			true, step, userID, false, step)
+		res, err := s.exec(ctx, tx, `DELETE FROM mfa_pending WHERE user_id = ? AND session_id = ? AND secret = ?`, userID, session, secret)
 		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO mfa_totp (user_id, secret, confirmed, last_step, created_at) VALUES (?, ?, ?, ?, ?)`,
+			userID, secret, true, step, unix(now)); err != nil {
 			return err
 		}
 		if _, err := s.exec(ctx, tx, `UPDATE users SET mfa_enabled = ? WHERE id = ?`, true, userID); err != nil {
@@ -83,11 +119,11 @@ func (s *Store) ConfirmTOTP(ctx context.Context, userID, step int64, recovery []
 		if err := s.putRecoveryCodes(ctx, tx, userID, recovery); err != nil {
 			return err
 		}
-		ev.UserID = userID
-		if err := s.insertEvent(ctx, tx, ev); err != nil {
+		if _, err := v.apply(ctx, s, tx, userID); err != nil {
 			return err
 		}
-		return s.notify(ctx, tx, userPayload(userID))
+		ev.UserID = userID
+		return s.insertEvent(ctx, tx, ev)
 	})
 }
 
@@ -104,10 +140,14 @@ func (s *Store) putRecoveryCodes(ctx context.Context, tx *sql.Tx, userID int64, 
 }
 
 // ReplaceRecoveryCodes voids the account's recovery codes and stores new
-// ones, recording ev.
-func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID int64, hashes []string, ev Event) error {
+// ones, carrying out v and recording ev.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID int64, hashes []string, v Void, ev Event) error {
+	defer v.done(s, userID)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.putRecoveryCodes(ctx, tx, userID, hashes); err != nil {
+			return err
+		}
+		if _, err := v.apply(ctx, s, tx, userID); err != nil {
 			return err
 		}
 		ev.UserID = userID
@@ -116,24 +156,29 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID int64, hashes [
 }
 
 // DisableTOTP turns two-factor off: the secret and the recovery codes go,
-// and ev is recorded.
-func (s *Store) DisableTOTP(ctx context.Context, userID int64, ev Event) error {
-	defer s.cache.invalidateUser(userID)
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, q := range []string{`DELETE FROM mfa_totp WHERE user_id = ?`, `DELETE FROM recovery_codes WHERE user_id = ?`} {
-			if _, err := s.exec(ctx, tx, q, userID); err != nil {
-				return err
-			}
+// v is carried out and ev recorded. It returns how many sessions ended;
+// ErrNotFound, writing nothing, when two-factor was off.
+func (s *Store) DisableTOTP(ctx context.Context, userID int64, v Void, ev Event) (int64, error) {
+	defer v.done(s, userID)
+	var ended int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM mfa_totp WHERE user_id = ?`, userID)
+		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM recovery_codes WHERE user_id = ?`, userID); err != nil {
+			return err
 		}
 		if _, err := s.exec(ctx, tx, `UPDATE users SET mfa_enabled = ? WHERE id = ?`, false, userID); err != nil {
 			return err
 		}
-		ev.UserID = userID
-		if err := s.insertEvent(ctx, tx, ev); err != nil {
+		if ended, err = v.apply(ctx, s, tx, userID); err != nil {
 			return err
 		}
-		return s.notify(ctx, tx, userPayload(userID))
+		ev.UserID = userID
+		return s.insertEvent(ctx, tx, ev)
 	})
+	return ended, err
 }
 
 // UseRecoveryCode spends the recovery code whose HMAC is hash and returns

@@ -19,7 +19,9 @@ const (
 	RefreshRotated
 	// RefreshGrace: the token was spent moments ago and none of its
 	// successors has been used: a client that lost the answer, or raced
-	// itself. Another successor was issued; the session goes on.
+	// itself. Another successor was issued in place of the unused one,
+	// which is void (presenting it is reuse): a session has one live
+	// refresh token at most.
 	RefreshGrace
 	// RefreshReused: a spent token came back: the session has been ended.
 	RefreshReused
@@ -39,8 +41,10 @@ type Refresh struct {
 	// Check, when set, vets the session before anything is written; its
 	// error aborts the exchange, which then changes nothing.
 	Check func(Session, User) error
-	// Event is recorded when reuse ends the session.
-	Event Event
+	// Reused is what reuse ends (the session, at least); Event is
+	// recorded with it.
+	Reused Void
+	Event  Event
 }
 
 // RefreshSession exchanges a refresh token for its successor. Spending it
@@ -134,34 +138,43 @@ func (s *Store) rotate(ctx context.Context, r Refresh, se Session) (rotated bool
 }
 
 // respend handles a spent token in one transaction: the immediately
-// previous token within the grace gets another successor; any other spent
-// token ends the session.
+// previous token within the grace gets another successor, and its unused
+// successors are void; any other spent token, or a voided one, is reuse
+// and ends the session.
 func (s *Store) respend(ctx context.Context, r Refresh, se Session) (RefreshOutcome, error) {
 	out := RefreshUnknown
 	now := unixMilli(r.Now)
 	defer s.cache.invalidate(se.ID)
+	defer r.Reused.done(s, se.UserID)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var spent sql.NullInt64
-		err := s.queryRow(ctx, tx, `SELECT spent_at FROM refresh_tokens WHERE hash = ?`, r.Hash).Scan(&spent)
+		var voided bool
+		err := s.queryRow(ctx, tx, `SELECT spent_at, voided FROM refresh_tokens WHERE hash = ?`, r.Hash).Scan(&spent, &voided)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil // its session ended meanwhile
 		}
 		if err != nil {
 			return err
 		}
-		var spentChildren int
-		if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM refresh_tokens WHERE parent = ? AND spent_at IS NOT NULL`,
-			r.Hash).Scan(&spentChildren); err != nil {
+		var usedChildren int
+		if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM refresh_tokens WHERE parent = ? AND spent_at IS NOT NULL AND voided = ?`,
+			r.Hash, false).Scan(&usedChildren); err != nil {
 			return err
 		}
-		if spentChildren == 0 && spent.Valid && now-spent.Int64 <= r.Grace.Milliseconds() {
+		if !voided && usedChildren == 0 && spent.Valid && now-spent.Int64 <= r.Grace.Milliseconds() {
 			out = RefreshGrace
+			if _, err := s.exec(ctx, tx, `UPDATE refresh_tokens SET spent_at = ?, voided = ? WHERE parent = ? AND spent_at IS NULL`,
+				now, true, r.Hash); err != nil {
+				return err
+			}
 			_, err := s.exec(ctx, tx, `INSERT INTO refresh_tokens (hash, session_id, parent, issued_at) VALUES (?, ?, ?, ?)`,
 				r.NewHash, se.ID, r.Hash, now)
 			return err
 		}
 		out = RefreshReused
-		if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE id = ?`, se.ID); err != nil {
+		v := r.Reused
+		v.Session = se.ID
+		if _, err := v.apply(ctx, s, tx, se.UserID); err != nil {
 			return err
 		}
 		if r.Event.Kind != "" {

@@ -130,59 +130,6 @@ func (s *Store) TouchSession(ctx context.Context, id string, t time.Time) error 
 	return err
 }
 
-// EndSession ends session id. When userID is not 0 the session must belong
-// to that account. ErrNotFound means there was no such session (whether or
-// not another account has one with that id). ev is recorded with it when
-// its Kind is set.
-func (s *Store) EndSession(ctx context.Context, id string, userID int64, ev Event) error {
-	defer s.cache.invalidate(id)
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		var owner int64
-		query, args := `DELETE FROM sessions WHERE id = ? RETURNING user_id`, []any{id}
-		if userID != 0 {
-			query, args = `DELETE FROM sessions WHERE id = ? AND user_id = ? RETURNING user_id`, []any{id, userID}
-		}
-		err := s.queryRow(ctx, tx, query, args...).Scan(&owner)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if ev.Kind != "" {
-			ev.UserID = owner
-			if err := s.insertEvent(ctx, tx, ev); err != nil {
-				return err
-			}
-		}
-		return s.notify(ctx, tx, "s:"+id)
-	})
-}
-
-// EndOtherSessions ends every session of userID except keep and returns how
-// many it ended. ev is recorded with them when any ended.
-func (s *Store) EndOtherSessions(ctx context.Context, userID int64, keep string, ev Event) (int64, error) {
-	defer s.cache.invalidateUser(userID)
-	var n int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keep)
-		if err != nil {
-			return err
-		}
-		if n, err = res.RowsAffected(); err != nil || n == 0 {
-			return err
-		}
-		if ev.Kind != "" {
-			ev.UserID = userID
-			if err := s.insertEvent(ctx, tx, ev); err != nil {
-				return err
-			}
-		}
-		return s.notify(ctx, tx, userPayload(userID))
-	})
-	return n, err
-}
-
 // ListSessions returns the sessions of userID that have not expired at now
 // nor been idle since idleSince, newest first.
 func (s *Store) ListSessions(ctx context.Context, userID int64, now, idleSince time.Time) ([]Session, error) {

@@ -24,6 +24,9 @@ type User struct {
 	EmailVerified bool
 	// MFAEnabled: sign-in needs a second factor.
 	MFAEnabled bool
+	// Stamp moves on with every change that voids pending second-step
+	// sign-ins.
+	Stamp int64
 }
 
 // The roles an account may have.
@@ -76,7 +79,7 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	return u, nil
 }
 
-const userColumns = `id, username, email, password_hash, created_at, role, last_sign_in_at, email_verified, mfa_enabled`
+const userColumns = `id, username, email, password_hash, created_at, role, last_sign_in_at, email_verified, mfa_enabled, stamp`
 
 func (s *Store) user(ctx context.Context, where string, arg any) (User, error) {
 	row, err := s.readRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+` = ?`, arg)
@@ -94,7 +97,7 @@ func scanUser(row scanner) (User, error) {
 	var u User
 	var created, lastSignIn int64
 	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &created, &u.Role, &lastSignIn,
-		&u.EmailVerified, &u.MFAEnabled); err != nil {
+		&u.EmailVerified, &u.MFAEnabled, &u.Stamp); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return User{}, ErrNotFound
 		}
@@ -156,12 +159,11 @@ func (s *Store) UpgradePasswordHash(ctx context.Context, userID int64, old, hash
 }
 
 // ChangePassword replaces the password hash old by hash and, in the same
-// transaction, ends every session of the account except keepSession and
-// records ev. It returns how many sessions it ended, or ErrChanged,
-// writing nothing, when the stored hash is no longer old (the password
-// changed since it was checked).
-func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, keepSession string, ev Event) (int64, error) {
-	defer s.cache.invalidateUser(userID)
+// transaction, carries out v and records ev. It returns how many sessions
+// ended, or ErrChanged, writing nothing, when the stored hash is no longer
+// old (the password changed since it was checked).
+func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash string, v Void, ev Event) (int64, error) {
+	defer v.done(s, userID)
 	var ended int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`, hash, userID, old)
@@ -171,18 +173,14 @@ func (s *Store) ChangePassword(ctx context.Context, userID int64, old, hash, kee
 			}
 			return err
 		}
-		res, err = s.exec(ctx, tx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keepSession)
-		if err != nil {
+		if ended, err = v.apply(ctx, s, tx, userID); err != nil {
 			return err
 		}
-		ended, _ = res.RowsAffected()
 		if ev.Kind != "" {
 			ev.UserID = userID
-			if err := s.insertEvent(ctx, tx, ev); err != nil {
-				return err
-			}
+			return s.insertEvent(ctx, tx, ev)
 		}
-		return s.notify(ctx, tx, userPayload(userID))
+		return nil
 	})
 	return ended, err
 }
@@ -198,8 +196,8 @@ func (s *Store) liveSessions(ctx context.Context, tx *sql.Tx, userID int64) (int
 // sessions, events and everything else of it go with it. It returns
 // ErrChanged when the password changed since it was checked, ErrNotFound
 // when the account is gone. It returns how many sessions went with it.
-func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) (int64, error) {
-	defer s.cache.invalidateUser(userID)
+func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string, v Void) (int64, error) {
+	defer v.done(s, userID)
 	var ended int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockAdmins(ctx, tx); err != nil {
@@ -207,6 +205,9 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, hash string) (int6
 		}
 		var err error
 		if ended, err = s.liveSessions(ctx, tx, userID); err != nil {
+			return err
+		}
+		if _, err = v.apply(ctx, s, tx, userID); err != nil {
 			return err
 		}
 		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ? AND password_hash = ?
@@ -260,8 +261,8 @@ func (s *Store) changedAdmins() {
 // SetRole changes an account's role, unless that would take the role from
 // the last admin (ErrLastAdmin). ev is recorded with it. Sessions are
 // checked server-side on every request, so the change takes effect at once.
-func (s *Store) SetRole(ctx context.Context, userID int64, role string, ev Event) error {
-	defer s.cache.invalidateUser(userID)
+func (s *Store) SetRole(ctx context.Context, userID int64, role string, v Void, ev Event) error {
+	defer v.done(s, userID)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockAdmins(ctx, tx); err != nil {
 			return err
@@ -278,21 +279,22 @@ func (s *Store) SetRole(ctx context.Context, userID int64, role string, ev Event
 			return err
 		}
 		s.changedAdmins()
+		if _, err := v.apply(ctx, s, tx, userID); err != nil {
+			return err
+		}
 		if ev.Kind != "" {
 			ev.UserID = userID
-			if err := s.insertEvent(ctx, tx, ev); err != nil {
-				return err
-			}
+			return s.insertEvent(ctx, tx, ev)
 		}
-		return s.notify(ctx, tx, userPayload(userID))
+		return nil
 	})
 }
 
 // RemoveUser deletes an account whatever its password (an administrator's
 // act), unless it is the last admin (ErrLastAdmin). It returns how many
 // sessions went with it.
-func (s *Store) RemoveUser(ctx context.Context, userID int64) (int64, error) {
-	defer s.cache.invalidateUser(userID)
+func (s *Store) RemoveUser(ctx context.Context, userID int64, v Void) (int64, error) {
+	defer v.done(s, userID)
 	var ended int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.lockAdmins(ctx, tx); err != nil {
@@ -300,6 +302,9 @@ func (s *Store) RemoveUser(ctx context.Context, userID int64) (int64, error) {
 		}
 		var err error
 		if ended, err = s.liveSessions(ctx, tx, userID); err != nil {
+			return err
+		}
+		if _, err = v.apply(ctx, s, tx, userID); err != nil {
 			return err
 		}
 		res, err := s.exec(ctx, tx, `DELETE FROM users WHERE id = ?

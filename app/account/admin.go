@@ -113,7 +113,7 @@ func (s *Service) SetRole(ctx context.Context, by Admin, id int64, role string) 
 		return err
 	}
 	detail := "Role changed to " + role + " " + by.by()
-	err = s.store.SetRole(ctx, id, role, db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr, Detail: detail})
+	err = s.store.SetRole(ctx, id, role, voids(ChangeRole, ""), db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr, Detail: detail})
 	if errors.Is(err, db.ErrLastAdmin) {
 		return errLastAdmin
 	}
@@ -130,7 +130,7 @@ func (s *Service) EndUserSessions(ctx context.Context, by Admin, id int64) (int6
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.store.EndOtherSessions(ctx, id, "", db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr,
+	n, err := s.store.Apply(ctx, id, voids(ChangeSessionsByAdmin, ""), db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr,
 		Detail: "Every session ended " + by.by()})
 	if err != nil {
 		return 0, fail(err)
@@ -146,7 +146,8 @@ func (s *Service) EndUserSession(ctx context.Context, by Admin, id int64, sid st
 	if err != nil {
 		return err
 	}
-	err = s.store.EndSession(ctx, sid, id, db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr, Detail: "A session ended " + by.by()})
+	_, err = s.store.Apply(ctx, id, voids(ChangeSessionEnded, sid), db.Event{Kind: db.EventAdmin, At: s.Now(), IP: by.Addr,
+		Detail: "A session ended " + by.by()})
 	if errors.Is(err, db.ErrNotFound) {
 		return errNoSession
 	}
@@ -188,15 +189,15 @@ func (s *Service) DisableUserMFA(ctx context.Context, by Admin, id int64) error 
 	if !u.MFAEnabled {
 		return &Error{Code: EConflict, Message: MsgMFANotActive}
 	}
-	if err := s.store.DisableTOTP(ctx, id, db.Event{Kind: db.EventMFADisabled, At: s.Now(), IP: by.Addr,
-		Detail: "Two-factor turned off " + by.by()}); err != nil {
-		return fail(err)
+	n, err := s.store.DisableTOTP(ctx, id, voids(ChangeMFAOffByAdmin, ""), db.Event{Kind: db.EventMFADisabled, At: s.Now(),
+		IP: by.Addr, Detail: "Two-factor turned off " + by.by()})
+	if errors.Is(err, db.ErrNotFound) {
+		return &Error{Code: EConflict, Message: MsgMFANotActive}
 	}
-	n, err := s.store.EndOtherSessions(ctx, id, "", db.Event{})
-	s.cfg.Metrics.SessionsEnded(EndedByAdmin, n)
 	if err != nil {
 		return fail(err)
 	}
+	s.cfg.Metrics.SessionsEnded(EndedByAdmin, n)
 	s.audit(ctx, by, "disable_mfa", u, "")
 	return nil
 }
@@ -207,7 +208,7 @@ func (s *Service) RemoveUser(ctx context.Context, by Admin, id int64) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.store.RemoveUser(ctx, id)
+	n, err := s.store.RemoveUser(ctx, id, voids(ChangeAccountDeleted, ""))
 	s.cfg.Metrics.SessionsEnded(EndedAccountDeleted, n)
 	switch {
 	case errors.Is(err, db.ErrLastAdmin):
@@ -235,6 +236,14 @@ func (s *Service) target(ctx context.Context, id int64) (db.User, error) {
 		return db.User{}, errNoUser
 	}
 	return u, fail(err)
+}
+
+// AuditService records an action on the service itself (not on an
+// account), such as a new signing key, in the audit list; what names its
+// object.
+func (s *Service) AuditService(ctx context.Context, by Admin, action, what, detail string) error {
+	return fail(s.store.AddAudit(ctx, db.Audit{At: s.Now(), AdminID: by.ID, AdminName: by.Name, Action: action,
+		TargetName: what, Detail: detail, IP: by.Addr}))
 }
 
 func (s *Service) audit(ctx context.Context, by Admin, action string, u db.User, detail string) {

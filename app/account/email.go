@@ -76,9 +76,10 @@ func recoveryKey(addr string) string { return "m:" + throttle.AddressKey(addr) }
 
 var errBadCode = &Error{Code: EBadCode, Message: MsgInvalidCode}
 
-// issueCode makes a new code of purpose for u, to be sent to email, unless
-// one went out less than MailSpacing ago (then EThrottled with the wait).
-func (s *Service) issueCode(ctx context.Context, u db.User, purpose, email string) (string, error) {
+// issueCode makes a new code of purpose for u, to be sent to email (bound
+// to session for a change of address), unless one went out to that address
+// less than MailSpacing ago (then EThrottled with the wait).
+func (s *Service) issueCode(ctx context.Context, u db.User, purpose, email, session string) (string, error) {
 	code, err := newCode()
 	if err != nil {
 		return "", internal(err)
@@ -89,13 +90,18 @@ func (s *Service) issueCode(ctx context.Context, u db.User, purpose, email strin
 	}
 	now := s.Now()
 	prev, err := s.store.PutCode(ctx, db.Code{UserID: u.ID, Purpose: purpose, Hash: s.codeHash(u.ID, purpose, NormaliseCode(code)),
-		Email: email, EmailKey: emailKey, CreatedAt: now, ExpiresAt: now.Add(s.cfg.CodeLifetime)}, now.Add(-s.cfg.MailSpacing))
+		Email: email, EmailKey: emailKey, CreatedAt: now, ExpiresAt: now.Add(s.cfg.CodeLifetime), SessionID: session},
+		now.Add(-s.cfg.MailSpacing))
 	if errors.Is(err, db.ErrSpaced) {
 		wait := prev.Add(s.cfg.MailSpacing).Sub(now)
 		if wait < time.Second {
 			wait = time.Second
 		}
 		return "", &Error{Code: EThrottled, Message: msgCodeSentRecently + WaitWords(wait) + ".", RetryAfter: wait}
+	}
+	if errors.Is(err, db.ErrChanged) {
+		// The session a change of address is bound to has just ended.
+		return "", &Error{Code: EUnauthorized, Message: MsgNotAuthorized}
 	}
 	if err != nil {
 		return "", fail(err)
@@ -110,55 +116,88 @@ func (s *Service) send(m mail.Message) {
 	}
 }
 
-// sendVerification issues a verify code for email and mails it.
-func (s *Service) sendVerification(ctx context.Context, u db.User, email string, change bool) error {
-	code, err := s.issueCode(ctx, u, db.CodeVerify, email)
+// sendVerification issues a code proving email and mails it: for the
+// account's own address when session is "", else for a change of address
+// bound to session.
+func (s *Service) sendVerification(ctx context.Context, u db.User, email, session string) error {
+	purpose := db.CodeVerify
+	if session != "" {
+		purpose = db.CodeEmailChange
+	}
+	code, err := s.issueCode(ctx, u, purpose, email, session)
 	if err != nil {
 		if ErrorCode(err) == EThrottled {
 			s.cfg.Metrics.Mail(KindVerify, "spaced")
 		}
 		return err
 	}
-	s.send(s.verifyMessage(u, email, code, change))
+	s.send(s.verifyMessage(u, email, code, session != ""))
 	return nil
+}
+
+// liveCode reads u's code of purpose and tells whether typed is it: the
+// right HMAC, unexpired, below the tries, and still bound where it must
+// be (a reset or verify code to the account's current address, a change of
+// address to session). A missing code is no error (the row is zero).
+func (s *Service) liveCode(ctx context.Context, u db.User, purpose, typed, session string) (db.Code, bool, error) {
+	row, err := s.store.CodeFor(ctx, u.ID, purpose)
+	if err != nil && !errors.Is(err, db.ErrNotFound) {
+		return db.Code{}, false, fail(err)
+	}
+	typedHash := s.codeHash(u.ID, purpose, NormaliseCode(typed))
+	bound := row.EmailKey == emailKey(u.Email)
+	if purpose == db.CodeEmailChange {
+		bound = row.SessionID == session && session != ""
+	}
+	ok := err == nil && NormaliseCode(typed) != "" && row.Tries < s.cfg.CodeTries && s.Now().Before(row.ExpiresAt) &&
+		hmac.Equal([]byte(typedHash), []byte(row.Hash)) && bound
+	return row, ok, nil
+}
+
+// wrongCode counts a wrong code: against the rows it was compared with
+// (not against newer codes that replaced them meanwhile) and as a failed
+// attempt for the account; it ends the attempt.
+func (s *Service) wrongCode(ctx context.Context, a *attempt, u db.User, found bool, rows ...db.Code) error {
+	for _, row := range rows {
+		if row.Hash == "" {
+			continue
+		}
+		if err := s.store.FailCode(ctx, u.ID, row.Purpose, row.Hash); err != nil {
+			a.end(ctx, abandoned)
+			return fail(err)
+		}
+	}
+	a.end(ctx, counted)
+	if found {
+		s.events.record(db.Event{UserID: u.ID, Kind: db.EventCodeFailed, At: s.Now(), IP: a.client.Addr, UserAgent: a.client.UserAgent})
+	}
+	return errBadCode
 }
 
 // checkCode checks a code typed for u's live code of purpose. It is
 // throttled and counted like a sign-in: a wrong code is a failure for the
 // account from this address, and for the address. It returns the stored
 // HMAC to spend, errBadCode, or a throttling or store error. The attempt
-// is left open for the caller to end.
+// is left open for the caller to end. An unknown account does the same
+// reads and writes, on no row, so that the answer takes as long.
 func (s *Service) checkCode(ctx context.Context, a *attempt, u db.User, found bool, purpose, typed string) (string, error) {
-	userID := u.ID
-	typedHash := s.codeHash(userID, purpose, NormaliseCode(typed))
-	// An unknown account does the same reads and writes, on no row, so
-	// that the answer takes as long.
-	row, err := s.store.CodeFor(ctx, userID, purpose)
-	if err != nil && !errors.Is(err, db.ErrNotFound) {
-		return "", fail(err)
+	row, ok, err := s.liveCode(ctx, u, purpose, typed, "")
+	if err != nil {
+		return "", err
 	}
-	ok := err == nil && found && NormaliseCode(typed) != "" && row.Tries < s.cfg.CodeTries &&
-		s.Now().Before(row.ExpiresAt) && hmac.Equal([]byte(typedHash), []byte(row.Hash))
-	if ok {
+	if ok && found {
 		return row.Hash, nil
 	}
-	if err := s.store.FailCode(ctx, userID, purpose, row.Hash); err != nil {
-		return "", fail(err)
-	}
-	a.end(ctx, counted)
-	if found {
-		s.events.record(db.Event{UserID: u.ID, Kind: db.EventCodeFailed, At: s.Now(), IP: a.client.Addr, UserAgent: a.client.UserAgent})
-	}
-	return "", errBadCode
+	row.Purpose = purpose
+	return "", s.wrongCode(ctx, a, u, found, row)
 }
 
-// codeAttempt starts the throttling of a code check for a login: the
-// address, then the account from this address. The account is looked up
-// first; found is false for an unknown name.
+// codeAttempt starts the throttling of a code check for a login (see
+// guess). The account is looked up first; found is false for an unknown
+// name.
 func (s *Service) codeAttempt(ctx context.Context, c Client, login string) (*attempt, db.User, bool, error) {
-	a := &attempt{s: s, client: c}
-	now := s.Now()
-	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
+	a, err := s.guessFrom(ctx, c)
+	if err != nil {
 		return nil, db.User{}, false, err
 	}
 	u, found, err := s.lookup(ctx, login)
@@ -171,9 +210,7 @@ func (s *Service) codeAttempt(ctx context.Context, c Client, login string) (*att
 	if found {
 		account = userKey(u.ID)
 	}
-	a.pair = pairKey(account, c.Addr)
-	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
-		a.end(ctx, abandoned)
+	if err := a.forAccount(ctx, account, u.ID); err != nil {
 		return nil, db.User{}, false, err
 	}
 	return a, u, found, nil
@@ -204,7 +241,7 @@ func (s *Service) Forgot(ctx context.Context, c Client, login string) error {
 		if !found {
 			return
 		}
-		code, err := s.issueCode(ctx, u, db.CodeReset, u.Email)
+		code, err := s.issueCode(ctx, u, db.CodeReset, u.Email, "")
 		if err != nil {
 			if ErrorCode(err) == EThrottled {
 				s.cfg.Metrics.Mail(KindReset, "spaced")
@@ -252,11 +289,12 @@ func (s *Service) background(fn func(ctx context.Context)) error {
 // shutdown).
 func (s *Service) FlushBackground() { s.jobsWG.Wait() }
 
-// Reset sets a new password with a reset code sent by Forgot. Every
-// session of the account ends; with signIn (the pages), a new one starts
-// for this client, unless the account has two-factor on (nil Grant). Errors: EInvalid (field new_password), EBadCode (wrong,
-// spent, expired or void code, and unknown accounts alike), EThrottled,
-// EBusy, EUnavailable, EInternal.
+// Reset sets a new password with a reset code sent by Forgot, and carries
+// out what a reset ends (every session among them). With signIn (the
+// pages), a new session starts for this client, unless the account has
+// two-factor on (nil Grant). Errors: EInvalid (field new_password),
+// EBadCode (wrong, spent, expired or void code, and unknown accounts
+// alike), EThrottled, EBusy, EUnavailable, EInternal.
 func (s *Service) Reset(ctx context.Context, c Client, login, code, newPassword string, signIn bool) (*Grant, error) {
 	if msg := NewPasswordProblem(newPassword); msg != "" {
 		return nil, invalid(FieldError{Field: "new_password", Message: msg})
@@ -277,10 +315,11 @@ func (s *Service) Reset(ctx context.Context, c Client, login, code, newPassword 
 		a.end(ctx, abandoned)
 		return nil, fail(err)
 	}
-	ended, err := s.store.ResetPassword(ctx, u.ID, hash, s.Now(), s.cfg.CodeTries, newHash, s.event(c, db.EventPasswordReset))
+	ended, err := s.store.ResetPassword(ctx, u.ID, hash, s.Now(), s.cfg.CodeTries, newHash, voids(ChangePasswordReset, ""),
+		s.event(c, db.EventPasswordReset))
 	s.cfg.Metrics.SessionsEnded(EndedPasswordReset, ended)
 	if errors.Is(err, db.ErrNotFound) {
-		// Spent by a concurrent request.
+		// Spent by a concurrent request, or the address changed.
 		a.end(ctx, abandoned)
 		return nil, errBadCode
 	}
@@ -297,6 +336,9 @@ func (s *Service) Reset(ctx context.Context, c Client, login, code, newPassword 
 	}
 	u.PasswordHash = newHash
 	u.EmailVerified = true
+	if _, _, err := s.admit(u, ""); err != nil {
+		return nil, nil
+	}
 	s.events.wait()
 	g, err := s.startSession(ctx, c, u, "", db.EventSignIn)
 	if err != nil {
@@ -305,35 +347,67 @@ func (s *Service) Reset(ctx context.Context, c Client, login, code, newPassword 
 	return &g, nil
 }
 
-// VerifyEmail checks a verify code for the caller's account and makes the
-// address it went to the account's verified address (for a change of
-// address, the new one; the old one is told). Errors: EBadCode, EConflict
-// (the new address was taken meanwhile), EThrottled, EUnavailable,
-// EInternal.
+// VerifyEmail checks a code for the caller's account: the code of a change
+// of address this very session started (the new address becomes the
+// account's, the old one is told), or the code that verifies the current
+// address. Errors: EBadCode, EConflict (the new address was taken
+// meanwhile), EThrottled, EUnavailable, EInternal.
 func (s *Service) VerifyEmail(ctx context.Context, c Client, p *Principal, code string) error {
-	return s.verifyEmail(ctx, c, p.User.Username, code)
+	a, err := s.guess(ctx, c, userKey(p.User.ID), p.User.ID)
+	if err != nil {
+		return err
+	}
+	u, err := s.store.UserByID(ctx, p.User.ID)
+	if err != nil {
+		a.end(ctx, abandoned)
+		return fail(err)
+	}
+	change, okChange, err := s.liveCode(ctx, u, db.CodeEmailChange, code, p.Session.ID)
+	if err != nil {
+		a.end(ctx, abandoned)
+		return err
+	}
+	own, okOwn, err := s.liveCode(ctx, u, db.CodeVerify, code, "")
+	if err != nil {
+		a.end(ctx, abandoned)
+		return err
+	}
+	switch {
+	case okChange:
+		return s.confirmEmail(ctx, a, c, u, change, p.Session.ID, voids(ChangeEmail, p.Session.ID))
+	case okOwn:
+		return s.confirmEmail(ctx, a, c, u, own, "", voids(ChangeEmailVerified, p.Session.ID))
+	}
+	change.Purpose, own.Purpose = db.CodeEmailChange, db.CodeVerify
+	return s.wrongCode(ctx, a, u, true, change, own)
 }
 
-// VerifyEmailByLogin is VerifyEmail for a person who is not signed in (the
-// link in the mail, the login page): the login names the account. An
+// VerifyEmailByLogin verifies an account's current address for a person
+// who is not signed in (the link in the mail, the login page): the login
+// names the account. A change of address is never confirmed this way. An
 // unknown name is answered as a wrong code.
 func (s *Service) VerifyEmailByLogin(ctx context.Context, c Client, login, code string) error {
-	return s.verifyEmail(ctx, c, login, code)
-}
-
-func (s *Service) verifyEmail(ctx context.Context, c Client, login, code string) error {
 	a, u, found, err := s.codeAttempt(ctx, c, login)
 	if err != nil {
 		return err
 	}
-	hash, err := s.checkCode(ctx, a, u, found, db.CodeVerify, code)
+	row, ok, err := s.liveCode(ctx, u, db.CodeVerify, code, "")
 	if err != nil {
-		if ErrorCode(err) != EBadCode {
-			a.end(ctx, abandoned)
-		}
+		a.end(ctx, abandoned)
 		return err
 	}
-	before, spent, err := s.store.ConfirmEmail(ctx, u.ID, hash, s.Now(), s.cfg.CodeTries, s.event(c, db.EventEmailVerified))
+	if !ok || !found {
+		row.Purpose = db.CodeVerify
+		return s.wrongCode(ctx, a, u, found, row)
+	}
+	return s.confirmEmail(ctx, a, c, u, row, "", voids(ChangeEmailVerified, ""))
+}
+
+// confirmEmail spends a right code (of a change of address bound to
+// session, or of the current address) and ends the attempt.
+func (s *Service) confirmEmail(ctx context.Context, a *attempt, c Client, u db.User, row db.Code, session string, v db.Void) error {
+	before, spent, err := s.store.ConfirmEmail(ctx, u.ID, row.Purpose, row.Hash, session, s.Now(), s.cfg.CodeTries, v,
+		s.event(c, db.EventEmailVerified))
 	switch {
 	case errors.Is(err, db.ErrNotFound):
 		a.end(ctx, abandoned)
@@ -354,30 +428,28 @@ func (s *Service) verifyEmail(ctx context.Context, c Client, login, code string)
 	return nil
 }
 
-// ResendVerification sends a new verify code: to the new address when a
-// change of address is pending, else to the account's address if it is not
-// verified yet. Errors: EConflict (already verified, nothing pending),
-// EThrottled (limit per address, or a code went out less than a minute
-// ago), EUnavailable, EInternal.
+// ResendVerification sends a new code: to the new address when this
+// session has a change of address pending, else to the account's address
+// if it is not verified yet. Errors: EConflict (already verified, nothing
+// pending), EThrottled (limit per address, or a code went out less than a
+// minute ago), EUnavailable, EInternal.
 func (s *Service) ResendVerification(ctx context.Context, c Client, p *Principal) (string, error) {
 	u, err := s.store.UserByID(ctx, p.User.ID)
 	if err != nil {
 		return "", fail(err)
 	}
-	target := u.Email
-	pending, err := s.store.CodeFor(ctx, u.ID, db.CodeVerify)
-	switch {
-	case err == nil && pending.EmailKey != emailKey(u.Email):
-		target = pending.Email
-	case err != nil && !errors.Is(err, db.ErrNotFound):
-		return "", fail(err)
-	case u.EmailVerified:
+	target, session := u.Email, ""
+	if pending, err := s.PendingEmail(ctx, p); err != nil {
+		return "", err
+	} else if pending != "" {
+		target, session = pending, p.Session.ID
+	} else if u.EmailVerified {
 		return "", &Error{Code: EConflict, Message: MsgAlreadyVerified}
 	}
 	if err := s.recoveryLimit(ctx, c); err != nil {
 		return "", err
 	}
-	return target, s.sendVerification(ctx, u, target, target != u.Email)
+	return target, s.sendVerification(ctx, u, target, session)
 }
 
 // ResendByLogin sends a new verify code to the unverified address of the
@@ -395,18 +467,19 @@ func (s *Service) ResendByLogin(ctx context.Context, c Client, login string) err
 		if err != nil || !found || u.EmailVerified {
 			return
 		}
-		if err := s.sendVerification(ctx, u, u.Email, false); err != nil && ErrorCode(err) != EThrottled {
+		if err := s.sendVerification(ctx, u, u.Email, ""); err != nil && ErrorCode(err) != EThrottled {
 			s.log.Warn("verification code", "user_id", u.ID, slog.String("error", err.Error()))
 		}
 	})
 }
 
 // ChangeEmail starts a change of the caller's address: after the password
-// is checked, a verify code goes to the new address, which becomes the
-// account's once the code comes back (VerifyEmail). Errors: EInvalid
-// (field new_email), EForbidden (password), EConflict (address taken),
-// EThrottled, EBusy, EUnavailable, EInternal.
-func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEmail, pw string) (string, error) {
+// (and, with two-factor on, a current code) is checked, a code goes to the
+// new address, which becomes the account's once the code comes back from
+// this same session (VerifyEmail). Errors: EInvalid (field new_email),
+// EForbidden (password), EMFARequired, EBadOTP, EConflict (address
+// taken), EThrottled, EBusy, EUnavailable, EInternal.
+func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEmail, pw, code string) (string, error) {
 	addr, key, msg := valid.Email(newEmail)
 	if msg != "" {
 		return "", invalid(FieldError{Field: "new_email", Message: msg})
@@ -414,7 +487,7 @@ func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEm
 	if key == emailKey(p.User.Email) {
 		return "", invalid(FieldError{Field: "new_email", Message: MsgSameEmail})
 	}
-	if _, err := s.checkPassword(ctx, c, p, pw); err != nil {
+	if _, err := s.stepUp(ctx, c, p, pw, code); err != nil {
 		return "", err
 	}
 	_, taken, err := s.store.Taken(ctx, "", key)
@@ -429,7 +502,7 @@ func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEm
 	if err := s.recoveryLimit(ctx, c); err != nil {
 		return "", err
 	}
-	if err := s.sendVerification(ctx, p.User, addr, true); err != nil {
+	if err := s.sendVerification(ctx, p.User, addr, p.Session.ID); err != nil {
 		return "", err
 	}
 	return addr, nil
@@ -439,16 +512,16 @@ func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEm
 // verified while REQUIRE_VERIFIED_EMAIL is on.
 var errUnverified = &Error{Code: EUnverified, Message: MsgNotVerified}
 
-// PendingEmail returns the new address of a change the caller started and
-// has not confirmed yet, or "".
+// PendingEmail returns the new address of a change this session started
+// and has not confirmed yet, or "".
 func (s *Service) PendingEmail(ctx context.Context, p *Principal) (string, error) {
-	c, err := s.store.CodeFor(ctx, p.User.ID, db.CodeVerify)
+	c, err := s.store.CodeFor(ctx, p.User.ID, db.CodeEmailChange)
 	switch {
 	case errors.Is(err, db.ErrNotFound):
 		return "", nil
 	case err != nil:
 		return "", fail(err)
-	case c.EmailKey == emailKey(p.User.Email) || !s.Now().Before(c.ExpiresAt) || c.Tries >= s.cfg.CodeTries:
+	case c.SessionID != p.Session.ID || !s.Now().Before(c.ExpiresAt) || c.Tries >= s.cfg.CodeTries:
 		return "", nil
 	}
 	return c.Email, nil

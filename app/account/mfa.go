@@ -192,7 +192,8 @@ type Enrolment struct {
 }
 
 // StartTOTP begins (or begins again) setting up an authenticator: a new
-// secret waits for its first code. EConflict when two-factor is on.
+// secret waits for its first code, bound to the caller's session (no other
+// session sees or confirms it). EConflict when two-factor is on.
 func (s *Service) StartTOTP(ctx context.Context, p *Principal) (Enrolment, error) {
 	if p.User.MFAEnabled {
 		return Enrolment{}, &Error{Code: EConflict, Message: MsgMFAAlreadyOn}
@@ -206,28 +207,41 @@ func (s *Service) StartTOTP(ctx context.Context, p *Principal) (Enrolment, error
 	if err != nil {
 		return Enrolment{}, internal(err)
 	}
-	err = s.store.PutPendingTOTP(ctx, p.User.ID, sealed, s.Now())
-	if errors.Is(err, db.ErrConflict) {
+	err = s.store.PutPendingTOTP(ctx, p.User.ID, p.Session.ID, sealed, s.Now())
+	switch {
+	case errors.Is(err, db.ErrConflict):
 		return Enrolment{}, &Error{Code: EConflict, Message: MsgMFAAlreadyOn}
-	}
-	if err != nil {
+	case errors.Is(err, db.ErrNotFound):
+		return Enrolment{}, &Error{Code: EUnauthorized, Message: MsgNotAuthorized}
+	case err != nil:
 		return Enrolment{}, fail(err)
 	}
 	return Enrolment{URI: key.URL(), Secret: key.Secret()}, nil
 }
 
-// PendingTOTP returns the set-up waiting for its first code, if any.
-func (s *Service) PendingTOTP(ctx context.Context, p *Principal) (*Enrolment, error) {
-	t, err := s.store.TOTPFor(ctx, p.User.ID)
-	if errors.Is(err, db.ErrNotFound) || (err == nil && t.Confirmed) {
-		return nil, nil
+// pendingTOTP returns the caller's session's pending enrolment and its
+// secret in clear; ok is false when this session has none.
+func (s *Service) pendingTOTP(ctx context.Context, p *Principal) (db.PendingTOTP, string, bool, error) {
+	t, err := s.store.PendingTOTPFor(ctx, p.User.ID)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && t.SessionID != p.Session.ID) {
+		return db.PendingTOTP{}, "", false, nil
 	}
 	if err != nil {
-		return nil, fail(err)
+		return db.PendingTOTP{}, "", false, fail(err)
 	}
 	secret, err := s.openSecret(p.User.ID, t.Secret)
 	if err != nil {
-		return nil, internal(err)
+		return db.PendingTOTP{}, "", false, internal(err)
+	}
+	return t, secret, true, nil
+}
+
+// PendingTOTP returns the set-up this session started and that waits for
+// its first code, if any.
+func (s *Service) PendingTOTP(ctx context.Context, p *Principal) (*Enrolment, error) {
+	_, secret, ok, err := s.pendingTOTP(ctx, p)
+	if err != nil || !ok {
+		return nil, err
 	}
 	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.cfg.TOTPIssuer, AccountName: p.User.Username, Secret: mustBase32(secret),
 		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
@@ -238,28 +252,30 @@ func (s *Service) PendingTOTP(ctx context.Context, p *Principal) (*Enrolment, er
 }
 
 // ConfirmTOTP turns two-factor on with the first code from the app and
-// returns the recovery codes, shown once. Errors: EBadOTP, EInvalid (no
-// set-up pending), EThrottled.
-func (s *Service) ConfirmTOTP(ctx context.Context, c Client, p *Principal, code string) ([]string, error) {
-	t, err := s.store.TOTPFor(ctx, p.User.ID)
-	if errors.Is(err, db.ErrNotFound) || (err == nil && t.Confirmed) {
-		return nil, invalid(FieldError{Field: "code", Message: MsgNoPendingSetup})
-	}
+// the account's password, and returns the recovery codes, shown once. Only
+// the session that started the set-up may confirm it. The password is
+// checked first, and the code counted like a sign-in's. Errors: EBadOTP,
+// EForbidden (password), EInvalid (no set-up pending for this session),
+// EThrottled.
+func (s *Service) ConfirmTOTP(ctx context.Context, c Client, p *Principal, pw, code string) ([]string, error) {
+	t, secret, ok, err := s.pendingTOTP(ctx, p)
 	if err != nil {
-		return nil, fail(err)
-	}
-	a := &attempt{s: s, client: c, pair: pairKey(userKey(p.User.ID), c.Addr)}
-	if err := a.take(ctx, a.pair, s.cfg.Pair, s.Now()); err != nil {
 		return nil, err
 	}
-	secret, err := s.openSecret(p.User.ID, t.Secret)
+	if !ok {
+		return nil, invalid(FieldError{Field: "code", Message: MsgNoPendingSetup})
+	}
+	if _, _, err := s.checkPassword(ctx, c, p, pw, true); err != nil {
+		return nil, err
+	}
+	a, err := s.guess(ctx, c, userKey(p.User.ID), p.User.ID)
 	if err != nil {
-		a.end(ctx, abandoned)
-		return nil, internal(err)
+		return nil, err
 	}
 	step, ok := totpStep(secret, code, s.Now())
 	if !ok {
 		a.end(ctx, counted)
+		s.events.record(db.Event{UserID: p.User.ID, Kind: db.EventOTPFailed, At: s.Now(), IP: c.Addr, UserAgent: c.UserAgent})
 		return nil, errInvalidOTP
 	}
 	codes, hashes, err := s.newRecoveryCodes(p.User.ID)
@@ -267,10 +283,13 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Client, p *Principal, code 
 		a.end(ctx, abandoned)
 		return nil, internal(err)
 	}
-	err = s.store.ConfirmTOTP(ctx, p.User.ID, step, hashes, s.event(c, db.EventMFAEnabled))
+	// The stored secret, sealed as checked: a set-up started again
+	// meanwhile is not confirmed with this one's code.
+	err = s.store.ConfirmTOTP(ctx, p.User.ID, p.Session.ID, t.Secret, step, hashes, s.Now(), voids(ChangeMFAOn, p.Session.ID),
+		s.event(c, db.EventMFAEnabled))
 	if errors.Is(err, db.ErrNotFound) {
 		a.end(ctx, abandoned)
-		return nil, errInvalidOTP
+		return nil, invalid(FieldError{Field: "code", Message: MsgNoPendingSetup})
 	}
 	if err != nil {
 		a.end(ctx, abandoned)
@@ -283,7 +302,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Client, p *Principal, code 
 // stepUp confirms a sensitive action: the password, and with two-factor
 // on a current code as well. It returns the password hash that matched.
 func (s *Service) stepUp(ctx context.Context, c Client, p *Principal, pw, code string) (string, error) {
-	hash, u, err := s.checkPasswordUser(ctx, c, p, pw)
+	hash, u, err := s.checkPassword(ctx, c, p, pw, false)
 	if err != nil {
 		return "", err
 	}
@@ -293,8 +312,8 @@ func (s *Service) stepUp(ctx context.Context, c Client, p *Principal, pw, code s
 	if strings.TrimSpace(code) == "" {
 		return "", &Error{Code: EMFARequired, Message: MsgOTPRequired, Fields: []FieldError{{Field: "code", Message: "Enter a code from your authenticator app."}}}
 	}
-	a := &attempt{s: s, client: c, pair: pairKey(userKey(u.ID), c.Addr)}
-	if err := a.take(ctx, a.pair, s.cfg.Pair, s.Now()); err != nil {
+	a, err := s.guess(ctx, c, userKey(u.ID), u.ID)
+	if err != nil {
 		return "", err
 	}
 	if _, _, err := s.secondFactor(ctx, a, u, code); err != nil {
@@ -312,7 +331,12 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, p *Principal, pw, c
 	if _, err := s.stepUp(ctx, c, p, pw, code); err != nil {
 		return err
 	}
-	return fail(s.store.DisableTOTP(ctx, p.User.ID, s.event(c, db.EventMFADisabled)))
+	n, err := s.store.DisableTOTP(ctx, p.User.ID, voids(ChangeMFAOff, p.Session.ID), s.event(c, db.EventMFADisabled))
+	s.cfg.Metrics.SessionsEnded(EndedByUser, n)
+	if errors.Is(err, db.ErrNotFound) {
+		return &Error{Code: EConflict, Message: MsgMFANotActive}
+	}
+	return fail(err)
 }
 
 // NewRecoveryCodes voids the recovery codes and returns new ones, with the
@@ -328,7 +352,8 @@ func (s *Service) NewRecoveryCodes(ctx context.Context, c Client, p *Principal, 
 	if err != nil {
 		return nil, internal(err)
 	}
-	return codes, fail(s.store.ReplaceRecoveryCodes(ctx, p.User.ID, hashes, s.event(c, db.EventRecoveryCodesReset)))
+	return codes, fail(s.store.ReplaceRecoveryCodes(ctx, p.User.ID, hashes, voids(ChangeRecoveryCodes, p.Session.ID),
+		s.event(c, db.EventRecoveryCodesReset)))
 }
 
 // RecoveryCodesLeft counts the caller's unused recovery codes.
@@ -372,8 +397,9 @@ func totpLike(code string) (string, bool) {
 
 // SecondStep finishes a browser sign-in whose password was checked: the
 // pending step (a signed cookie, which proves may check against the
-// account's current password hash) names the account. The code is checked
-// and counted like a sign-in; a right one starts the session.
+// account as it is now) names the account. The code is checked and
+// counted like a sign-in; a right one starts the session, if the sign-in
+// decision (admit) lets it.
 func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves func(db.User) bool, code string) (Grant, error) {
 	u, err := s.store.UserByID(ctx, userID)
 	if errors.Is(err, db.ErrNotFound) {
@@ -385,23 +411,27 @@ func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves
 	if !proves(u) || !u.MFAEnabled {
 		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 	}
-	now := s.Now()
-	a := &attempt{s: s, client: c, pair: pairKey(userKey(u.ID), c.Addr)}
-	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
-		return Grant{}, err
-	}
-	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
-		a.end(ctx, abandoned)
+	a, err := s.guess(ctx, c, userKey(u.ID), u.ID)
+	if err != nil {
+		s.cfg.Metrics.SignIn(c.Browser, refusal(err))
 		return Grant{}, err
 	}
 	method, _, err := s.secondFactor(ctx, a, u, code)
-	s.cfg.Metrics.SignIn(c.Browser, secondOutcome(err))
 	if err != nil {
+		s.cfg.Metrics.SignIn(c.Browser, secondOutcome(err))
 		return Grant{}, err
 	}
 	a.end(ctx, succeeded)
+	granted, outcome, err := s.admit(u, "")
+	s.cfg.Metrics.SignIn(c.Browser, outcome)
+	if err != nil {
+		return Grant{User: u}, err
+	}
 	s.events.wait()
-	g, err := s.startSessionAMR(ctx, c, u, "", db.EventSignIn, amrFor(method))
+	g, err := s.startSessionAMR(ctx, c, u, granted, db.EventSignIn, amrFor(method))
+	if errors.Is(err, db.ErrChanged) {
+		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+	}
 	if err != nil {
 		return Grant{}, fail(err)
 	}

@@ -57,7 +57,8 @@ func (s *Service) refresh(ctx context.Context, c Client, raw, scope string) (Gra
 	var scopeErr error
 	out, se, u, err := s.store.RefreshSession(ctx, db.Refresh{
 		Hash: token.HashRefresh(raw), NewHash: nextHash, Now: now, Grace: s.cfg.ReuseGrace, TouchAfter: time.Minute,
-		Event: db.Event{Kind: db.EventRefreshReused, At: now, IP: c.Addr, UserAgent: c.UserAgent},
+		Reused: voids(ChangeRefreshReused, ""),
+		Event:  db.Event{Kind: db.EventRefreshReused, At: now, IP: c.Addr, UserAgent: c.UserAgent},
 		Check: func(se db.Session, u db.User) error {
 			if !s.alive(se, now) {
 				return errSessionEnded
@@ -72,7 +73,7 @@ func (s *Service) refresh(ctx context.Context, c Client, raw, scope string) (Gra
 	switch {
 	case errors.Is(err, errSessionEnded):
 		s.countFailure(ctx, address, s.cfg.Address, now)
-		if err := s.store.EndSession(ctx, se.ID, 0, db.Event{}); err == nil {
+		if _, err := s.store.Apply(ctx, se.UserID, voids(ChangeSessionEnded, se.ID), db.Event{}); err == nil {
 			s.cfg.Metrics.SessionsEnded(EndedExpired, 1)
 		} else if !errors.Is(err, db.ErrNotFound) {
 			s.log.Warn("end an expired session", "error", err.Error())
@@ -191,6 +192,6 @@ func (s *Service) Introspect(ctx context.Context, raw string) (Introspection, er
 	if u.Username != claims.Subject || !s.alive(se, now) {
 		return Introspection{}, nil
 	}
-	return Introspection{Active: true, Subject: claims.Subject, SessionID: claims.SessionID, Scope: claims.Scope,
+	return Introspection{Active: true, Subject: claims.Subject, SessionID: claims.SessionID, Scope: Granted(u.Role, se.Scope, claims.Scope),
 		TokenType: "access_token", IssuedAt: claims.IssuedAt.Time, ExpiresAt: claims.ExpiresAt.Time, Issuer: claims.Issuer}, nil
 }

@@ -101,7 +101,7 @@ func (s *Service) Register(ctx context.Context, c Client, r Registration) (Regis
 	}
 	a.end(ctx, counted)
 	s.cfg.Metrics.Registered()
-	if err := s.sendVerification(ctx, u, u.Email, false); err != nil {
+	if err := s.sendVerification(ctx, u, u.Email, ""); err != nil {
 		s.log.Warn("verification code not sent", "user_id", u.ID, "error", err.Error())
 	}
 	out := Registered{User: u}

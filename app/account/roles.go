@@ -40,11 +40,37 @@ func Effective(role, sessionScope string) string {
 	return strings.Join(out, " ")
 }
 
-// Allows reports whether an account of role, in a session granted
-// sessionScope, may use what needs the scope want. Sessions are checked on
-// every request, so a role change takes effect on the next one.
-func Allows(role, sessionScope, want string) bool {
-	return contains(strings.Fields(Effective(role, sessionScope)), want)
+// Granted is what a token allows now: the intersection of what the
+// account's current role allows, what its session was granted
+// (sessionScope) and the token's own scope claim (tokenScope), which a
+// client may have narrowed at a refresh. An empty claim narrows nothing
+// (tokens issued before scopes existed carry none). Every check of a
+// scope goes through it: the routes' role checks and introspection.
+func Granted(role, sessionScope, tokenScope string) string {
+	granted := Effective(role, sessionScope)
+	if strings.TrimSpace(tokenScope) == "" {
+		return granted
+	}
+	claimed := strings.Fields(tokenScope)
+	var out []string
+	for _, sc := range strings.Fields(granted) {
+		if contains(claimed, sc) {
+			out = append(out, sc)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// Allows reports whether the caller may use what needs the scope want:
+// want must be in Granted. Sessions are checked on every request, so a
+// role taken away takes effect on the next one.
+func (p *Principal) Allows(want string) bool {
+	return contains(strings.Fields(p.Granted()), want)
+}
+
+// Granted is what the caller's token allows now (see Granted).
+func (p *Principal) Granted() string {
+	return Granted(p.User.Role, p.Session.Scope, p.Scope)
 }
 
 // grantScope checks the scope asked for at sign-in against the role and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"fiberauth/app/token"
 	"fiberauth/db"
@@ -47,12 +48,23 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (*Principal, err
 }
 
 // Renew issues a new access token for the caller's session (a browser whose
-// token is past half its life, while the session is alive).
+// token is past half its life, or whose role changed, while the session is
+// alive) and makes it the caller's.
 func (s *Service) Renew(p *Principal) (string, error) {
 	now := s.Now()
-	raw, _, err := s.tokens.Issue(token.Grant{Subject: p.User.Username, SessionID: p.Session.ID,
-		Scope: Effective(p.User.Role, p.Session.Scope), AMR: p.AMR}, now)
-	return raw, fail(err)
+	scope := Effective(p.User.Role, p.Session.Scope)
+	raw, exp, err := s.tokens.Issue(token.Grant{Subject: p.User.Username, SessionID: p.Session.ID, Scope: scope, AMR: p.AMR}, now)
+	if err != nil {
+		return "", fail(err)
+	}
+	p.Scope, p.IssuedAt, p.ExpiresAt = scope, now.Truncate(time.Second), exp
+	return raw, nil
+}
+
+// Stale reports whether the caller's token no longer says what its session
+// grants now (the role changed since it was issued).
+func (p *Principal) Stale() bool {
+	return p.Scope != "" && p.Scope != Effective(p.User.Role, p.Session.Scope)
 }
 
 // SignOut ends the caller's session.
@@ -60,9 +72,10 @@ func (s *Service) SignOut(ctx context.Context, c Client, p *Principal) error {
 	return s.endSession(ctx, p.Session.ID, p.User.ID, s.event(c, db.EventSignOut), EndedSignOut)
 }
 
-// endSession ends a session for reason; one already gone is no error.
+// endSession ends one session of userID for reason; one already gone is
+// no error.
 func (s *Service) endSession(ctx context.Context, id string, userID int64, ev db.Event, reason string) error {
-	err := s.store.EndSession(ctx, id, userID, ev)
+	_, err := s.store.Apply(ctx, userID, voids(ChangeSessionEnded, id), ev)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil
 	}
@@ -105,7 +118,7 @@ func (s *Service) Revoke(ctx context.Context, c Client, raw string) error {
 // EndSession ends one of the caller's sessions. ENotFound when the caller
 // has no session with that id.
 func (s *Service) EndSession(ctx context.Context, c Client, p *Principal, id string) error {
-	err := s.store.EndSession(ctx, id, p.User.ID, s.event(c, db.EventSessionEnded))
+	_, err := s.store.Apply(ctx, p.User.ID, voids(ChangeSessionEnded, id), s.event(c, db.EventSessionEnded))
 	if errors.Is(err, db.ErrNotFound) {
 		return errNoSession
 	}
@@ -115,10 +128,10 @@ func (s *Service) EndSession(ctx context.Context, c Client, p *Principal, id str
 	return fail(err)
 }
 
-// EndOtherSessions ends every session of the caller but the current one and
-// returns how many ended.
+// EndOtherSessions ends every session of the caller but the current one
+// (signing out everywhere else) and returns how many ended.
 func (s *Service) EndOtherSessions(ctx context.Context, c Client, p *Principal) (int64, error) {
-	n, err := s.store.EndOtherSessions(ctx, p.User.ID, p.Session.ID, s.event(c, db.EventSessionEnded))
+	n, err := s.store.Apply(ctx, p.User.ID, voids(ChangeSignOutEverywhere, p.Session.ID), s.event(c, db.EventSessionEnded))
 	s.cfg.Metrics.SessionsEnded(EndedByUser, n)
 	return n, fail(err)
 }
@@ -141,7 +154,7 @@ func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, cu
 	if err != nil {
 		return fail(err)
 	}
-	n, err := s.store.ChangePassword(ctx, p.User.ID, old, hash, p.Session.ID, s.event(c, db.EventPasswordChange))
+	n, err := s.store.ChangePassword(ctx, p.User.ID, old, hash, voids(ChangePassword, p.Session.ID), s.event(c, db.EventPasswordChange))
 	s.cfg.Metrics.SessionsEnded(EndedPasswordChanged, n)
 	if errors.Is(err, db.ErrChanged) {
 		// Another change won the race: the password checked is no longer
@@ -162,7 +175,7 @@ func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, pw,
 	if err != nil {
 		return err
 	}
-	n, err := s.store.DeleteUser(ctx, p.User.ID, hash)
+	n, err := s.store.DeleteUser(ctx, p.User.ID, hash, voids(ChangeAccountDeleted, p.Session.ID))
 	s.cfg.Metrics.SessionsEnded(EndedAccountDeleted, n)
 	switch {
 	case errors.Is(err, db.ErrChanged):

@@ -86,6 +86,59 @@ func (a *attempt) end(ctx context.Context, o outcome) {
 	a.keys = nil
 }
 
+// Every secret a person may guess (a password, an authenticator or
+// recovery code, a mailed code) is checked under one attempt opened here,
+// on every surface: the page, the API, the second step, the step-up of a
+// sensitive action, /verify-totp. Each attempt counts against the client
+// address (Address), the account from this address (Pair) and the account
+// from every address (Account), and a wrong guess stays counted on all
+// three.
+
+// guess opens an attempt at a secret of the account whose throttle key is
+// account (userKey, or loginKey for a name that matches no account; userID
+// is then 0).
+func (s *Service) guess(ctx context.Context, c Client, account string, userID int64) (*attempt, error) {
+	a, err := s.guessFrom(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.forAccount(ctx, account, userID); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// guessFrom opens an attempt counted against the client address only;
+// forAccount adds the account once it is known. An address refused here
+// creates nothing else.
+func (s *Service) guessFrom(ctx context.Context, c Client) (*attempt, error) {
+	a := &attempt{s: s, client: c}
+	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, s.Now()); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// forAccount counts the attempt against the account from this address and
+// from every address. Past the account-wide limit only clients the
+// account knows may go on: someone else's failures never lock the owner
+// out. On a refusal the attempt is ended.
+func (a *attempt) forAccount(ctx context.Context, account string, userID int64) error {
+	s, now := a.s, a.s.Now()
+	a.pair = pairKey(account, a.client.Addr)
+	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
+		a.end(ctx, abandoned)
+		return err
+	}
+	if err := a.take(ctx, account, s.cfg.Account, now); err != nil {
+		if ErrorCode(err) != EThrottled || userID == 0 || !s.known(ctx, userID, a.client) {
+			a.end(ctx, abandoned)
+			return err
+		}
+	}
+	return nil
+}
+
 type outcome int
 
 const (
@@ -160,8 +213,8 @@ func surfaceName(c Client) string {
 // and the account's id once known.
 func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code string) (Grant, string, int64, error) {
 	now := s.Now()
-	a := &attempt{s: s, client: c}
-	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
+	a, err := s.guessFrom(ctx, c)
+	if err != nil {
 		return Grant{}, refusal(err), 0, err
 	}
 	u, found, err := s.lookup(ctx, login)
@@ -174,18 +227,8 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code s
 	if found {
 		account = userKey(u.ID)
 	}
-	a.pair = pairKey(account, c.Addr)
-	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
-		a.end(ctx, abandoned)
+	if err := a.forAccount(ctx, account, u.ID); err != nil {
 		return Grant{}, refusal(err), u.ID, err
-	}
-	if err := a.take(ctx, account, s.cfg.Account, now); err != nil {
-		// Past the account-wide limit only clients the account knows
-		// may go on: someone else's failures never lock the owner out.
-		if ErrorCode(err) != EThrottled || !found || !s.known(ctx, u.ID, c) {
-			a.end(ctx, abandoned)
-			return Grant{}, refusal(err), u.ID, err
-		}
 	}
 	// An unknown name is checked against a dummy hash: the same work, and
 	// never a match.
@@ -233,12 +276,9 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code s
 		amr = amrFor(method)
 	}
 	a.end(ctx, succeeded)
-	granted, ok := grantScope(u.Role, scope)
-	if !ok {
-		return Grant{}, metrics.InvalidScope, u.ID, invalid(FieldError{Field: "scope", Message: "The requested scope is wider than the account's role allows"})
-	}
-	if s.cfg.RequireVerifiedEmail && !u.EmailVerified {
-		return Grant{}, metrics.Unverified, u.ID, errUnverified
+	granted, outcome, err := s.admit(u, scope)
+	if err != nil {
+		return Grant{}, outcome, u.ID, err
 	}
 	hash := u.PasswordHash
 	if s.hasher.NeedsRehash(hash) {
@@ -258,6 +298,22 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code s
 		return Grant{}, metrics.Error, u.ID, fail(err)
 	}
 	return g, metrics.Success, u.ID, nil
+}
+
+// admit is the sign-in decision once every factor an account needs is
+// proven, the same on every surface and at every step (the password grant,
+// the login page, its second step): the scope asked for must be within the
+// role, and with REQUIRE_VERIFIED_EMAIL the address must be verified. It
+// returns the scope the session keeps, or the refusal and its outcome.
+func (s *Service) admit(u db.User, scope string) (string, string, error) {
+	granted, ok := grantScope(u.Role, scope)
+	if !ok {
+		return "", metrics.InvalidScope, invalid(FieldError{Field: "scope", Message: "The requested scope is wider than the account's role allows"})
+	}
+	if s.cfg.RequireVerifiedEmail && !u.EmailVerified {
+		return "", metrics.Unverified, errUnverified
+	}
+	return granted, metrics.Success, nil
 }
 
 // refusal names the outcome of a sign-in refused before or instead of the
@@ -362,25 +418,16 @@ func signInDetail(kind, amr string) string {
 }
 
 // checkPassword verifies the caller's current password for a sensitive
-// action. It is throttled like a sign-in for the account from this address
-// (and the address overall); the session proves the caller is no stranger
-// to the account, so the account-wide limit does not apply. It returns the
-// hash that matched, EForbidden, EThrottled, EBusy or another error.
-func (s *Service) checkPassword(ctx context.Context, c Client, p *Principal, pw string) (string, error) {
-	hash, _, err := s.checkPasswordUser(ctx, c, p, pw)
-	return hash, err
-}
-
-// checkPasswordUser is checkPassword, also returning the account as
-// stored.
-func (s *Service) checkPasswordUser(ctx context.Context, c Client, p *Principal, pw string) (string, db.User, error) {
+// action. It is throttled and counted like a sign-in (see guess). With
+// secondFollows (a code is checked next), or when the account has
+// two-factor on, a right password forgives no failures: only the code,
+// once right, does (else failed codes could be wiped by the right password,
+// and guessed without end). It returns the hash that matched and the
+// account as stored, EForbidden, EThrottled, EBusy or another error.
+func (s *Service) checkPassword(ctx context.Context, c Client, p *Principal, pw string, secondFollows bool) (string, db.User, error) {
 	now := s.Now()
-	a := &attempt{s: s, client: c, pair: pairKey(userKey(p.User.ID), c.Addr)}
-	if err := a.take(ctx, addressKey(c.Addr), s.cfg.Address, now); err != nil {
-		return "", db.User{}, err
-	}
-	if err := a.take(ctx, a.pair, s.cfg.Pair, now); err != nil {
-		a.end(ctx, abandoned)
+	a, err := s.guess(ctx, c, userKey(p.User.ID), p.User.ID)
+	if err != nil {
 		return "", db.User{}, err
 	}
 	// The session's copy of the account carries no password hash.
@@ -402,10 +449,7 @@ func (s *Service) checkPasswordUser(ctx context.Context, c Client, p *Principal,
 		a.end(ctx, abandoned)
 		return "", db.User{}, fail(err)
 	}
-	if u.MFAEnabled {
-		// The second factor is still to come: the password alone
-		// forgives no failures (else failed codes could be wiped by
-		// the right password, and guessed without end).
+	if u.MFAEnabled || secondFollows {
 		a.end(ctx, abandoned)
 	} else {
 		a.end(ctx, succeeded)

@@ -7,9 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -113,6 +116,23 @@ type Config struct {
 	Dev bool
 }
 
+// CheckServe checks what serving needs beyond the values themselves,
+// before anything is opened or written: with DEV, templates that can be
+// read from ./views; with several instances possible (DATABASE_URL), an
+// issuer that is not each instance's own address.
+func (c Config) CheckServe() error {
+	if c.Dev {
+		if _, err := fs.Stat(os.DirFS("views"), "login.html"); err != nil {
+			where, _ := filepath.Abs("views")
+			return fmt.Errorf("DEV is on, but the templates cannot be read from %s: start from the repository's top folder, or turn DEV off", where)
+		}
+	}
+	if c.DatabaseURL != "" && c.IssuerFromAddr {
+		return errors.New("DATABASE_URL is set but neither ISSUER nor PUBLIC_URL is: every instance would name its own address as the issuer of its tokens and refuse the others'; set ISSUER (or PUBLIC_URL) to the service's public URL, the same on every instance")
+	}
+	return nil
+}
+
 // ErrUsage marks a command line that cannot be read (an unknown flag, a
 // stray argument).
 var ErrUsage = errors.New("bad command line")
@@ -152,7 +172,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	refreshDays := str("refresh-token-expire-days", "REFRESH_TOKEN_EXPIRE_DAYS", "30", "absolute lifetime of a session and its refresh tokens in days, 1 to 3650")
 	idleDays := str("session-idle-days", "SESSION_IDLE_DAYS", "14", "a session not used for this many days ends, 1 to 3650")
 	grace := str("refresh-reuse-grace", "REFRESH_REUSE_GRACE", "10s", "how long a just-spent refresh token may be presented again (a client that lost the answer) without ending its session, 0s to 1m")
-	issuer := str("issuer", "ISSUER", "", "the service's public URL, the iss of its tokens and the base of its metadata URLs; empty means http://ADDR")
+	issuer := str("issuer", "ISSUER", "", "the service's public URL, the iss of its tokens and the base of its metadata URLs; empty means PUBLIC_URL, or http://ADDR when that is empty too (refused with DATABASE_URL)")
 	publishDelay := str("key-publish-delay", "KEY_PUBLISH_DELAY", "10m", "how long a new signing key is in the JWK set before it signs, 0s to 24h")
 	introspection := str("introspection-tokens", "INTROSPECTION_TOKENS", "", "comma-separated bearer secrets (at least 16 characters each) that may call POST /introspect; empty refuses every caller; prefer the variable")
 	cost := str("bcrypt-cost", "BCRYPT_COST", "12", "bcrypt cost of new password hashes, 4 to 31")
@@ -256,6 +276,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		c.KeyPublishDelay = d
 	}
 	c.Issuer = strings.TrimRight(strings.TrimSpace(*issuer), "/")
+	if c.Issuer == "" {
+		// The public URL names the service as well as ISSUER does.
+		c.Issuer = strings.TrimRight(strings.TrimSpace(*publicURL), "/")
+	}
 	if c.Issuer == "" {
 		host, port, _ := splitHostPort(c.Addr)
 		if host == "" || host == "0.0.0.0" || host == "::" || host == "[::]" {

@@ -31,7 +31,7 @@ func TestBrowserTwoFactor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.submitForm(`form[action="/profile/mfa/confirm"]`, map[string]string{"code": code})
+	c.submitForm(`form[action="/profile/mfa/confirm"]`, map[string]string{"code": code, "password": password})
 	if n := get(c, chromedp.Evaluate[int](`document.querySelectorAll('#recovery-codes li').length`)); n != 10 {
 		t.Fatalf("%d recovery codes shown: %s", n, c.text())
 	}

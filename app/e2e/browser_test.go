@@ -639,6 +639,14 @@ func TestBrowserAdminArea(t *testing.T) {
 	if !strings.Contains(c.text(), "Role changed to premium by admin root") {
 		t.Error("the change is not in alice's activity")
 	}
+	// A token issued before the change allows what it said then (the
+	// intersection of role, session and token); the next one has the role.
+	if st := premium(); st != 403 {
+		t.Errorf("alice's earlier token on the premium space after the change: %d, want 403", st)
+	}
+	if _, alice, err = token(base, "alice", password); err != nil {
+		t.Fatal(err)
+	}
 	if st := premium(); st != 200 {
 		t.Errorf("alice on the premium space after the change: %d, want 200", st)
 	}

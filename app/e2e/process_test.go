@@ -71,7 +71,8 @@ var listening = regexp.MustCompile(`msg=listening addr=(http://[0-9.:]+)|"msg":"
 func baseEnv(database string, extra ...string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ADDR=127.0.0.1:0", "BCRYPT_COST=4", "LOG_FORMAT=text"}
 	if strings.HasPrefix(database, "postgres://") {
-		env = append(env, "DATABASE_URL="+database)
+		// Instances on one database share one issuer.
+		env = append(env, "DATABASE_URL="+database, "ISSUER=http://fiberauth.test")
 	} else {
 		env = append(env, "DATABASE_PATH="+database)
 	}

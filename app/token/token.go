@@ -68,6 +68,9 @@ type Claims struct {
 	// AMR lists how the person signed in (RFC 8176): "pwd", "otp".
 	AMR []string `json:"amr,omitempty"`
 	jwt.RegisteredClaims
+
+	// kid is the key that signed the token ("" for a legacy token).
+	kid string
 }
 
 // Key is an Ed25519 signing key.
@@ -135,6 +138,10 @@ type Manager struct {
 type keyset struct {
 	all  []Key
 	byID map[string]Key
+	// until is, for each retired key, when it stops verifying: its
+	// retirement (the next key's PublishAt) plus the longest lifetime of
+	// a token it may have signed, plus the leeway.
+	until map[string]time.Time
 }
 
 // The verified-token cache holds about maxVerified entries, each for at
@@ -175,12 +182,28 @@ func NewManager(cfg Config, keys []Key) *Manager {
 // SetKeys replaces the known keys. The key that signs is the one published
 // last among those whose PublishAt has come; the others verify.
 func (m *Manager) SetKeys(keys []Key) {
-	ks := &keyset{all: slices.Clone(keys), byID: make(map[string]Key, len(keys))}
+	ks := &keyset{all: slices.Clone(keys), byID: make(map[string]Key, len(keys)), until: map[string]time.Time{}}
 	slices.SortFunc(ks.all, func(a, b Key) int { return a.PublishAt.Compare(b.PublishAt) })
 	for i := range ks.all {
 		ks.byID[ks.all[i].ID] = ks.all[i]
+		if i+1 < len(ks.all) {
+			ks.until[ks.all[i].ID] = ks.all[i+1].PublishAt.Add(m.cfg.Lifetime + leeway)
+		}
 	}
 	m.keys.Store(ks)
+}
+
+// verifies reports whether the key kid verifies tokens at now: it is
+// known, and not retired for longer than a token it signed can live.
+func (ks *keyset) verifies(kid string, now time.Time) (Key, bool) {
+	k, ok := ks.byID[kid]
+	if !ok {
+		return Key{}, false
+	}
+	if until, retired := ks.until[kid]; retired && !now.Before(until) {
+		return Key{}, false
+	}
+	return k, true
 }
 
 // Keys returns the known keys, oldest first.
@@ -235,7 +258,7 @@ func (m *Manager) States(now time.Time) []KeyState {
 		default:
 			st.RetiredAt = ks.all[i+1].PublishAt
 			st.State = "retired"
-			if !now.Before(st.RetiredAt.Add(m.cfg.Lifetime + leeway)) {
+			if _, ok := ks.verifies(k.ID, now); !ok {
 				st.State = "expired"
 			}
 		}
@@ -294,13 +317,19 @@ func (m *Manager) Issue(g Grant, issuedAt time.Time) (string, time.Time, error) 
 	return s, exp, err
 }
 
-// Verify checks a token's signature, algorithm, key, issuer, audience and
-// times, and that it names a subject and a session. The returned claims are
+// Verify checks a token's signature, algorithm, key (one that still
+// verifies: an expired key verifies nothing), issuer, audience and times,
+// and that it names a subject and a session. The returned claims are
 // shared and must not be modified.
 func (m *Manager) Verify(raw string) (*Claims, error) {
 	if c, ok := m.verified.Get(raw); ok {
 		if err := m.timely(c); err != nil {
 			return nil, err
+		}
+		if c.kid != "" {
+			if _, ok := m.keys.Load().verifies(c.kid, m.cfg.Now()); !ok {
+				return nil, ErrSignature
+			}
 		}
 		return c, nil
 	}
@@ -349,10 +378,11 @@ func (m *Manager) parse(p *jwt.Parser, raw string) (*Claims, error) {
 		switch t.Method.Alg() {
 		case jwt.SigningMethodEdDSA.Alg():
 			kid, _ := t.Header["kid"].(string)
-			k, ok := m.keys.Load().byID[kid]
+			k, ok := m.keys.Load().verifies(kid, m.cfg.Now())
 			if !ok {
 				return nil, ErrSignature
 			}
+			c.kid = kid
 			return k.Public, nil
 		case jwt.SigningMethodHS256.Alg():
 			if len(m.cfg.Legacy) == 0 || !m.cfg.Now().Before(m.cfg.LegacyUntil) {

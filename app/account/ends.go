@@ -1,0 +1,135 @@
+package account
+
+import (
+	"strings"
+
+	"fiberauth/db"
+)
+
+// What ends what: the one place that decides, for every sensitive change
+// to an account, which of its outstanding artefacts the change voids.
+// Every operation that makes such a change takes its db.Void from here
+// (voids), and the store carries it out in the change's own transaction;
+// no operation voids anything on its own. The README's section "What ends
+// what" is this table (a test holds them to each other), and a test plays
+// every change against every artefact on both engines.
+
+// Change is a sensitive change to an account.
+type Change string
+
+// The sensitive changes.
+const (
+	ChangePassword          Change = "password_changed"
+	ChangePasswordReset     Change = "password_reset"
+	ChangeEmailVerified     Change = "email_verified"
+	ChangeEmail             Change = "email_changed"
+	ChangeMFAOn             Change = "mfa_on"
+	ChangeMFAOff            Change = "mfa_off"
+	ChangeMFAOffByAdmin     Change = "mfa_off_by_admin"
+	ChangeRecoveryCodes     Change = "recovery_codes_renewed"
+	ChangeRole              Change = "role_changed"
+	ChangeSessionEnded      Change = "session_ended"
+	ChangeRefreshReused     Change = "refresh_reused"
+	ChangeSignOutEverywhere Change = "sign_out_everywhere"
+	ChangeSessionsByAdmin   Change = "sessions_ended_by_admin"
+	ChangeAccountDeleted    Change = "account_deleted"
+)
+
+// Ends is what a change voids. Sessions end with their refresh tokens;
+// what is bound to a session (a change of address or an authenticator
+// enrolment it started) ends with that session whatever the flags say.
+type Ends struct {
+	// Sessions: which sessions end: db.ThisSession (the one that made the
+	// change, or the one named), db.OtherSessions (all but the one that
+	// made the change; all of them for a change made by an admin, the
+	// command line or a mailed code), db.AllSessions, or none.
+	Sessions db.Sessions
+	// ResetCode, VerifyCode and EmailChange void the mailed codes of each
+	// purpose: a password reset, the verification of the current address,
+	// and a pending change of address (with its code).
+	ResetCode, VerifyCode, EmailChange bool
+	// Enrolment voids a pending authenticator enrolment.
+	Enrolment bool
+	// SecondSteps voids pending second-step sign-ins (a right password
+	// waiting for its code, in some browser).
+	SecondSteps bool
+	// Cached drops the account's cached sessions and grants on every
+	// instance as the change commits, so that it takes effect at once.
+	Cached bool
+}
+
+// Rule is one row of the table: a change, how people call it, and what it
+// ends.
+type Rule struct {
+	Change Change
+	Label  string
+	Ends
+}
+
+// Table is what ends what.
+var Table = []Rule{
+	{ChangePassword, "Password changed", Ends{Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangePasswordReset, "Password reset with a mailed code", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeEmailVerified, "Email address verified", Ends{VerifyCode: true, Cached: true}},
+	{ChangeEmail, "Email address changed", Ends{ResetCode: true, VerifyCode: true, EmailChange: true, Cached: true}},
+	{ChangeMFAOn, "Two-factor turned on", Ends{Sessions: db.OtherSessions, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeMFAOff, "Two-factor turned off", Ends{ResetCode: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeMFAOffByAdmin, "Two-factor turned off by an admin", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeRecoveryCodes, "Recovery codes renewed", Ends{SecondSteps: true, Cached: true}},
+	{ChangeRole, "Role changed", Ends{Cached: true}},
+	{ChangeSessionEnded, "One session ended (sign-out, revocation, its owner or an admin)", Ends{Sessions: db.ThisSession, Cached: true}},
+	{ChangeRefreshReused, "Spent refresh token presented again", Ends{Sessions: db.ThisSession, Cached: true}},
+	{ChangeSignOutEverywhere, "Signed out everywhere else", Ends{Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeSessionsByAdmin, "Every session ended by an admin", Ends{Sessions: db.AllSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeAccountDeleted, "Account deleted", Ends{Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+}
+
+// EndsOf returns the row of a change; it panics for a change that is not
+// in the table (a bug).
+func EndsOf(ch Change) Ends {
+	for _, r := range Table {
+		if r.Change == ch {
+			return r.Ends
+		}
+	}
+	panic("account: change " + string(ch) + " is not in the table of what ends what")
+}
+
+// voids is what ch voids, as the store carries it out; session is the
+// session that made the change (or the one named), "" for a change made by
+// an admin, the command line or a mailed code.
+func voids(ch Change, session string) db.Void {
+	e := EndsOf(ch)
+	v := db.Void{Sessions: e.Sessions, Session: session, Enrolment: e.Enrolment, SecondSteps: e.SecondSteps, Cached: e.Cached}
+	if e.ResetCode {
+		v.Codes = append(v.Codes, db.CodeReset)
+	}
+	if e.VerifyCode {
+		v.Codes = append(v.Codes, db.CodeVerify)
+	}
+	if e.EmailChange {
+		v.Codes = append(v.Codes, db.CodeEmailChange)
+	}
+	return v
+}
+
+// TableMarkdown renders the table for the README.
+func TableMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| Change | Sessions | Reset code | Verification code | Pending change of address | Pending authenticator set-up | Pending second step | Cached sessions and grants |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	mark := func(on bool) string {
+		if on {
+			return "ends"
+		}
+		return "–"
+	}
+	for _, r := range Table {
+		sessions := map[db.Sessions]string{db.KeepSessions: "–", db.ThisSession: "that one", db.OtherSessions: "all others",
+			db.AllSessions: "all"}[r.Sessions]
+		b.WriteString("| " + r.Label + " | " + sessions + " | " + mark(r.ResetCode) + " | " + mark(r.VerifyCode) + " | " +
+			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.SecondSteps) + " | " +
+			map[bool]string{true: "dropped", false: "–"}[r.Cached] + " |\n")
+	}
+	return b.String()
+}

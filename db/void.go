@@ -1,0 +1,129 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+)
+
+// Sessions says which of an account's sessions a change ends.
+type Sessions int
+
+// Which sessions a change ends.
+const (
+	// KeepSessions ends none.
+	KeepSessions Sessions = iota
+	// ThisSession ends the session named by Void.Session.
+	ThisSession
+	// OtherSessions ends every session but Void.Session (every session
+	// when it is empty).
+	OtherSessions
+	// AllSessions ends every session.
+	AllSessions
+)
+
+// Void is what a sensitive change ends, carried out in the change's own
+// transaction. The account core decides it, from one table, for every kind
+// of change; the store only carries it out. Everything bound to a session
+// (its refresh tokens, a change of address or an enrolment it started) ends
+// with the session.
+type Void struct {
+	Sessions Sessions
+	// Session is the session that made the change, or the one to end.
+	Session string
+	// Codes are the purposes of the mailed codes voided (CodeReset,
+	// CodeVerify, CodeEmailChange).
+	Codes []string
+	// Enrolment voids a pending authenticator enrolment.
+	Enrolment bool
+	// SecondSteps voids pending second-step sign-ins (the account's stamp
+	// moves on, and their signatures cover it).
+	SecondSteps bool
+	// Cached drops the account's cached sessions on every instance once
+	// the transaction commits.
+	Cached bool
+}
+
+// apply carries out v for userID in tx and returns how many sessions
+// ended. The caller drops the cache entries after the commit (see done).
+func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (int64, error) {
+	var ended int64
+	var query string
+	var args []any
+	switch v.Sessions {
+	case ThisSession:
+		query, args = `DELETE FROM sessions WHERE user_id = ? AND id = ?`, []any{userID, v.Session}
+	case OtherSessions:
+		query, args = `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, []any{userID, v.Session}
+	case AllSessions:
+		query, args = `DELETE FROM sessions WHERE user_id = ?`, []any{userID}
+	}
+	if query != "" {
+		res, err := s.exec(ctx, tx, query, args...)
+		if err != nil {
+			return 0, err
+		}
+		ended, _ = res.RowsAffected()
+	}
+	if len(v.Codes) > 0 {
+		args := []any{userID}
+		for _, p := range v.Codes {
+			args = append(args, p)
+		}
+		marks := strings.TrimSuffix(strings.Repeat("?, ", len(v.Codes)), ", ")
+		if _, err := s.exec(ctx, tx, `DELETE FROM codes WHERE user_id = ? AND purpose IN (`+marks+`)`, args...); err != nil {
+			return 0, err
+		}
+	}
+	if v.Enrolment {
+		if _, err := s.exec(ctx, tx, `DELETE FROM mfa_pending WHERE user_id = ?`, userID); err != nil {
+			return 0, err
+		}
+	}
+	if v.SecondSteps {
+		if _, err := s.exec(ctx, tx, `UPDATE users SET stamp = stamp + 1 WHERE id = ?`, userID); err != nil {
+			return 0, err
+		}
+	}
+	if v.Cached || ended > 0 {
+		// Other instances drop the account's cached sessions when this
+		// commits.
+		if err := s.notify(ctx, tx, userPayload(userID)); err != nil {
+			return 0, err
+		}
+	}
+	return ended, nil
+}
+
+// done drops this instance's cached entries of userID after the change's
+// transaction (deferred by the caller, so that it runs whatever happened).
+func (v Void) done(s *Store, userID int64) {
+	if v.Cached || v.Sessions != KeepSessions {
+		s.cache.invalidateUser(userID)
+	}
+}
+
+// Apply carries out v for userID in a transaction of its own and returns
+// how many sessions ended. ev is recorded with it when its Kind is set and
+// the change did something: with ThisSession, ErrNotFound (writing
+// nothing) when the account has no such session; with OtherSessions or
+// AllSessions, no event when none ended.
+func (s *Store) Apply(ctx context.Context, userID int64, v Void, ev Event) (int64, error) {
+	defer v.done(s, userID)
+	var ended int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if ended, err = v.apply(ctx, s, tx, userID); err != nil {
+			return err
+		}
+		switch {
+		case v.Sessions == ThisSession && ended == 0:
+			return ErrNotFound
+		case ev.Kind == "", v.Sessions != KeepSessions && ended == 0:
+			return nil
+		}
+		ev.UserID = userID
+		return s.insertEvent(ctx, tx, ev)
+	})
+	return ended, err
+}
