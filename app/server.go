@@ -99,7 +99,11 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		Pools:     store.Pools(),
 	})
 	hasher.OnWait = m.HashWait
-	outbox, err = mail.New(mail.Config{URL: cfg.SMTPURL, From: cfg.MailFrom}, log, m)
+	// The outbox keeps mail in the database, sealed under a key of its
+	// own, until it is sent: every instance can send it, after a restart
+	// too.
+	outbox, err = mail.New(mail.Config{URL: cfg.SMTPURL, From: cfg.MailFrom,
+		SealKey: derive(key, "fiberauth outbox v1")}, store, log, m)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +177,8 @@ func derive(key []byte, purpose string) []byte {
 func (s *Server) App() *fiber.App { return s.app }
 
 // Close waits for queued activity records to be written, and up to 10
-// seconds for queued mail to be sent.
+// seconds for the mail being sent; mail not sent yet stays in the outbox
+// for another instance or the next start.
 func (s *Server) Close() {
 	s.acct.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,7 +1,10 @@
-// Package mail sends the service's mail: a small in-memory queue whose
-// workers hand each message to an SMTP server (SMTP_URL), retrying
-// temporary failures with growing waits, or, without a server, write each
-// message whole to the log so that a developer can follow the flows.
+// Package mail sends the service's mail through a durable outbox: Send
+// stores each message, encrypted, in the database, and a dispatcher in
+// every instance claims the messages that are due and hands them to an SMTP
+// server (SMTP_URL), retrying temporary failures with growing waits, or,
+// without a server, writes each message whole to the log so that a
+// developer can follow the flows. A message queued survives a crash or a
+// restart of the process that queued it (see outbox.go).
 //
 // Messages are built with github.com/wneessen/go-mail: plain-text and HTML
 // parts, Date, Message-ID, From, To, Subject, each encoded as RFC 5322 and
@@ -20,12 +23,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
-
-	"fiberauth/app/metrics"
 )
 
 // DefaultFrom is the sender when MAIL_FROM is not set.
@@ -59,10 +59,20 @@ type Config struct {
 	Attempts   int
 	Backoff    time.Duration
 	MaxBackoff time.Duration
-	// Queue is how many messages may wait (default 1000).
+	// Queue is how many messages may wait in the outbox, counting every
+	// instance's (default 10000); beyond it Send refuses. The count is
+	// the cached one of Pending, so the bound is approximate.
 	Queue int
 	// Timeout bounds one delivery attempt (default 30 s).
 	Timeout time.Duration
+	// Lease is how long a claimed message stays with the instance that
+	// claimed it before another may take it (default Timeout + 30 s). It
+	// must be longer than Timeout, so that a delivery still under way is
+	// never taken over.
+	Lease time.Duration
+	// SealKey encrypts the messages at rest (AES-256-GCM): 32 bytes,
+	// required. Every instance sharing the database needs the same key.
+	SealKey []byte
 }
 
 // Server is a parsed SMTP_URL.
@@ -147,190 +157,12 @@ type sender interface {
 	send(ctx context.Context, msg *gomail.Msg, m Message) error
 }
 
-// Outbox queues messages and sends them in the background.
-type Outbox struct {
-	cfg     Config
-	send    sender
-	log     *slog.Logger
-	metrics *metrics.Metrics
-
-	queue chan Message
-	stop  context.Context
-	halt  context.CancelFunc
-	wg    sync.WaitGroup
-
-	mu      sync.Mutex
-	pending int
-	idle    *sync.Cond
-	closed  bool
-}
-
-// New returns a running Outbox. m may be nil.
-func New(cfg Config, log *slog.Logger, m *metrics.Metrics) (*Outbox, error) {
-	if cfg.From == "" {
-		cfg.From = DefaultFrom
-	}
-	if err := CheckFrom(cfg.From); err != nil {
-		return nil, err
-	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = 6
-	}
-	if cfg.Backoff <= 0 {
-		cfg.Backoff = 2 * time.Second
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 5 * time.Minute
-	}
-	if cfg.Queue <= 0 {
-		cfg.Queue = 1000
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
-	}
-	o := &Outbox{cfg: cfg, log: log, metrics: m, queue: make(chan Message, cfg.Queue)}
-	o.idle = sync.NewCond(&o.mu)
-	if cfg.URL == "" {
-		o.send = logSender{log: log}
-	} else {
-		srv, err := ParseURL(cfg.URL)
-		if err != nil {
-			return nil, err
-		}
-		o.send = &smtpSender{srv: srv, timeout: cfg.Timeout}
-	}
-	o.stop, o.halt = context.WithCancel(context.Background())
-	// Two workers: a slow server does not hold every message behind one.
-	for range 2 {
-		o.wg.Add(1)
-		go o.work()
-	}
-	return o, nil
-}
-
-// Logs reports whether messages are logged rather than sent.
-func (o *Outbox) Logs() bool { _, ok := o.send.(logSender); return ok }
-
-// Send queues m and returns at once. It returns false, and logs why, when
-// the queue is full or closed.
-func (o *Outbox) Send(m Message) bool {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		o.log.Error("mail not queued: shutting down", "kind", m.Kind, "user_id", m.UserID)
-		return false
-	}
-	select {
-	case o.queue <- m:
-		o.pending++
-		o.mu.Unlock()
-		return true
-	default:
-		o.mu.Unlock()
-		o.log.Error("mail not queued: the queue is full", "kind", m.Kind, "user_id", m.UserID)
-		o.metrics.Mail(m.Kind, "failed")
-		return false
-	}
-}
-
-// Pending is how many messages are queued or being sent.
-func (o *Outbox) Pending() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.pending
-}
-
-// Flush waits until every message queued so far is sent or given up.
-func (o *Outbox) Flush() {
-	o.mu.Lock()
-	for o.pending > 0 {
-		o.idle.Wait()
-	}
-	o.mu.Unlock()
-}
-
-// Close stops taking messages and waits, until ctx ends, for the queued
-// ones to be sent; retries stop waiting at once. What is still queued when
-// ctx ends is logged as not sent.
-func (o *Outbox) Close(ctx context.Context) {
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return
-	}
-	o.closed = true
-	close(o.queue)
-	o.mu.Unlock()
-	done := make(chan struct{})
-	go func() { o.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		o.halt()
-		<-done
-	}
-	o.halt()
-}
-
-func (o *Outbox) work() {
-	defer o.wg.Done()
-	for m := range o.queue {
-		o.deliver(m)
-		o.mu.Lock()
-		o.pending--
-		if o.pending == 0 {
-			o.idle.Broadcast()
-		}
-		o.mu.Unlock()
-	}
-}
-
-// deliver tries m until it is sent, fails for good, or attempts run out.
-func (o *Outbox) deliver(m Message) {
-	o.mu.Lock()
-	wait := o.cfg.Backoff
-	o.mu.Unlock()
-	for attempt := 1; ; attempt++ {
-		if o.stop.Err() != nil {
-			o.metrics.Mail(m.Kind, "failed")
-			o.log.Error("mail not sent: shutting down", "kind", m.Kind, "user_id", m.UserID)
-			return
-		}
-		msg, err := o.build(m)
-		if err != nil {
-			o.metrics.Mail(m.Kind, "failed")
-			o.log.Error("mail not sent", "kind", m.Kind, "user_id", m.UserID, "error", err.Error())
-			return
-		}
-		ctx, cancel := context.WithTimeout(o.stop, o.cfg.Timeout)
-		err = o.send.send(ctx, msg, m)
-		cancel()
-		if err == nil {
-			o.metrics.Mail(m.Kind, "sent")
-			o.log.Info("mail sent", "kind", m.Kind, "user_id", m.UserID, "attempt", attempt)
-			return
-		}
-		if attempt >= o.cfg.Attempts || permanent(err) {
-			o.metrics.Mail(m.Kind, "failed")
-			o.log.Error("mail not sent", "kind", m.Kind, "user_id", m.UserID, "attempts", attempt, "error", err.Error())
-			return
-		}
-		o.metrics.Mail(m.Kind, "retried")
-		o.log.Warn("mail delivery failed; will retry", "kind", m.Kind, "user_id", m.UserID, "attempt", attempt,
-			"retry_in", wait.String(), "error", err.Error())
-		select {
-		case <-time.After(wait):
-		case <-o.stop.Done():
-		}
-		wait = min(2*wait, o.cfg.MaxBackoff)
-	}
-}
-
 // permanent reports whether the server refused the message with a 5xx
 // reply (a refused recipient, a refused sender), so that retrying cannot
 // help. Connection problems and 4xx replies are retried.
+// (*gomail.SendError carries the reply's code.)
 func permanent(err error) bool {
-	var se *gomail.SendError
+	var se interface{ ErrorCode() int }
 	if errors.As(err, &se) {
 		code := se.ErrorCode()
 		return code >= 500 && code < 600
@@ -338,8 +170,10 @@ func permanent(err error) bool {
 	return false
 }
 
-// build turns m into a mail message with both parts and every header.
-func (o *Outbox) build(m Message) (*gomail.Msg, error) {
+// build turns m into a mail message with both parts and every header. id
+// and date are the message's own, fixed when it was queued, so that a
+// message sent twice (see outbox.go) is recognisably one.
+func (o *Outbox) build(m Message, id string, date time.Time) (*gomail.Msg, error) {
 	if strings.ContainsAny(m.To, "\r\n") || strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, errors.New("a header value holds a line break")
 	}
@@ -351,8 +185,8 @@ func (o *Outbox) build(m Message) (*gomail.Msg, error) {
 		return nil, fmt.Errorf("recipient: %w", err)
 	}
 	msg.Subject(m.Subject)
-	msg.SetDate()
-	msg.SetMessageID()
+	msg.SetDateWithValue(date)
+	msg.SetMessageIDWithValue(id)
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
 	return msg, nil
@@ -400,12 +234,4 @@ func (s *smtpSender) send(ctx context.Context, m *gomail.Msg, _ Message) error {
 		return err
 	}
 	return c.DialAndSendWithContext(ctx, m)
-}
-
-// SetBackoff changes the wait after a first failed attempt (tests make it
-// short).
-func (o *Outbox) SetBackoff(d time.Duration) {
-	o.mu.Lock()
-	o.cfg.Backoff = d
-	o.mu.Unlock()
 }
