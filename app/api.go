@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"fiberauth/app/account"
+	"fiberauth/app/oidc"
 	"fiberauth/app/openapi"
 	"fiberauth/app/token"
 	"fiberauth/db"
@@ -50,19 +51,44 @@ func (s *Server) apiRegister(c *fiber.Ctx) error {
 }
 
 // apiToken is POST /token: the OAuth2 resource owner password grant
-// (RFC 6749 §4.3) and the refresh token grant (§6). Every malformed request
-// is 400 invalid_request (§5.2).
+// (RFC 6749 §4.3), the refresh token grant (§6), and for registered
+// applications the authorization code grant (§4.1.3, OpenID Connect).
+// Every malformed request is 400 invalid_request (§5.2).
 func (s *Server) apiToken(c *fiber.Ctx) error {
-	f, err := oauthForm(c, "grant_type", "username", "password", "scope", "refresh_token", "otp")
+	f, err := oauthForm(c, "grant_type", "username", "password", "scope", "refresh_token", "otp", "code", "redirect_uri",
+		"code_verifier", "client_id", "client_secret")
 	if err != nil {
 		return err
 	}
 	var g account.Grant
 	switch grant := f.get("grant_type"); {
+	case grant == "authorization_code":
+		auth, err := clientAuth(c, f)
+		if err != nil {
+			return err
+		}
+		r, err := s.oidc.Exchange(c.UserContext(), s.client(c, false), oidc.CodeExchange{Auth: auth, Code: f.get("code"),
+			RedirectURI: f.get("redirect_uri"), CodeVerifier: f.get("code_verifier")})
+		if err != nil {
+			return oauthAnswer(err)
+		}
+		return tokenAnswer(c, r)
 	case grant == "refresh_token":
 		raw := f.get("refresh_token")
 		if raw == "" {
 			return oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		}
+		auth, aerr := clientAuth(c, f)
+		if aerr != nil {
+			return aerr
+		}
+		// An application's refresh token: the application authenticates
+		// and gets a new ID token too.
+		if r, handled, err := s.oidc.Refresh(c.UserContext(), s.client(c, false), auth, raw, f.get("scope")); handled {
+			if err != nil {
+				return oauthAnswer(err)
+			}
+			return tokenAnswer(c, r)
 		}
 		g, err = s.acct.Refresh(c.UserContext(), s.client(c, false), raw, f.get("scope"))
 		switch account.ErrorCode(err) {
@@ -73,7 +99,7 @@ func (s *Server) apiToken(c *fiber.Ctx) error {
 		}
 	case f.has("grant_type") && grant != "password":
 		return oauthError(http.StatusBadRequest, "unsupported_grant_type",
-			"grant_type must be password or refresh_token")
+			"grant_type must be password, refresh_token or authorization_code")
 	default:
 		username, pw := f.get("username"), f.get("password")
 		for _, field := range []struct{ name, v string }{{"username", username}, {"password", pw}} {
@@ -381,9 +407,13 @@ func (s *Server) apiIntrospect(c *fiber.Ctx) error {
 	if !in.Active {
 		return c.JSON(fiber.Map{"active": false})
 	}
+	clientID := in.ClientID
+	if clientID == "" {
+		clientID = "fiberauth"
+	}
 	return c.JSON(fiber.Map{"active": true, "sub": in.Subject, "sid": in.SessionID, "scope": in.Scope,
 		"token_type": in.TokenType, "iat": in.IssuedAt.Unix(), "exp": in.ExpiresAt.Unix(), "iss": in.Issuer,
-		"aud": token.Audience, "client_id": "fiberauth"})
+		"aud": token.Audience, "client_id": clientID})
 }
 
 // introspectionAllowed checks the caller's bearer secret against
@@ -414,21 +444,9 @@ func (s *Server) jwks(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"keys": s.acct.Tokens().JWKS(s.acct.Now())})
 }
 
-// metadata is GET /.well-known/oauth-authorization-server (RFC 8414).
+// metadata is GET /.well-known/oauth-authorization-server (RFC 8414): the
+// same document as OpenID Connect Discovery's.
 func (s *Server) metadata(c *fiber.Ctx) error {
-	base := s.acct.Tokens().Issuer()
 	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
-	return c.JSON(fiber.Map{
-		"issuer":                                        base,
-		"token_endpoint":                                base + "/token",
-		"revocation_endpoint":                           base + "/revoke",
-		"introspection_endpoint":                        base + "/introspect",
-		"jwks_uri":                                      base + "/.well-known/jwks.json",
-		"grant_types_supported":                         []string{"password", "refresh_token"},
-		"response_types_supported":                      []string{},
-		"token_endpoint_auth_methods_supported":         []string{"none"},
-		"revocation_endpoint_auth_methods_supported":    []string{"none"},
-		"introspection_endpoint_auth_methods_supported": []string{"bearer"},
-		"service_documentation":                         base + "/docs",
-	})
+	return c.JSON(s.oidc.Metadata())
 }

@@ -18,6 +18,7 @@ import (
 
 	"fiberauth/app/account"
 	"fiberauth/app/config"
+	"fiberauth/app/oidc"
 	"fiberauth/app/token"
 	"fiberauth/db"
 )
@@ -49,6 +50,17 @@ the same database. U names an account by username or email.
   keys rotate                   make a new signing key: in the JWK set at
                                 once, signing after KEY_PUBLISH_DELAY
   keys list                     each signing key with its state
+  clients create --name N --redirect-uri U [--redirect-uri U2 ...]
+          [--public] [--first-party] [--backchannel-logout-uri U]
+          [--post-logout-redirect-uri U ...] [--scope S ...]
+          [--id-token-alg RS256|EdDSA]
+                                register an application that signs its
+                                users in here (OpenID Connect); prints its
+                                client_id and, once, its secret (none for
+                                --public, which must use PKCE)
+  clients list                  the registered applications
+  clients rotate-secret ID      a new secret for application ID, shown once
+  clients delete ID             delete application ID; its tokens end
   help                          this text
 
 Every change made here is recorded in the admin audit list, as done by
@@ -74,11 +86,13 @@ func ExitCode(err error) int {
 }
 
 // command is a parsed command line: its words, its arguments, its own
-// flags and the server settings that follow.
+// flags (the last value of each, and every value of a repeated one in
+// lists) and the server settings that follow.
 type command struct {
 	words    []string
 	args     []string
 	flags    map[string]string
+	lists    map[string][]string
 	settings []string
 }
 
@@ -87,7 +101,8 @@ type command struct {
 var commands = []struct {
 	words []string
 	nargs int
-	// flags are the command's own flags; those before the bar are required.
+	// flags are the command's own flags; those before the bar are
+	// required; a name ending in "!" takes no value (--public).
 	flags []string
 	run   func(ctx context.Context, e *cmdEnv, c command) error
 }{
@@ -105,6 +120,11 @@ var commands = []struct {
 	{[]string{"keys", "list"}, 0, nil, func(ctx context.Context, e *cmdEnv, _ command) error {
 		return listKeys(ctx, e.cfg, e.store, e.stdout)
 	}},
+	{[]string{"clients", "create"}, 0, []string{"name", "redirect-uri", "|", "post-logout-redirect-uri", "backchannel-logout-uri",
+		"scope", "id-token-alg", "public!", "first-party!"}, clientsCreate},
+	{[]string{"clients", "list"}, 0, nil, clientsList},
+	{[]string{"clients", "rotate-secret"}, 1, nil, clientsRotate},
+	{[]string{"clients", "delete"}, 1, nil, clientsDelete},
 }
 
 // cmdEnv is what a command works with.
@@ -177,7 +197,7 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 // then its own flags (--name value or --name=value; those of own before
 // "|" are required) and the server's settings, in any order.
 func parseCommand(name string, rest []string, nargs int, own []string) (command, error) {
-	c := command{flags: map[string]string{}}
+	c := command{flags: map[string]string{}, lists: map[string][]string{}}
 	for len(c.args) < nargs && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		c.args, rest = append(c.args, rest[0]), rest[1:]
 	}
@@ -190,6 +210,13 @@ func parseCommand(name string, rest []string, nargs int, own []string) (command,
 		flagName, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
 		if !strings.HasPrefix(arg, "-") {
 			return c, usage("%s: unexpected argument %q", name, arg)
+		}
+		if flagName != "" && slices.Contains(own, flagName+"!") {
+			if hasValue {
+				return c, usage("%s: --%s takes no value", name, flagName)
+			}
+			c.flags[flagName] = "true"
+			continue
 		}
 		if flagName == "|" || !slices.Contains(own, flagName) {
 			// A server setting, with its value.
@@ -206,6 +233,7 @@ func parseCommand(name string, rest []string, nargs int, own []string) (command,
 			value, rest = rest[0], rest[1:]
 		}
 		c.flags[flagName] = value
+		c.lists[flagName] = append(c.lists[flagName], value)
 	}
 	var missing []string
 	for _, f := range own {
@@ -450,23 +478,35 @@ func rotateKey(ctx context.Context, e *cmdEnv, stdout io.Writer) error {
 	if _, err := loadKeys(ctx, store, time.Now()); err != nil {
 		return err
 	}
-	seed, err := token.NewSeed()
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	k, err := token.NewKey(seed, now, now.Add(cfg.KeyPublishDelay))
-	if err != nil {
+	publish := now.Add(cfg.KeyPublishDelay)
+	var made []token.Key
+	for _, alg := range []struct {
+		name string
+		make func() ([]byte, error)
+	}{{token.EdDSA, token.NewSeed}, {token.RS256, token.NewRSASeed}} {
+		seed, err := alg.make()
+		if err != nil {
+			return err
+		}
+		sk := db.SigningKey{Alg: alg.name, Seed: seed, CreatedAt: now, PublishAt: publish}
+		k, err := keyOf(sk)
+		if err != nil {
+			return err
+		}
+		sk.ID = k.ID
+		if err := store.AddSigningKey(ctx, sk); err != nil {
+			return err
+		}
+		made = append(made, k)
+	}
+	k := made[0]
+	if err := e.audit(ctx, "rotate_key", "signing keys", "new keys "+made[0].ID+" (EdDSA) and "+made[1].ID+
+		" (RS256), signing from "+k.PublishAt.UTC().Format(time.RFC3339)); err != nil {
 		return err
 	}
-	if err := store.AddSigningKey(ctx, db.SigningKey{ID: k.ID, Seed: seed, CreatedAt: k.CreatedAt, PublishAt: k.PublishAt}); err != nil {
-		return err
-	}
-	if err := e.audit(ctx, "rotate_key", "signing keys", "new key "+k.ID+", signing from "+k.PublishAt.UTC().Format(time.RFC3339)); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "new signing key %s: in the JWK set now, signing from %s (after KEY_PUBLISH_DELAY=%s)\n",
-		k.ID, k.PublishAt.UTC().Format(time.RFC3339), cfg.KeyPublishDelay)
+	fmt.Fprintf(stdout, "new signing keys %s (EdDSA, access tokens) and %s (RS256, ID tokens): in the JWK set now, signing from %s (after KEY_PUBLISH_DELAY=%s)\n",
+		made[0].ID, made[1].ID, k.PublishAt.UTC().Format(time.RFC3339), cfg.KeyPublishDelay)
 	return nil
 }
 
@@ -478,13 +518,13 @@ func listKeys(ctx context.Context, cfg config.Config, store *db.Store, stdout io
 	}
 	m := token.NewManager(token.Config{Issuer: cfg.Issuer, Lifetime: cfg.TokenLifetime}, keys)
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KID\tSTATE\tCREATED\tSIGNS FROM\tRETIRED")
+	fmt.Fprintln(w, "KID\tALG\tSTATE\tCREATED\tSIGNS FROM\tRETIRED")
 	for _, st := range m.States(time.Now()) {
 		retired := "-"
 		if !st.RetiredAt.IsZero() {
 			retired = st.RetiredAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", st.ID, st.State, st.CreatedAt.UTC().Format(time.RFC3339),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", st.ID, st.Alg, st.State, st.CreatedAt.UTC().Format(time.RFC3339),
 			st.PublishAt.UTC().Format(time.RFC3339), retired)
 	}
 	return w.Flush()
@@ -494,4 +534,88 @@ func listKeys(ctx context.Context, cfg config.Config, store *db.Store, stdout io
 // a flag of the server.
 func isCommand(args []string) bool {
 	return len(args) > 0 && !strings.HasPrefix(args[0], "-")
+}
+
+// provider returns the OpenID Connect provider, as the server builds it.
+func (e *cmdEnv) provider(ctx context.Context) (*oidc.Provider, error) {
+	if _, err := e.accounts(ctx); err != nil {
+		return nil, err
+	}
+	return e.server.oidc, nil
+}
+
+func clientsCreate(ctx context.Context, e *cmdEnv, c command) error {
+	p, err := e.provider(ctx)
+	if err != nil {
+		return err
+	}
+	var scopes []string
+	for _, s := range c.lists["scope"] {
+		scopes = append(scopes, strings.Fields(s)...)
+	}
+	cl, secret, err := p.CreateClient(ctx, account.CommandLine, oidc.ClientInput{Name: c.flags["name"], RedirectURIs: c.lists["redirect-uri"],
+		PostLogoutRedirectURIs: c.lists["post-logout-redirect-uri"], BackchannelLogoutURI: c.flags["backchannel-logout-uri"],
+		Scopes: scopes, IDTokenAlg: c.flags["id-token-alg"], Public: c.flags["public"] == "true", FirstParty: c.flags["first-party"] == "true"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "client_id: %s\n", cl.ID)
+	if secret != "" {
+		fmt.Fprintf(e.stdout, "client_secret: %s\n(shown once: it is kept only as a hash)\n", secret)
+	}
+	return nil
+}
+
+func clientsList(ctx context.Context, e *cmdEnv, _ command) error {
+	p, err := e.provider(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := p.Clients(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CLIENT ID\tNAME\tKIND\tREDIRECT URIS\tSCOPES\tCREATED")
+	for _, cl := range list {
+		kind := "confidential"
+		if cl.Public() {
+			kind = "public"
+		}
+		if cl.FirstParty {
+			kind += ", first-party"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.ID, cl.Name, kind, strings.Join(cl.RedirectURIs, " "),
+			strings.Join(cl.Scopes, " "), cl.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d %s\n", len(list), map[bool]string{true: "application", false: "applications"}[len(list) == 1])
+	return nil
+}
+
+func clientsRotate(ctx context.Context, e *cmdEnv, c command) error {
+	p, err := e.provider(ctx)
+	if err != nil {
+		return err
+	}
+	secret, err := p.RotateSecret(ctx, account.CommandLine, c.args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "client_secret: %s\n(shown once; the old secret no longer works)\n", secret)
+	return nil
+}
+
+func clientsDelete(ctx context.Context, e *cmdEnv, c command) error {
+	p, err := e.provider(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.DeleteClient(ctx, account.CommandLine, c.args[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted application %s\n", c.args[0])
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,18 @@ func onEngines(t *testing.T, fn func(t *testing.T, env ...string)) {
 		dbtest.Skip(t)
 		fn(t, "DATABASE_URL", "postgres")
 	})
+}
+
+// The tests' databases share one RSA key, made once: making one takes
+// about 50 ms, and every test server starts on a new database.
+func init() {
+	var once sync.Once
+	var seed []byte
+	var err error
+	newRSASeed = func() ([]byte, error) {
+		once.Do(func() { seed, err = token.NewRSASeed() })
+		return seed, err
+	}
 }
 
 // testEnv is the environment tests start the server with: the cheapest

@@ -33,9 +33,12 @@ const (
 	mfaPendingFor = 5 * time.Minute
 )
 
-func (s *Server) mfaSign(payload string, stamp int64) string {
+// mfaSign signs a pending step for u as it is now: its stamp, and its
+// subject identifier (never reused, so that a step cannot outlive its
+// account into another that gets the same id).
+func (s *Server) mfaSign(payload string, u db.User) string {
 	mac := hmac.New(sha256.New, s.mfaKey)
-	mac.Write([]byte(payload + "|" + strconv.FormatInt(stamp, 10)))
+	mac.Write([]byte(payload + "|" + strconv.FormatInt(u.Stamp, 10) + "|" + u.Subject))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
@@ -47,7 +50,7 @@ func (s *Server) setPending(c *fiber.Ctx, u db.User) error {
 	}
 	payload := strconv.FormatInt(u.ID, 10) + "." + strconv.FormatInt(s.acct.Now().Add(mfaPendingFor).Unix(), 10) + "." +
 		base64.RawURLEncoding.EncodeToString(nonce)
-	s.setCookie(c, mfaCookie, payload+"."+s.mfaSign(payload, u.Stamp), mfaPendingFor)
+	s.setCookie(c, mfaCookie, payload+"."+s.mfaSign(payload, u), mfaPendingFor)
 	return nil
 }
 
@@ -66,7 +69,7 @@ func (s *Server) pending(c *fiber.Ctx) (userID int64, proves func(db.User) bool,
 	}
 	payload, sig := strings.Join(parts[:3], "."), parts[3]
 	return id, func(u db.User) bool {
-		return hmac.Equal([]byte(sig), []byte(s.mfaSign(payload, u.Stamp)))
+		return hmac.Equal([]byte(sig), []byte(s.mfaSign(payload, u)))
 	}, true
 }
 

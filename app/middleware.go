@@ -26,6 +26,7 @@ const (
 	routeKey
 	requestIDKey
 	csrfLocal
+	appsKey
 )
 
 // currentUser returns the request's principal, set by requireAPI or
@@ -180,6 +181,18 @@ func (s *Server) authenticate(c *fiber.Ctx) (*account.Principal, bool, error) {
 	return p, viaCookie, err
 }
 
+// allowApps marks a route where tokens issued to applications (OpenID
+// Connect clients) are accepted: /userinfo and the APIs their scopes are
+// for; everywhere else such a token is refused.
+func (s *Server) allowApps(c *fiber.Ctx) error {
+	c.Locals(appsKey, true)
+	return c.Next()
+}
+
+// errAppToken refuses an application's token on an account endpoint.
+var errAppToken = &Error{Status: http.StatusForbidden, Detail: "This access token was issued to an application: it is good for /userinfo and the APIs its scopes allow, not for the account's own endpoints",
+	Headers: map[string]string{"WWW-Authenticate": `Bearer error="insufficient_scope"`}}
+
 // requireAPI guards the JSON API. A cookie-authenticated request that
 // changes state must also pass the CSRF checks; a bearer header carries no
 // ambient credentials and needs none.
@@ -187,6 +200,9 @@ func (s *Server) requireAPI(c *fiber.Ctx) error {
 	p, viaCookie, err := s.authenticate(c)
 	if err != nil {
 		return err
+	}
+	if p.Session.ClientID != "" && c.Locals(appsKey) == nil {
+		return errAppToken
 	}
 	if viaCookie && !safeMethod(c.Method()) {
 		if err := s.csrfVerify(c, c.Get(csrfHeader)); err != nil {
@@ -220,6 +236,10 @@ func (s *Server) slide(c *fiber.Ctx, p *account.Principal) {
 // sent to the login page, and a stale cookie is cleared on the way.
 func (s *Server) requirePage(c *fiber.Ctx) error {
 	p, viaCookie, err := s.authenticate(c)
+	if err == nil && p.Session.ClientID != "" {
+		// An application's token is no browser session.
+		err = errNotAuthenticated
+	}
 	if err == nil && viaCookie {
 		s.slide(c, p)
 	}
@@ -247,7 +267,7 @@ func (s *Server) requirePage(c *fiber.Ctx) error {
 // signedIn returns the principal when the request carries a valid session.
 func (s *Server) signedIn(c *fiber.Ctx) *account.Principal {
 	p, _, err := s.authenticate(c)
-	if err != nil {
+	if err != nil || p.Session.ClientID != "" {
 		return nil
 	}
 	return p

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 
 	"fiberauth/app/mail/mailtest"
+	"fiberauth/app/oidc"
 	"fiberauth/app/openapi"
 )
 
@@ -623,5 +624,111 @@ func TestDocsPage(t *testing.T) {
 	wantStatus(t, spec, http.StatusOK)
 	if !strings.HasPrefix(spec.Header.Get("Content-Type"), "application/json") {
 		t.Errorf("openapi.json Content-Type = %q", spec.Header.Get("Content-Type"))
+	}
+}
+
+// The OpenID Connect provider's API.
+func init() {
+	// appToken signs alice in to a first-party application and returns its
+	// access token (scope openid, or none of the provider's scopes).
+	appToken := func(t *testing.T, f *fixture, scope string) string {
+		t.Helper()
+		redirect := "http://127.0.0.1:9/cb"
+		id, secret := f.ts.client(t, oidc.ClientInput{RedirectURIs: []string{redirect}, FirstParty: true,
+			Scopes: []string{"openid", "profile", "basic"}})
+		res := f.ts.get("/authorize?"+url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {redirect},
+			"scope": {scope}}.Encode(), bearer(f.tok)...)
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(url.Values{"grant_type": {"authorization_code"},
+			"code": {loc.Query().Get("code")}, "redirect_uri": {redirect}}.Encode()))
+		req.Header.Set("Content-Type", formType)
+		req.SetBasicAuth(id, secret)
+		out := f.ts.do(req)
+		wantStatus(t, out, http.StatusOK)
+		return out.json(t)["access_token"].(string)
+	}
+	for _, method := range []string{"GET", "POST"} {
+		provocations[method+" /userinfo 200"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, method, "/userinfo", "", "", bearer(appToken(t, f, "openid profile"))...)
+		}
+		provocations[method+" /userinfo 401"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, method, "/userinfo", "", "")
+		}
+		provocations[method+" /userinfo 403"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, method, "/userinfo", "", "", bearer(appToken(t, f, "basic"))...)
+		}
+	}
+	provocations["GET /.well-known/openid-configuration 200"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/.well-known/openid-configuration", "", "")
+	}
+	provocations["GET /users/me/apps 200"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		appToken(t, f, "openid")
+		return f.send(t, "GET", "/users/me/apps", "", "", bearer(f.tok)...)
+	}
+	provocations["GET /users/me/apps 401"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "GET", "/users/me/apps", "", "")
+	}
+	provocations["DELETE /users/me/apps/{id} 204"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		access := appToken(t, f, "openid")
+		return f.send(t, "DELETE", "/users/me/apps/"+mustClaims(t, f.ts, access).ClientID, "", "", bearer(f.tok)...)
+	}
+	provocations["DELETE /users/me/apps/{id} 401"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/apps/x", "", "")
+	}
+	provocations["DELETE /users/me/apps/{id} 404"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/users/me/apps/no-such-app", "", "", bearer(f.tok)...)
+	}
+	clientBody := `{"name":"Acme","redirect_uris":["https://acme.example/cb"]}`
+	newClient := func(t *testing.T, f *fixture, public bool) string {
+		id, _ := f.ts.client(t, oidc.ClientInput{RedirectURIs: []string{"https://acme.example/cb"}, Public: public})
+		return id
+	}
+	for key, path := range map[string]func(f *fixture, t *testing.T) string{
+		"GET /admin/api/clients":  func(*fixture, *testing.T) string { return "/admin/api/clients" },
+		"POST /admin/api/clients": func(*fixture, *testing.T) string { return "/admin/api/clients" },
+		"POST /admin/api/clients/{id}/secret": func(f *fixture, t *testing.T) string {
+			return "/admin/api/clients/" + newClient(t, f, false) + "/secret"
+		},
+		"DELETE /admin/api/clients/{id}": func(f *fixture, t *testing.T) string { return "/admin/api/clients/" + newClient(t, f, false) },
+	} {
+		method, _, _ := strings.Cut(key, " ")
+		body, ctype := "", ""
+		if method == "POST" {
+			body, ctype = clientBody, jsonType
+		}
+		provocations[key+" 401"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, method, path(f, t), ctype, body)
+		}
+		provocations[key+" 403"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+			return f.send(t, method, path(f, t), ctype, body, bearer(f.tok)...)
+		}
+	}
+	provocations["GET /admin/api/clients 200"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		newClient(t, f, true)
+		return f.send(t, "GET", "/admin/api/clients", "", "", bearer(f.admin)...)
+	}
+	provocations["POST /admin/api/clients 201"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/admin/api/clients", jsonType, clientBody, bearer(f.admin)...)
+	}
+	provocations["POST /admin/api/clients 415"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/admin/api/clients", "text/plain", clientBody, bearer(f.admin)...)
+	}
+	provocations["POST /admin/api/clients 422"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/admin/api/clients", jsonType, `{"name":"Acme","redirect_uris":["http://evil.example/cb"]}`, bearer(f.admin)...)
+	}
+	provocations["POST /admin/api/clients/{id}/secret 200"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/admin/api/clients/"+newClient(t, f, false)+"/secret", "", "", bearer(f.admin)...)
+	}
+	provocations["POST /admin/api/clients/{id}/secret 404"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/admin/api/clients/no-such-app/secret", "", "", bearer(f.admin)...)
+	}
+	provocations["POST /admin/api/clients/{id}/secret 409"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "POST", "/admin/api/clients/"+newClient(t, f, true)+"/secret", "", "", bearer(f.admin)...)
+	}
+	provocations["DELETE /admin/api/clients/{id} 204"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/clients/"+newClient(t, f, false), "", "", bearer(f.admin)...)
+	}
+	provocations["DELETE /admin/api/clients/{id} 404"] = func(t *testing.T, f *fixture) (*http.Request, response) {
+		return f.send(t, "DELETE", "/admin/api/clients/no-such-app", "", "", bearer(f.admin)...)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	jwxjwt "github.com/lestrrat-go/jwx/v3/jwt"
 	"golang.org/x/oauth2"
+
+	"fiberauth/app/token"
 )
 
 // pair is a token response.
@@ -335,10 +338,17 @@ func TestJWKSAndMetadata(t *testing.T) {
 		Keys []map[string]string `json:"keys"`
 	}
 	json.Unmarshal([]byte(res.Body), &keys)
+	algs := map[string]int{}
 	for _, k := range keys.Keys {
-		if k["kty"] != "OKP" || k["crv"] != "Ed25519" || k["alg"] != "EdDSA" || k["use"] != "sig" || k["kid"] == "" || k["d"] != "" {
+		algs[k["alg"]]++
+		ed := k["kty"] == "OKP" && k["crv"] == "Ed25519" && k["alg"] == "EdDSA" && k["x"] != ""
+		rsa := k["kty"] == "RSA" && k["alg"] == "RS256" && k["n"] != "" && k["e"] == "AQAB"
+		if !(ed || rsa) || k["use"] != "sig" || k["kid"] == "" || k["d"] != "" || k["p"] != "" {
 			t.Errorf("key %v", k)
 		}
+	}
+	if algs["EdDSA"] != 1 || algs["RS256"] != 1 {
+		t.Errorf("keys by algorithm: %v, want one of each", algs)
 	}
 	// A token signed by a key not in the set fails there.
 	other := newTestServer(t, "ISSUER", "https://auth.example.com")
@@ -359,8 +369,26 @@ func TestJWKSAndMetadata(t *testing.T) {
 			t.Errorf("%s = %v, want %s", k, m[k], want)
 		}
 	}
-	if gt, _ := json.Marshal(m["grant_types_supported"]); string(gt) != `["password","refresh_token"]` {
+	if gt, _ := json.Marshal(m["grant_types_supported"]); string(gt) != `["authorization_code","refresh_token","password"]` {
 		t.Errorf("grant_types_supported = %s", gt)
+	}
+	// OpenID Connect Discovery: every required field, the same document.
+	oidcDoc := ts.get("/.well-known/openid-configuration").json(t)
+	for k, want := range map[string]string{"issuer": "https://auth.example.com", "authorization_endpoint": "https://auth.example.com/authorize",
+		"token_endpoint": "https://auth.example.com/token", "userinfo_endpoint": "https://auth.example.com/userinfo",
+		"jwks_uri": "https://auth.example.com/.well-known/jwks.json", "end_session_endpoint": "https://auth.example.com/logout"} {
+		if oidcDoc[k] != want {
+			t.Errorf("openid-configuration %s = %v, want %s", k, oidcDoc[k], want)
+		}
+	}
+	for k, want := range map[string]string{"response_types_supported": `["code"]`, "subject_types_supported": `["public"]`,
+		"id_token_signing_alg_values_supported": `["RS256","EdDSA"]`, "code_challenge_methods_supported": `["S256"]`} {
+		if got, _ := json.Marshal(oidcDoc[k]); string(got) != want {
+			t.Errorf("openid-configuration %s = %s, want %s", k, got, want)
+		}
+	}
+	if oidcDoc["backchannel_logout_supported"] != true {
+		t.Error("back-channel logout not advertised")
 	}
 	if c := mustClaims(t, ts, p.Access); c.Issuer != "https://auth.example.com" {
 		t.Errorf("iss = %q, want ISSUER", c.Issuer)
@@ -393,11 +421,12 @@ func TestKeyRotation(t *testing.T) {
 		}
 		return ids
 	}
-	keys := ts.s.acct.Tokens().Keys()
-	if len(keys) != 2 || len(kids()) != 2 {
-		t.Fatalf("after rotation: %d keys, JWKS %v; want both", len(keys), kids())
+	keys := ts.s.acct.Tokens().KeysOf(token.EdDSA)
+	if len(keys) != 2 || len(ts.s.acct.Tokens().KeysOf(token.RS256)) != 2 || len(kids()) != 4 {
+		t.Fatalf("after rotation: %d Ed25519 keys, JWKS %v; want two of each algorithm", len(keys), kids())
 	}
 	oldKid, newKid := keys[0].ID, keys[1].ID
+	newRSA := ts.s.acct.Tokens().KeysOf(token.RS256)[1].ID
 	kidOf := func(raw string) string {
 		t.Helper()
 		parts := strings.Split(raw, ".")
@@ -419,12 +448,12 @@ func TestKeyRotation(t *testing.T) {
 	// A token of the old key is still good while it lives.
 	wantStatus(t, ts.get("/users/me", bearer(before.Access)...), http.StatusOK)
 	ts.s.acct.Now = func() time.Time { return start.Add(10*time.Minute + 31*time.Minute) }
-	if ids := kids(); len(ids) != 1 || ids[0] != newKid {
-		t.Errorf("JWKS after the old key's last token expired: %v, want only %s", ids, newKid)
+	if ids := kids(); len(ids) != 2 || !slices.Contains(ids, newKid) || !slices.Contains(ids, newRSA) {
+		t.Errorf("JWKS after the old keys' last tokens expired: %v, want only %s and %s", ids, newKid, newRSA)
 	}
 	var list strings.Builder
 	runCommand(context.Background(), []string{"keys", "list"}, func(k string) string { return env[k] }, nil, &list)
-	if !strings.Contains(list.String(), "active") || strings.Count(list.String(), "\n") != 3 {
+	if !strings.Contains(list.String(), "active") || strings.Count(list.String(), "\n") != 5 || !strings.Contains(list.String(), "RS256") {
 		t.Errorf("keys list:\n%s", list.String())
 	}
 }

@@ -52,6 +52,14 @@ type page struct {
 
 	// Admin area.
 	Admin *adminView
+	// Clients is the admin's list of applications.
+	Clients *clientsView
+
+	// OpenID Connect: the consent page, the logout confirmation, and the
+	// profile's connected applications.
+	Consent *consentView
+	Logout  *logoutView
+	Apps    []db.ConnectedApp
 
 	// Error page.
 	Heading   string
@@ -193,6 +201,12 @@ func auditLabel(action string) string {
 		return "Backed up the database"
 	case "migrate":
 		return "Migrated the database"
+	case "client_create":
+		return "Registered an application"
+	case "client_rotate_secret":
+		return "Gave an application a new secret"
+	case "client_delete":
+		return "Deleted an application"
 	}
 	return action
 }
@@ -236,6 +250,12 @@ func eventLabel(kind string) string {
 		return "New recovery codes made"
 	case db.EventOTPFailed:
 		return "Wrong one-time code entered"
+	case db.EventAppAllowed:
+		return "Application allowed"
+	case db.EventAppSignIn:
+		return "Signed in to an application"
+	case db.EventAppRevoked:
+		return "Application's access revoked"
 	}
 	return kind
 }
@@ -244,7 +264,7 @@ func eventLabel(kind string) string {
 // absolute URLs, scheme-relative //host, backslashes (which browsers read as
 // slashes), control characters and white space (which browsers strip).
 func safeNext(next string) string {
-	if next == "" || len(next) > 1024 || next[0] != '/' {
+	if next == "" || len(next) > 2048 || next[0] != '/' {
 		return ""
 	}
 	if len(next) > 1 && (next[1] == '/' || next[1] == '\\') {

@@ -56,12 +56,20 @@ func (s *Server) routes() {
 	s.api("POST", "/introspect", s.apiIntrospect)
 	s.api("GET", "/.well-known/jwks.json", s.jwks)
 	s.api("GET", "/.well-known/oauth-authorization-server", s.metadata)
+	s.api("GET", "/.well-known/openid-configuration", s.openIDConfiguration)
 	s.api("GET", "/metrics", s.serveMetrics)
 
 	// Guards are attached per route, not with Use on a prefix, so that an
 	// unknown path or method answers 404 or 405 rather than 401.
 	auth := s.requireAPI
+	// Tokens issued to applications (OpenID Connect) are good only where
+	// apps says so, never on the account's own endpoints.
+	apps := s.allowApps
+	s.api("GET", "/userinfo", apps, auth, s.apiUserInfo)
+	s.api("POST", "/userinfo", apps, auth, s.apiUserInfo)
 	s.api("GET", "/users/me", auth, s.apiMe)
+	s.api("GET", "/users/me/apps", auth, s.apiConnectedApps)
+	s.api("DELETE", "/users/me/apps/:id", auth, s.apiRevokeApp)
 	s.api("DELETE", "/users/me", auth, s.apiDeleteAccount)
 	s.api("GET", "/users/me/sessions", auth, s.apiListSessions)
 	s.api("DELETE", "/users/me/sessions", auth, s.apiEndOtherSessions)
@@ -86,8 +94,8 @@ func (s *Server) routes() {
 	s.dual("/password/reset", "/password/reset", s.apiReset, s.submitReset)
 
 	// The cookbook's RBAC recipe: roles are checked in requireRole only.
-	s.api("GET", "/welcome/all-users", auth, s.requireRole("basic"), s.apiWelcomeAll)
-	s.api("GET", "/welcome/premium-user", auth, s.requireRole("premium"), s.apiWelcomePremium)
+	s.api("GET", "/welcome/all-users", apps, auth, s.requireRole("basic"), s.apiWelcomeAll)
+	s.api("GET", "/welcome/premium-user", apps, auth, s.requireRole("premium"), s.apiWelcomePremium)
 	admin := s.requireRole("admin")
 	s.api("POST", "/register/premium-user", auth, admin, s.apiRegisterPremium)
 
@@ -101,6 +109,10 @@ func (s *Server) routes() {
 	s.api("DELETE", "/admin/api/users/:id/limits", auth, admin, s.apiUserAction(s.acct.ClearUserLimits))
 	s.api("DELETE", "/admin/api/users/:id/mfa", auth, admin, s.apiUserAction(s.acct.DisableUserMFA))
 	s.api("GET", "/admin/api/audit", auth, admin, s.apiAdminAudit)
+	s.api("GET", "/admin/api/clients", auth, admin, s.apiAdminClients)
+	s.api("POST", "/admin/api/clients", auth, admin, s.apiAdminCreateClient)
+	s.api("POST", "/admin/api/clients/:id/secret", auth, admin, s.apiAdminRotateClient)
+	s.api("DELETE", "/admin/api/clients/:id", auth, admin, s.apiAdminDeleteClient)
 
 	// Browser pages. Forms name the page to reload after a refused CSRF
 	// check.
@@ -114,6 +126,11 @@ func (s *Server) routes() {
 	s.page("GET", "/register", s.csrfIssue, s.pageRegister)
 	s.form("/register", "/register", s.csrfCheck, s.submitRegister)
 	s.form("/logout", "/profile", s.csrfCheck, s.submitLogout)
+	// OpenID Connect: the authorization endpoint (and its consent form),
+	// and RP-initiated logout.
+	s.page("GET", "/authorize", s.csrfIssue, s.pageAuthorize)
+	s.form("/authorize", "/profile", s.csrfCheck, s.submitAuthorize)
+	s.page("GET", "/logout", s.csrfIssue, s.pageEndSession)
 	s.page("GET", "/email/verify", s.csrfIssue, s.pageVerifyEmail)
 	s.form("/email/verify", "/email/verify", s.csrfCheck, s.submitVerifyEmail)
 	s.form("/email/verify/resend", "/email/verify", s.csrfCheck, s.submitResendByLogin)
@@ -122,6 +139,7 @@ func (s *Server) routes() {
 	s.page("GET", "/profile", page, s.csrfIssue, s.pageProfile)
 	s.form("/profile/sessions/others/end", "/profile", page, s.csrfCheck, s.submitEndOtherSessions)
 	s.form("/profile/sessions/:id/end", "/profile", page, s.csrfCheck, s.submitEndSession)
+	s.form("/profile/apps/:id/revoke", "/profile", page, s.csrfCheck, s.submitRevokeApp)
 	s.page("GET", "/profile/password", page, s.csrfIssue, s.pagePassword)
 	s.form("/profile/password", "/profile/password", page, s.csrfCheck, s.submitPassword)
 	s.form("/profile/email/resend", "/profile", page, s.csrfCheck, s.submitResendVerification)
@@ -141,6 +159,10 @@ func (s *Server) routes() {
 	s.page("GET", "/admin", page, admin, s.csrfIssue, s.pageAdminUsers)
 	s.page("GET", "/admin/audit", page, admin, s.csrfIssue, s.pageAdminAudit)
 	s.page("GET", "/admin/users/:id", page, admin, s.csrfIssue, s.pageAdminUser)
+	s.page("GET", "/admin/clients", page, admin, s.csrfIssue, s.pageAdminClients)
+	s.form("/admin/clients", "/admin/clients", page, admin, s.csrfCheck, s.submitAdminCreateClient)
+	s.form("/admin/clients/:id/secret", "/admin/clients", page, admin, s.csrfCheck, s.submitAdminRotateClient)
+	s.form("/admin/clients/:id/delete", "/admin/clients", page, admin, s.csrfCheck, s.submitAdminDeleteClient)
 	s.form("/admin/users/:id/role", "/admin", page, admin, s.csrfCheck, s.submitAdminRole)
 	s.form("/admin/users/:id/sessions/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSessions)
 	s.form("/admin/users/:id/sessions/:sid/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSession)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,7 +132,7 @@ func TestRetiredKeyVerifiesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.s.keys.reload(context.Background(), 0)
-	old := ts.s.acct.Tokens().Keys()[0]
+	old := ts.s.acct.Tokens().KeysOf(token.EdDSA)[0]
 	p := ts.signIn("alice")
 	sid := mustClaims(t, ts, p.Access).SessionID
 	forge := func(at time.Time) string {
@@ -178,28 +179,125 @@ func TestRetiredKeyVerifiesNothing(t *testing.T) {
 }
 
 // 8. REQUIRE_VERIFIED_EMAIL holds on the login page's second step too:
-// one sign-in decision serves both surfaces and both steps.
+// one sign-in decision serves both surfaces and both steps, and it comes
+// before the code is checked, so that a refused sign-in spends no code.
 func TestVerifiedEmailRequiredAtSecondStep(t *testing.T) {
 	ts := newTestServer(t)
 	now := step30(time.Now().Add(time.Minute), 5*time.Second)
 	ts.clockAt(now)
 	ts.register("alice", "alice@example.com", pw)
-	secret, _ := ts.enrolled(t, ts.token("alice", pw))
-	// The setting is turned on later (a restart with it).
+	secret, codes := ts.enrolled(t, ts.token("alice", pw))
+	// A second step started before the setting was turned on (a restart
+	// with it, or another instance).
+	b := ts.browser()
+	wantStatus(t, b.login("alice", pw), http.StatusOK)
 	strict := ts.withConfig(t, func(cfg *configT) { cfg.RequireVerifiedEmail = true })
 	strict.clockAt(now.Add(30 * time.Second))
-	b := strict.browser()
-	res := b.login("alice", pw)
-	wantStatus(t, res, http.StatusOK)
-	res = b.submit("/login", "/login/mfa", url.Values{"code": {totpAt(t, secret, now.Add(30*time.Second))}})
+	sb := &browser{ts: strict, cookies: b.cookies}
+	res := sb.submit("/login", "/login/mfa", url.Values{"code": {codes[0]}, "recovery": {"1"}})
 	wantStatus(t, res, http.StatusForbidden)
 	if res.cookie(sessionCookie) != nil || !strings.Contains(res.Body, "not verified") || !strings.Contains(res.Body, `action="/email/verify/resend"`) {
 		t.Fatalf("second step of an unverified account: cookie %v\n%.600s", res.cookie(sessionCookie), res.Body)
 	}
-	wantStatus(t, b.get("/profile"), http.StatusSeeOther)
-	// The API says the same.
-	res = strict.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}, "otp": {totpAt(t, secret, now.Add(60*time.Second))}})
+	wantStatus(t, sb.get("/profile"), http.StatusSeeOther)
+	// The first step and the API say the same, before any code.
+	wantStatus(t, strict.browser().login("alice", pw), http.StatusForbidden)
+	res = strict.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}, "otp": {codes[1]}})
 	wantOAuthError(t, res, http.StatusBadRequest, "invalid_grant")
+	res = strict.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}, "otp": {totpAt(t, secret, now.Add(30*time.Second))}})
+	wantOAuthError(t, res, http.StatusBadRequest, "invalid_grant")
+	// No code was spent by the refusals.
+	ts.clockAt(now.Add(30 * time.Second))
+	for _, otp := range []string{codes[0], codes[1], totpAt(t, secret, now.Add(30*time.Second))} {
+		wantStatus(t, ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}, "otp": {otp}}), http.StatusOK)
+	}
+}
+
+// A pending second step works once: used, it is void everywhere, so that
+// a copy of its cookie signs nobody in again; and of two uses at once, one
+// wins.
+func TestSecondStepUsedOnce(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		_, codes := ts.enrolled(t, ts.token("alice", pw))
+		b := ts.browser()
+		wantStatus(t, b.login("alice", pw), http.StatusOK)
+		stolen := b.cookies[mfaCookie]
+		res := b.submit("/login", "/login/mfa", url.Values{"code": {codes[0]}, "recovery": {"1"}})
+		wantStatus(t, res, http.StatusSeeOther)
+		if res.Header.Get("Location") != "/profile" {
+			t.Fatalf("first use: %s", res.Header.Get("Location"))
+		}
+		thief := ts.browser()
+		thief.get("/login")
+		thief.cookies[mfaCookie] = stolen
+		res = thief.submit("/login", "/login/mfa", url.Values{"code": {codes[1]}, "recovery": {"1"}})
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/login?done=mfa_expired" || res.cookie(sessionCookie) != nil {
+			t.Fatalf("the copy of a used pending step: %d %s", res.StatusCode, res.Header.Get("Location"))
+		}
+		// Two uses racing: the first is held after its code was accepted,
+		// just before its session is written, while the second goes all
+		// the way; released, the first must fail.
+		b = ts.browser()
+		b.login("alice", pw)
+		pending := b.cookies[mfaCookie]
+		held, release := make(chan struct{}), make(chan struct{})
+		var calls atomic.Int32
+		ts.s.acct.Hooks.BeforeSecondStepSession = func(context.Context) {
+			if calls.Add(1) == 1 {
+				close(held)
+				<-release
+			}
+		}
+		use := func(code string) response {
+			x := ts.browser()
+			x.get("/login")
+			x.cookies[mfaCookie] = pending
+			return x.submit("/login", "/login/mfa", url.Values{"code": {code}, "recovery": {"1"}})
+		}
+		first := make(chan response, 1)
+		go func() { first <- use(codes[2]) }()
+		<-held
+		if res := use(codes[3]); res.cookie(sessionCookie) == nil {
+			t.Fatalf("the second use, alone past the race point: %d %s", res.StatusCode, res.Header.Get("Location"))
+		}
+		close(release)
+		if res := <-first; res.cookie(sessionCookie) != nil {
+			t.Fatal("two sign-ins from one pending step used twice at once")
+		}
+		ts.s.acct.Hooks.BeforeSecondStepSession = nil
+	})
+}
+
+// On SQLite a key made by the command line reaches a running server at
+// once (the notices table), not at its next timed reload.
+func TestRotationSeenAtOnce(t *testing.T) {
+	ts := newTestServer(t, "KEY_PUBLISH_DELAY", "0s")
+	ts.register("alice", "alice@example.com", pw)
+	before := len(ts.s.acct.Tokens().Keys())
+	env := map[string]string{"DATABASE_PATH": ts.path, "KEY_PUBLISH_DELAY": "0s"}
+	if err := runCommand(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, nil, &strings.Builder{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.store.PollNotices(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(ts.s.acct.Tokens().Keys()) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the running server has not loaded the new keys 2 s after reading the notices")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	newKid := ts.s.acct.Tokens().KeysOf(token.EdDSA)[1].ID
+	p := ts.signIn("alice")
+	var h struct{ Kid string }
+	b, _ := jwtSegment(strings.Split(p.Access, ".")[0])
+	json.Unmarshal(b, &h)
+	if h.Kid != newKid {
+		t.Fatalf("token signed with %s, want the new key %s", h.Kid, newKid)
+	}
 }
 
 // 9. Changing the address of an account with two-factor on takes a current

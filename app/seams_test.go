@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"fiberauth/app/account"
 	"fiberauth/app/mail/mailtest"
+	"fiberauth/app/oidc"
 	"fiberauth/db"
 )
 
@@ -60,12 +62,17 @@ type scene struct {
 	enrolled string // the secret of B's pending set-up
 	second   *browser
 	secret   string
+	// app is an application's session C, authorized from B (its access
+	// token, and the code it was exchanged for).
+	app                   pair
+	appCode               string
+	appID, appSecret, cbk string
 }
 
 var sceneCount atomic.Int64
 
 // newScene sets up an account with every artefact.
-func newScene(t *testing.T, ts, other *testServer, sink *mailtest.Sink, mfa bool) *scene {
+func newScene(t *testing.T, ts, other *testServer, sink *mailtest.Sink, mfa bool, app [3]string) *scene {
 	t.Helper()
 	n := sceneCount.Add(1)
 	// Requests fail the scene's test, not the whole run.
@@ -99,6 +106,22 @@ func newScene(t *testing.T, ts, other *testServer, sink *mailtest.Sink, mfa bool
 		wantStatus(t, res, http.StatusOK)
 		sc.enrolled = res.json(t)["secret"].(string)
 	}
+	// An application signs the person in from session B.
+	sc.appID, sc.appSecret, sc.cbk = app[0], app[1], app[2]
+	res := ts.get("/authorize?"+url.Values{"response_type": {"code"}, "client_id": {sc.appID}, "redirect_uri": {sc.cbk},
+		"scope": {"openid"}}.Encode(), sc.bearer(sc.B)...)
+	loc, _ := url.Parse(res.Header.Get("Location"))
+	if loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("no code for the application: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	sc.appCode = loc.Query().Get("code")
+	req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(url.Values{"grant_type": {"authorization_code"},
+		"code": {sc.appCode}, "redirect_uri": {sc.cbk}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(sc.appID, sc.appSecret)
+	tok := ts.do(req)
+	wantStatus(t, tok, http.StatusOK)
+	sc.app = pair{Access: tok.json(t)["access_token"].(string)}
 	// Both instances have both sessions in their caches.
 	for _, inst := range []*testServer{ts, other} {
 		for _, p := range []pair{sc.A, sc.B} {
@@ -194,6 +217,18 @@ func (sc *scene) act(ch account.Change) {
 		wantStatus(t, ts.send("DELETE", "/users/me/sessions", ``, sc.bearer(sc.B)...), http.StatusNoContent)
 	case account.ChangeSessionsByAdmin:
 		wantStatus(t, ts.send("DELETE", user+"/sessions", ``, sc.admin()...), http.StatusNoContent)
+	case account.ChangeAppRevoked:
+		wantStatus(t, ts.send("DELETE", "/users/me/apps/"+sc.appID, ``, sc.bearer(sc.B)...), http.StatusNoContent)
+	case account.ChangeCodeReplayed:
+		req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(url.Values{"grant_type": {"authorization_code"},
+			"code": {sc.appCode}, "redirect_uri": {sc.cbk}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(sc.appID, sc.appSecret)
+		wantStatus(t, ts.do(req), http.StatusBadRequest)
+	case account.ChangeSecondStepDone:
+		b := ts.browser()
+		wantStatus(t, b.login(sc.name, sc.password), http.StatusOK)
+		wantStatus(t, b.submit("/login", "/login/mfa", url.Values{"code": {sc.code()}, "recovery": {"1"}}), http.StatusSeeOther)
 	case account.ChangeAccountDeleted:
 		wantStatus(t, ts.send("DELETE", "/users/me", `{"password":"`+sc.password+`"`+sc.codeField()+`}`, sc.bearer(sc.B)...),
 			http.StatusNoContent)
@@ -275,6 +310,9 @@ var wantEnds = map[account.Change]account.Ends{
 	account.ChangeSignOutEverywhere: {Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
 	account.ChangeSessionsByAdmin:   {Sessions: db.AllSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
 	account.ChangeAccountDeleted:    {Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
+	account.ChangeSecondStepDone:    {SecondSteps: true, Cached: true},
+	account.ChangeAppRevoked:        {Sessions: db.AppSessions, Cached: true},
+	account.ChangeCodeReplayed:      {Sessions: db.ThisSession, Cached: true},
 }
 
 // TestWhatEndsWhat plays every change of the table against every artefact,
@@ -297,9 +335,17 @@ func TestWhatEndsWhat(t *testing.T) {
 		ts.s.outbox.SetBackoff(10 * time.Millisecond)
 		ts.makeAdmin("root")
 		other := ts.instance(t)
+		cbk := "http://127.0.0.1:9/callback"
+		c, secret, err := ts.s.oidc.CreateClient(context.Background(), account.CommandLine, oidc.ClientInput{Name: "Scene app",
+			RedirectURIs: []string{cbk}, FirstParty: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := [3]string{c.ID, secret, cbk}
 		for _, rule := range account.Table {
 			for _, mfa := range []bool{false, true} {
-				needsOn := rule.Change == account.ChangeMFAOff || rule.Change == account.ChangeMFAOffByAdmin || rule.Change == account.ChangeRecoveryCodes
+				needsOn := rule.Change == account.ChangeMFAOff || rule.Change == account.ChangeMFAOffByAdmin || rule.Change == account.ChangeRecoveryCodes ||
+					rule.Change == account.ChangeSecondStepDone
 				if (rule.Change == account.ChangeMFAOn && mfa) || (needsOn && !mfa) {
 					continue
 				}
@@ -309,7 +355,7 @@ func TestWhatEndsWhat(t *testing.T) {
 				for _, last := range []string{"reset", "change"} {
 					name := fmt.Sprintf("%s/mfa=%v/%s", rule.Change, mfa, last)
 					t.Run(name, func(t *testing.T) {
-						playRule(t, newScene(t, ts, other, sink, mfa), rule, last)
+						playRule(t, newScene(t, ts, other, sink, mfa, app), rule, last)
 					})
 				}
 			}
@@ -322,8 +368,14 @@ func playRule(t *testing.T, sc *scene, rule account.Rule, last string) {
 	sc.act(rule.Change)
 	ts.flushMail()
 	e := wantEnds[rule.Change]
-	thisEnds := e.Sessions == db.ThisSession || e.Sessions == db.AllSessions
+	// For the changes that end an application's session, "that one" is
+	// the application's (C), not B.
+	appChange := rule.Change == account.ChangeAppRevoked || rule.Change == account.ChangeCodeReplayed
+	thisEnds := !appChange && (e.Sessions == db.ThisSession || e.Sessions == db.AllSessions)
 	othersEnd := e.Sessions == db.OtherSessions || e.Sessions == db.AllSessions
+	// C was authorized from B: it ends with B, with every session, or as
+	// the application's.
+	appEnds := thisEnds || e.Sessions == db.AllSessions || e.Sessions == db.AppSessions || (appChange && e.Sessions == db.ThisSession)
 	check := func(what string, want, got bool) {
 		t.Helper()
 		if want != got {
@@ -334,6 +386,8 @@ func playRule(t *testing.T, sc *scene, rule account.Rule, last string) {
 	if last == "reset" {
 		check("session B (the one that made the change)", thisEnds, !bAlive)
 		check("session A (another one)", othersEnd, !sc.alive(sc.A))
+		res := ts.postForm("/introspect", url.Values{"token": {sc.app.Access}}, bearer(introspectionSecret)...)
+		check("the application's session C (authorized from B)", appEnds, res.json(t)["active"] != true)
 		if e.Cached {
 			if !sc.cachesAgree() {
 				t.Errorf("%s: an instance still serves what was cached before the change", rule.Label)
@@ -352,7 +406,7 @@ func playRule(t *testing.T, sc *scene, rule account.Rule, last string) {
 		}
 		// The verification code of the current address, as the link in
 		// its mail does: by name, without a session.
-		res := ts.browser().submit("/email/verify", "/email/verify", url.Values{"login": {sc.name}, "code": {sc.verify}})
+		res = ts.browser().submit("/email/verify", "/email/verify", url.Values{"login": {sc.name}, "code": {sc.verify}})
 		if res.StatusCode != http.StatusSeeOther && res.StatusCode != http.StatusBadRequest {
 			t.Fatalf("verifying the address: %d %s", res.StatusCode, res.Body)
 		}

@@ -23,6 +23,7 @@ import (
 	"fiberauth/app/config"
 	"fiberauth/app/mail"
 	"fiberauth/app/metrics"
+	"fiberauth/app/oidc"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
 	"fiberauth/app/token"
@@ -48,6 +49,7 @@ type Server struct {
 	cfg    config.Config
 	store  *db.Store
 	acct   *account.Service
+	oidc   *oidc.Provider
 	hasher *password.Hasher
 	outbox *mail.Outbox
 	log    *slog.Logger
@@ -159,6 +161,7 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		deviceKey:      derive(key, "fiberauth device v1"),
 		mfaKey:         derive(key, "fiberauth mfa pending v1"),
 	}
+	s.oidc = oidc.New(oidc.Config{Issuer: cfg.Issuer, SessionLifetime: cfg.SessionLifetime}, store, acct, log)
 	s.keys = &keyReloader{s: s, last: time.Now()}
 	store.OnKeysChanged(func() { go s.keys.reload(context.Background(), 0) })
 	s.app = s.newFiber()
@@ -183,6 +186,7 @@ func (s *Server) Close() {
 	s.acct.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.oidc.Close(ctx)
 	s.outbox.Close(ctx)
 }
 

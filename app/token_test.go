@@ -50,7 +50,7 @@ func TestHostileTokens(t *testing.T) {
 	m := ts.s.acct.Tokens()
 	base := claimsFor(t, m, good)
 	bobClaims := claimsFor(t, m, ts.token("bob", pw))
-	signing := m.Keys()[0]
+	signing := m.KeysOf(token.EdDSA)[0]
 	kid := signing.ID
 	now := time.Now()
 

@@ -21,6 +21,7 @@ import (
 // that no text from the URL is ever displayed.
 var notices = map[string]string{
 	"signed_out":         "You have been logged out.",
+	"app_revoked":        "The application's access has been revoked; it has been signed out.",
 	"password_changed":   "Your password has been changed. Every other session has been signed out.",
 	"session_ended":      "The session has been ended.",
 	"others_ended":       "Every other session has been signed out.",
@@ -60,17 +61,23 @@ func loginFields(username, userErr string) []fieldView {
 	}
 }
 
-// pageLogin is GET /login.
+// pageLogin is GET /login. With force=1 (an application asked for a new
+// sign-in) the form is shown to a signed-in browser too; login_hint fills
+// in the name.
 func (s *Server) pageLogin(c *fiber.Ctx) error {
 	next := safeNext(c.Query("next"))
-	if s.signedIn(c) != nil {
+	if c.Query("force") != "1" && s.signedIn(c) != nil {
 		if next == "" {
 			next = "/profile"
 		}
 		return c.Redirect(next, fiber.StatusSeeOther)
 	}
+	hint := c.Query("login_hint")
+	if valid.Text(hint) != "" || len(hint) > valid.EmailMax {
+		hint = ""
+	}
 	return s.render(c, http.StatusOK, "login", page{Title: "Log in", Next: next, Notice: notice(c),
-		Fields: loginFields("", "")})
+		Fields: loginFields(hint, "")})
 }
 
 // submitLogin is POST /login.
@@ -156,7 +163,7 @@ func (s *Server) pageRegister(c *fiber.Ctx) error {
 	if s.signedIn(c) != nil {
 		return c.Redirect("/profile", fiber.StatusSeeOther)
 	}
-	return s.render(c, http.StatusOK, "register", page{Title: "Register", Fields: registerFields("", "", nil)})
+	return s.render(c, http.StatusOK, "register", page{Title: "Register", Next: safeNext(c.Query("next")), Fields: registerFields("", "", nil)})
 }
 
 // submitRegister is POST /register: create the account and sign in at once.
@@ -177,7 +184,7 @@ func (s *Server) submitRegister(c *fiber.Ctx) error {
 		if valid.Text(email) != "" {
 			email = ""
 		}
-		return s.render(c, status, "register", page{Title: "Register", Error: msg,
+		return s.render(c, status, "register", page{Title: "Register", Error: msg, Next: safeNext(f.get("next")),
 			Fields: registerFields(username, email, fields)})
 	}
 	if r.Grant == nil {
@@ -187,21 +194,36 @@ func (s *Server) submitRegister(c *fiber.Ctx) error {
 	if err := s.setSession(c, *r.Grant); err != nil {
 		return err
 	}
+	if next := safeNext(f.get("next")); next != "" {
+		// Registered on the way to an application.
+		return c.Redirect(next, fiber.StatusSeeOther)
+	}
 	return c.Redirect("/profile?done=welcome", fiber.StatusSeeOther)
 }
 
 // submitLogout is POST /logout: end this session and clear the cookie.
+// From the confirmation of an application's logout request, the browser
+// then goes to that application's registered post-logout URI.
 func (s *Server) submitLogout(c *fiber.Ctx) error {
+	f := pageForm(c)
+	q := url.Values{}
+	for _, k := range []string{"client_id", "post_logout_redirect_uri", "state"} {
+		if v := f.get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	es, _ := s.oidc.ParseEndSession(c.UserContext(), q)
 	if p := s.signedIn(c); p != nil {
 		if err := s.acct.SignOut(c.UserContext(), s.client(c, true), p); err != nil {
 			return err
 		}
+		s.oidc.WakeLogouts()
 	}
 	if err := s.endSession(c); err != nil {
 		return err
 	}
 	forgetPages(c)
-	return c.Redirect("/login?done=signed_out", fiber.StatusSeeOther)
+	return s.afterLogout(c, es)
 }
 
 // forgetPages asks the browser to drop its cached copies of this site's
@@ -249,8 +271,12 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 	if err != nil {
 		return err
 	}
+	apps, err := s.oidc.ConnectedApps(c.UserContext(), p)
+	if err != nil {
+		return err
+	}
 	return s.render(c, status, "profile", page{Title: p.User.Username, Notice: note, Error: errMsg,
-		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left})
+		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left, Apps: apps})
 }
 
 // submitEndSession is POST /profile/sessions/{id}/end.

@@ -254,8 +254,17 @@ func TestLogout(t *testing.T) {
 	wantStatus(t, ts.get("/users/me", "Cookie", sessionCookie+"="+old), http.StatusUnauthorized)
 	wantStatus(t, ts.get("/profile", "Cookie", sessionCookie+"="+old), http.StatusSeeOther)
 	wantStatus(t, ts.get("/users/me", bearer(other)...), http.StatusOK)
-	// Logout is never a GET.
-	wantStatus(t, ts.get("/logout", "Accept", "text/html"), http.StatusMethodNotAllowed)
+	// A GET never logs out by itself (an image on another site could send
+	// one): without an ID token naming the session (OpenID Connect
+	// RP-initiated logout) it asks first.
+	b2 := ts.browser()
+	b2.login("alice", pw)
+	res = b2.get("/logout")
+	wantStatus(t, res, http.StatusOK)
+	if !strings.Contains(res.Body, `action="/logout"`) || !strings.Contains(res.Body, "Sign out?") {
+		t.Fatalf("GET /logout:\n%.500s", res.Body)
+	}
+	wantStatus(t, b2.get("/profile"), http.StatusOK)
 }
 
 func TestCSRF(t *testing.T) {

@@ -5,10 +5,12 @@ import (
 	"time"
 )
 
-// SigningKey is a stored Ed25519 signing key: its private seed, when it was
+// SigningKey is a stored signing key: its algorithm (EdDSA or RS256), its
+// private part (an Ed25519 seed, or an RSA key in PKCS #8), when it was
 // made and when it starts signing.
 type SigningKey struct {
 	ID        string
+	Alg       string
 	Seed      []byte
 	CreatedAt time.Time
 	PublishAt time.Time
@@ -16,7 +18,7 @@ type SigningKey struct {
 
 // SigningKeys returns every stored signing key, oldest publication first.
 func (s *Store) SigningKeys(ctx context.Context) ([]SigningKey, error) {
-	rows, err := s.query(ctx, s.r, `SELECT kid, seed, created_at, publish_at FROM signing_keys ORDER BY publish_at, kid`)
+	rows, err := s.query(ctx, s.r, `SELECT kid, alg, seed, created_at, publish_at FROM signing_keys ORDER BY publish_at, kid`)
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +27,7 @@ func (s *Store) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 	for rows.Next() {
 		var k SigningKey
 		var created, publish int64
-		if err := rows.Scan(&k.ID, &k.Seed, &created, &publish); err != nil {
+		if err := rows.Scan(&k.ID, &k.Alg, &k.Seed, &created, &publish); err != nil {
 			return nil, err
 		}
 		k.CreatedAt, k.PublishAt = fromUnix(created), fromUnix(publish)
@@ -37,24 +39,30 @@ func (s *Store) SigningKeys(ctx context.Context) ([]SigningKey, error) {
 // AddSigningKey stores a key; a key of the same id already stored is kept
 // as it is (instances starting together add the same first key).
 func (s *Store) AddSigningKey(ctx context.Context, k SigningKey) error {
-	if _, err := s.exec(ctx, s.w, `INSERT INTO signing_keys (kid, seed, created_at, publish_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (kid) DO NOTHING`, k.ID, k.Seed, unix(k.CreatedAt), unix(k.PublishAt)); err != nil {
+	if k.Alg == "" {
+		k.Alg = "EdDSA"
+	}
+	if _, err := s.exec(ctx, s.w, `INSERT INTO signing_keys (kid, alg, seed, created_at, publish_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (kid) DO NOTHING`, k.ID, k.Alg, k.Seed, unix(k.CreatedAt), unix(k.PublishAt)); err != nil {
 		return err
 	}
 	return s.NotifyKeys(ctx)
 }
 
-// NotifyKeys tells every instance (PostgreSQL) to reload the signing keys.
+// NotifyKeys tells every instance to reload the signing keys: on
+// PostgreSQL by a notification, on SQLite through the notices table that
+// every process on the file reads five times a second.
 func (s *Store) NotifyKeys(ctx context.Context) error {
 	if s.engine != Postgres {
-		return nil
+		_, err := s.exec(ctx, s.w, `INSERT INTO notices (payload, created_at) VALUES ('keys', ?)`, unixMilli(time.Now()))
+		return err
 	}
 	_, err := s.w.ExecContext(ctx, `SELECT pg_notify($1, 'keys')`, sessionsChannel)
 	return s.wrap(err)
 }
 
-// OnKeysChanged sets fn to run when another instance announces new keys
-// (PostgreSQL only; on SQLite keys are re-read on a timer).
+// OnKeysChanged sets fn to run when another instance (or the command line)
+// announces new keys.
 func (s *Store) OnKeysChanged(fn func()) {
 	s.keysChanged.Store(&fn)
 }

@@ -208,3 +208,11 @@ func LatestSchemaVersion() int64 {
 	}
 	return v
 }
+
+// MigrationCount returns how many migrations the program carries (one per
+// version, the same on both engines).
+func MigrationCount() int {
+	sub, _ := fs.Sub(migrationFS, "migrations/sqlite")
+	entries, _ := fs.ReadDir(sub, ".")
+	return len(entries)
+}

@@ -198,17 +198,19 @@ func (s *Store) SessionByRefresh(ctx context.Context, hash []byte) (Session, Use
 	var se Session
 	var u User
 	var spent sql.NullInt64
-	var created, expires, used, ucreated int64
+	var created, expires, used, ucreated, authTime int64
 	row, err := s.readRow(ctx, `SELECT rt.spent_at, s.id,
 		s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope, s.amr,
-		u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled
+		COALESCE(s.client_id, ''), COALESCE(s.parent_id, ''), s.offline, s.auth_time,
+		u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled, u.subject
 		FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id
 		WHERE rt.hash = ?`, hash)
 	if err != nil {
 		return Session{}, User{}, false, err
 	}
 	err = row.Scan(&spent, &se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR,
-		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled)
+		&se.ClientID, &se.ParentID, &se.Offline, &authTime,
+		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled, &u.Subject)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, User{}, false, ErrNotFound
 	}
@@ -217,5 +219,8 @@ func (s *Store) SessionByRefresh(ctx context.Context, hash []byte) (Session, Use
 	}
 	u.ID = se.UserID
 	se.CreatedAt, se.ExpiresAt, se.LastUsedAt, u.CreatedAt = fromUnix(created), fromUnix(expires), fromUnix(used), fromUnix(ucreated)
+	if authTime != 0 {
+		se.AuthTime = fromUnix(authTime)
+	}
 	return se, u, spent.Valid, nil
 }

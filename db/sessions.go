@@ -25,6 +25,25 @@ type Session struct {
 	// AMR is how the person signed in, as space-separated RFC 8176
 	// methods: "pwd", or "pwd otp" with a second factor.
 	AMR string
+	// ClientID names the application holding the session (its tokens),
+	// "" for a session of this service's own pages and API; ParentID is
+	// the session it was authorized from, which it ends with unless
+	// Offline (the application was granted offline access).
+	ClientID string
+	ParentID string
+	Offline  bool
+	// AuthTime is when the person signed in, for an application's session
+	// (the sign-in of the session it was authorized from); zero for this
+	// service's own sessions, which start at the sign-in (SignedInAt).
+	AuthTime time.Time
+}
+
+// SignedInAt is when the person signed in to get the session.
+func (se Session) SignedInAt() time.Time {
+	if !se.AuthTime.IsZero() {
+		return se.AuthTime
+	}
+	return se.CreatedAt
 }
 
 // NewSession is a sign-in to record.
@@ -40,6 +59,14 @@ type NewSession struct {
 	KnownClient string
 	// RefreshHash is the SHA-256 of the session's first refresh token.
 	RefreshHash []byte
+	// Void, when set, is carried out in the same transaction (what the
+	// sign-in ends).
+	Void *Void
+	// Stamp, when CheckStamp, must still be the account's (the stamp a
+	// pending second step was signed with): of two sign-ins with one
+	// pending step, one wins.
+	Stamp      int64
+	CheckStamp bool
 }
 
 // StartSession stores a new session, only if the account still exists and
@@ -48,7 +75,21 @@ type NewSession struct {
 // transaction, so a sign-in costs one commit.
 func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 	se := ns.Session
+	if ns.Void != nil {
+		defer ns.Void.done(s, se.UserID)
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if ns.CheckStamp {
+			// The account's row is locked until the commit: of two
+			// sign-ins with one stamp, the second finds it moved on.
+			res, err := s.exec(ctx, tx, `UPDATE users SET stamp = stamp + 1 WHERE id = ? AND stamp = ?`, se.UserID, ns.Stamp)
+			if err := oneRow(res, err); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return ErrChanged
+				}
+				return err
+			}
+		}
 		res, err := s.exec(ctx, tx, `INSERT INTO sessions
 			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr)
 			SELECT ?, id, ?, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
@@ -82,13 +123,19 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 				return err
 			}
 		}
+		if ns.Void != nil {
+			if _, err := ns.Void.apply(ctx, s, tx, se.UserID); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 }
 
 const sessionWithUserQuery = `SELECT
 	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope, s.amr,
-	u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled
+	COALESCE(s.client_id, ''), COALESCE(s.parent_id, ''), s.offline, s.auth_time,
+	u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled, u.subject
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`
 
 // SessionWithUser returns a session and its account (without the password
@@ -100,13 +147,14 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 	gen := s.cache.generation()
 	se := Session{ID: id}
 	var u User
-	var created, expires, used, ucreated int64
+	var created, expires, used, ucreated, authTime int64
 	row, err := s.readRow(ctx, sessionWithUserQuery, id)
 	if err != nil {
 		return Session{}, User{}, err
 	}
 	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR,
-		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled)
+		&se.ClientID, &se.ParentID, &se.Offline, &authTime,
+		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled, &u.Subject)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Session{}, User{}, ErrNotFound
@@ -117,6 +165,9 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 	se.CreatedAt = fromUnix(created)
 	se.ExpiresAt = fromUnix(expires)
 	se.LastUsedAt = fromUnix(used)
+	if authTime != 0 {
+		se.AuthTime = fromUnix(authTime)
+	}
 	u.CreatedAt = fromUnix(ucreated)
 	s.cache.put(gen, se, u)
 	return se, u, nil
@@ -131,10 +182,11 @@ func (s *Store) TouchSession(ctx context.Context, id string, t time.Time) error 
 }
 
 // ListSessions returns the sessions of userID that have not expired at now
-// nor been idle since idleSince, newest first.
+// nor been idle since idleSince, newest first; the sessions applications
+// hold are left out (see ListConnectedApps).
 func (s *Store) ListSessions(ctx context.Context, userID int64, now, idleSince time.Time) ([]Session, error) {
 	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr
-		FROM sessions WHERE user_id = ? AND expires_at > ? AND last_used_at > ? ORDER BY created_at DESC, id`,
+		FROM sessions WHERE user_id = ? AND expires_at > ? AND last_used_at > ? AND client_id IS NULL ORDER BY created_at DESC, id`,
 		userID, unix(now), unix(idleSince))
 	if err != nil {
 		return nil, err
@@ -176,6 +228,7 @@ func (s *Store) Prune(ctx context.Context, now, idleBefore, eventsBefore, knownB
 		{&p.KnownClients, `DELETE FROM known_clients WHERE last_seen < ?`, []any{unix(knownBefore)}},
 		{&p.Throttle, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, []any{unixMilli(now)}},
 		{new(int64), `DELETE FROM codes WHERE expires_at <= ?`, []any{unix(now)}},
+		{new(int64), `DELETE FROM auth_codes WHERE expires_at <= ?`, []any{unix(now)}},
 		{new(int64), `DELETE FROM notices WHERE created_at < ?`, []any{unixMilli(time.Now().Add(-noticeKeep))}},
 	}
 	for _, st := range steps {

@@ -27,6 +27,9 @@ type User struct {
 	// Stamp moves on with every change that voids pending second-step
 	// sign-ins.
 	Stamp int64
+	// Subject identifies the account to other applications (the sub of
+	// ID tokens): random, stable, never reused.
+	Subject string
 }
 
 // The roles an account may have.
@@ -57,13 +60,17 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if nu.Role == "" {
 		nu.Role = RoleBasic
 	}
+	subject, err := randomID()
+	if err != nil {
+		return User{}, err
+	}
 	u := User{Username: nu.Username, Email: nu.Email, PasswordHash: nu.PasswordHash,
-		CreatedAt: fromUnix(unix(nu.CreatedAt)), Role: nu.Role}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+		CreatedAt: fromUnix(unix(nu.CreatedAt)), Role: nu.Role, Subject: subject}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		err := s.queryRow(ctx, tx, `INSERT INTO users
-			(username, username_key, email, email_key, password_hash, created_at, role)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt), nu.Role).Scan(&u.ID)
+			(username, username_key, email, email_key, password_hash, created_at, role, subject)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt), nu.Role, subject).Scan(&u.ID)
 		if err != nil {
 			return err
 		}
@@ -79,7 +86,7 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	return u, nil
 }
 
-const userColumns = `id, username, email, password_hash, created_at, role, last_sign_in_at, email_verified, mfa_enabled, stamp`
+const userColumns = `id, username, email, password_hash, created_at, role, last_sign_in_at, email_verified, mfa_enabled, stamp, subject`
 
 func (s *Store) user(ctx context.Context, where string, arg any) (User, error) {
 	row, err := s.readRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+` = ?`, arg)
@@ -97,7 +104,7 @@ func scanUser(row scanner) (User, error) {
 	var u User
 	var created, lastSignIn int64
 	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &created, &u.Role, &lastSignIn,
-		&u.EmailVerified, &u.MFAEnabled, &u.Stamp); err != nil {
+		&u.EmailVerified, &u.MFAEnabled, &u.Stamp, &u.Subject); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return User{}, ErrNotFound
 		}

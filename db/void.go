@@ -20,6 +20,8 @@ const (
 	OtherSessions
 	// AllSessions ends every session.
 	AllSessions
+	// AppSessions ends the sessions one application holds (Void.Client).
+	AppSessions
 )
 
 // Void is what a sensitive change ends, carried out in the change's own
@@ -31,6 +33,8 @@ type Void struct {
 	Sessions Sessions
 	// Session is the session that made the change, or the one to end.
 	Session string
+	// Client is the application whose sessions AppSessions ends.
+	Client string
 	// Codes are the purposes of the mailed codes voided (CodeReset,
 	// CodeVerify, CodeEmailChange).
 	Codes []string
@@ -48,22 +52,26 @@ type Void struct {
 // ended. The caller drops the cache entries after the commit (see done).
 func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (int64, error) {
 	var ended int64
-	var query string
+	var where string
 	var args []any
 	switch v.Sessions {
 	case ThisSession:
-		query, args = `DELETE FROM sessions WHERE user_id = ? AND id = ?`, []any{userID, v.Session}
+		where, args = `user_id = ? AND id = ?`, []any{userID, v.Session}
 	case OtherSessions:
-		query, args = `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, []any{userID, v.Session}
+		// The applications' sessions authorized from the one kept stay
+		// with it, unless they are themselves the one named.
+		where, args = `user_id = ? AND id <> ? AND (parent_id IS NULL OR parent_id <> ? OR client_id IS NULL)`,
+			[]any{userID, v.Session, v.Session}
 	case AllSessions:
-		query, args = `DELETE FROM sessions WHERE user_id = ?`, []any{userID}
+		where, args = `user_id = ?`, []any{userID}
+	case AppSessions:
+		where, args = `user_id = ? AND client_id = ?`, []any{userID, v.Client}
 	}
-	if query != "" {
-		res, err := s.exec(ctx, tx, query, args...)
-		if err != nil {
+	if where != "" {
+		var err error
+		if ended, err = s.endSessions(ctx, tx, where, args...); err != nil {
 			return 0, err
 		}
-		ended, _ = res.RowsAffected()
 	}
 	if len(v.Codes) > 0 {
 		args := []any{userID}

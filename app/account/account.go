@@ -152,6 +152,9 @@ type Hooks struct {
 	// BeforeEventWrite runs in the activity recorder before it writes a
 	// batch, off any request's path.
 	BeforeEventWrite func()
+	// BeforeSecondStepSession runs in SecondStep after the code was
+	// accepted and before the session is written.
+	BeforeSecondStepSession func(ctx context.Context)
 }
 
 // Service carries out account operations.
@@ -215,6 +218,10 @@ func (s *Service) Tokens() *token.Manager { return s.tokens }
 
 // Limits returns where the throttle counts are kept.
 func (s *Service) Limits() throttle.Store { return s.limits }
+
+// Fail turns a store or hasher error into the core's error, for the
+// protocol engines beside the core.
+func Fail(err error) error { return fail(err) }
 
 // fail turns a store or hasher error into the core's error.
 func fail(err error) error {

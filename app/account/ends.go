@@ -33,6 +33,9 @@ const (
 	ChangeSignOutEverywhere Change = "sign_out_everywhere"
 	ChangeSessionsByAdmin   Change = "sessions_ended_by_admin"
 	ChangeAccountDeleted    Change = "account_deleted"
+	ChangeSecondStepDone    Change = "second_step_done"
+	ChangeAppRevoked        Change = "app_revoked"
+	ChangeCodeReplayed      Change = "code_replayed"
 )
 
 // Ends is what a change voids. Sessions end with their refresh tokens;
@@ -41,8 +44,12 @@ const (
 type Ends struct {
 	// Sessions: which sessions end: db.ThisSession (the one that made the
 	// change, or the one named), db.OtherSessions (all but the one that
-	// made the change; all of them for a change made by an admin, the
-	// command line or a mailed code), db.AllSessions, or none.
+	// made the change, and the applications' sessions authorized from
+	// it; all of them for a change made by an admin, the command line or a
+	// mailed code), db.AllSessions, db.AppSessions (those one application
+	// holds), or none. Sessions include those applications hold (their
+	// tokens); an application's session authorized from an ending session
+	// ends with it unless it was granted offline access.
 	Sessions db.Sessions
 	// ResetCode, VerifyCode and EmailChange void the mailed codes of each
 	// purpose: a password reset, the verification of the current address,
@@ -82,6 +89,9 @@ var Table = []Rule{
 	{ChangeSignOutEverywhere, "Signed out everywhere else", Ends{Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
 	{ChangeSessionsByAdmin, "Every session ended by an admin", Ends{Sessions: db.AllSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
 	{ChangeAccountDeleted, "Account deleted", Ends{Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeSecondStepDone, "Signed in at the login page's second step", Ends{SecondSteps: true, Cached: true}},
+	{ChangeAppRevoked, "An application's access revoked", Ends{Sessions: db.AppSessions, Cached: true}},
+	{ChangeCodeReplayed, "Authorization code presented again", Ends{Sessions: db.ThisSession, Cached: true}},
 }
 
 // EndsOf returns the row of a change; it panics for a change that is not
@@ -94,6 +104,10 @@ func EndsOf(ch Change) Ends {
 	}
 	panic("account: change " + string(ch) + " is not in the table of what ends what")
 }
+
+// Voids is what ch voids, as the store carries it out (see voids): for the
+// protocol engines beside the core (the OpenID Connect provider).
+func Voids(ch Change, session string) db.Void { return voids(ch, session) }
 
 // voids is what ch voids, as the store carries it out; session is the
 // session that made the change (or the one named), "" for a change made by
@@ -126,7 +140,7 @@ func TableMarkdown() string {
 	}
 	for _, r := range Table {
 		sessions := map[db.Sessions]string{db.KeepSessions: "–", db.ThisSession: "that one", db.OtherSessions: "all others",
-			db.AllSessions: "all"}[r.Sessions]
+			db.AllSessions: "all", db.AppSessions: "the application's"}[r.Sessions]
 		b.WriteString("| " + r.Label + " | " + sessions + " | " + mark(r.ResetCode) + " | " + mark(r.VerifyCode) + " | " +
 			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.SecondSteps) + " | " +
 			map[bool]string{true: "dropped", false: "–"}[r.Cached] + " |\n")

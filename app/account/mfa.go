@@ -411,6 +411,12 @@ func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves
 	if !proves(u) || !u.MFAEnabled {
 		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 	}
+	// The sign-in decision first: a refused sign-in spends no code.
+	granted, outcome, err := s.admit(u, "")
+	if err != nil {
+		s.cfg.Metrics.SignIn(c.Browser, outcome)
+		return Grant{User: u}, err
+	}
 	a, err := s.guess(ctx, c, userKey(u.ID), u.ID)
 	if err != nil {
 		s.cfg.Metrics.SignIn(c.Browser, refusal(err))
@@ -422,13 +428,15 @@ func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves
 		return Grant{}, err
 	}
 	a.end(ctx, succeeded)
-	granted, outcome, err := s.admit(u, "")
-	s.cfg.Metrics.SignIn(c.Browser, outcome)
-	if err != nil {
-		return Grant{User: u}, err
-	}
+	s.cfg.Metrics.SignIn(c.Browser, metrics.Success)
 	s.events.wait()
-	g, err := s.startSessionAMR(ctx, c, u, granted, db.EventSignIn, amrFor(method))
+	// The pending step is used once: the session starts only if the
+	// account's stamp is still the one it was signed with, and moves it on.
+	v := voids(ChangeSecondStepDone, "")
+	if s.Hooks.BeforeSecondStepSession != nil {
+		s.Hooks.BeforeSecondStepSession(ctx)
+	}
+	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, amrFor(method), &v)
 	if errors.Is(err, db.ErrChanged) {
 		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 	}

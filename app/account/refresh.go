@@ -160,6 +160,9 @@ type Introspection struct {
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	Issuer    string
+	// ClientID is the application the token was issued to, "" for this
+	// service's own sign-ins.
+	ClientID string
 }
 
 // Introspect says whether a token is live: an access token whose signature,
@@ -175,8 +178,8 @@ func (s *Service) Introspect(ctx context.Context, raw string) (Introspection, er
 		if err != nil {
 			return Introspection{}, fail(err)
 		}
-		return Introspection{Active: true, Subject: u.Username, SessionID: se.ID, Scope: Effective(u.Role, se.Scope),
-			TokenType: "refresh_token", IssuedAt: se.CreatedAt, ExpiresAt: s.ends(se), Issuer: s.tokens.Issuer()}, nil
+		return Introspection{Active: true, Subject: subjectOf(u, se), SessionID: se.ID, Scope: Effective(u.Role, se.Scope),
+			TokenType: "refresh_token", IssuedAt: se.CreatedAt, ExpiresAt: s.ends(se), Issuer: s.tokens.Issuer(), ClientID: se.ClientID}, nil
 	}
 	claims, err := s.tokens.Verify(raw)
 	if err != nil {
@@ -189,9 +192,10 @@ func (s *Service) Introspect(ctx context.Context, raw string) (Introspection, er
 	if err != nil {
 		return Introspection{}, fail(err)
 	}
-	if u.Username != claims.Subject || !s.alive(se, now) {
+	if subjectOf(u, se) != claims.Subject || se.ClientID != claims.ClientID || !s.alive(se, now) {
 		return Introspection{}, nil
 	}
 	return Introspection{Active: true, Subject: claims.Subject, SessionID: claims.SessionID, Scope: Granted(u.Role, se.Scope, claims.Scope),
-		TokenType: "access_token", IssuedAt: claims.IssuedAt.Time, ExpiresAt: claims.ExpiresAt.Time, Issuer: claims.Issuer}, nil
+		TokenType: "access_token", IssuedAt: claims.IssuedAt.Time, ExpiresAt: claims.ExpiresAt.Time, Issuer: claims.Issuer,
+		ClientID: se.ClientID}, nil
 }

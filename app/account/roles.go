@@ -25,7 +25,9 @@ func RoleScopes(role string) []string {
 
 // Effective is the scope a session grants now: what its role allows,
 // narrowed to what the client asked for at sign-in (sessionScope) when it
-// asked for anything. A role change takes effect at once.
+// asked for anything. A role change takes effect at once. Scopes that are
+// not roles (OpenID Connect's openid, profile, email, offline_access,
+// granted to an application) are the session's whatever the role.
 func Effective(role, sessionScope string) string {
 	allowed := RoleScopes(role)
 	if strings.TrimSpace(sessionScope) == "" {
@@ -33,7 +35,7 @@ func Effective(role, sessionScope string) string {
 	}
 	var out []string
 	for _, sc := range strings.Fields(sessionScope) {
-		if contains(allowed, sc) {
+		if contains(allowed, sc) || !ValidRole(sc) {
 			out = append(out, sc)
 		}
 	}

@@ -30,7 +30,7 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (*Principal, err
 		return nil, fail(err)
 	}
 	now := s.Now()
-	if u.Username != claims.Subject {
+	if subjectOf(u, se) != claims.Subject || se.ClientID != claims.ClientID {
 		return nil, &Error{Code: EUnauthorized, Message: MsgNotAuthorized, Reason: "The access token was not issued by this service"}
 	}
 	if !s.alive(se, now) {
@@ -102,14 +102,14 @@ func (s *Service) Revoke(ctx context.Context, c Client, raw string) error {
 	if err != nil {
 		return nil
 	}
-	_, u, err := s.store.SessionWithUser(ctx, claims.SessionID)
+	se, u, err := s.store.SessionWithUser(ctx, claims.SessionID)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fail(err)
 	}
-	if u.Username != claims.Subject {
+	if subjectOf(u, se) != claims.Subject {
 		return nil
 	}
 	return s.endSession(ctx, claims.SessionID, u.ID, s.event(c, db.EventSignOut), EndedRevoked)

@@ -257,6 +257,17 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code s
 	if s.Hooks.AfterPasswordCheck != nil {
 		s.Hooks.AfterPasswordCheck(ctx)
 	}
+	// The sign-in decision comes before the second factor, so that a
+	// refused sign-in spends no code.
+	granted, outcome, err := s.admit(u, scope)
+	if err != nil {
+		if u.MFAEnabled {
+			a.end(ctx, abandoned)
+		} else {
+			a.end(ctx, succeeded)
+		}
+		return Grant{}, outcome, u.ID, err
+	}
 	amr := "pwd"
 	if u.MFAEnabled {
 		// The password alone forgives nothing: the attempt is handed
@@ -276,10 +287,6 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code s
 		amr = amrFor(method)
 	}
 	a.end(ctx, succeeded)
-	granted, outcome, err := s.admit(u, scope)
-	if err != nil {
-		return Grant{}, outcome, u.ID, err
-	}
 	hash := u.PasswordHash
 	if s.hasher.NeedsRehash(hash) {
 		hash = s.upgradeHash(ctx, u, pw)
@@ -356,6 +363,13 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, 
 // startSessionAMR is startSession recording how the person signed in
 // ("pwd", or "pwd otp").
 func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scope, kind, amr string) (Grant, error) {
+	return s.startSessionWith(ctx, c, u, scope, kind, amr, nil)
+}
+
+// startSessionWith is startSessionAMR that also carries out what the
+// sign-in ends, in its transaction, when ends is set: then the account's
+// stamp must still be u.Stamp (a pending second step is used once).
+func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, scope, kind, amr string, ends *db.Void) (Grant, error) {
 	id, err := token.NewSessionID()
 	if err != nil {
 		return Grant{}, err
@@ -378,6 +392,9 @@ func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scop
 		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent, Detail: signInDetail(kind, amr)},
 		KnownClient:  c.knownKey(),
 		RefreshHash:  refreshHash,
+		Void:         ends,
+		Stamp:        u.Stamp,
+		CheckStamp:   ends != nil && ends.SecondSteps,
 	})
 	if err != nil {
 		return Grant{}, err
@@ -394,11 +411,23 @@ func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scop
 // grant issues an access token for a session.
 func (s *Service) grant(u db.User, se db.Session, now time.Time) (Grant, error) {
 	scope := Effective(u.Role, se.Scope)
-	raw, _, err := s.tokens.Issue(token.Grant{Subject: u.Username, SessionID: se.ID, Scope: scope, AMR: strings.Fields(amrOr(se.AMR))}, now)
+	raw, _, err := s.tokens.Issue(token.Grant{Subject: subjectOf(u, se), SessionID: se.ID, Scope: scope,
+		AMR: strings.Fields(amrOr(se.AMR)), ClientID: se.ClientID}, now)
 	if err != nil {
 		return Grant{}, err
 	}
 	return Grant{User: u, Session: se, AccessToken: raw, ExpiresIn: int(s.tokens.Lifetime().Seconds()), Scope: scope}, nil
+}
+
+// subjectOf is the sub of a session's access tokens: the username, as the
+// recipe has it, for this service's own sessions; the account's subject
+// identifier (random, never reused) for an application's, which is told no
+// more than the account allowed it.
+func subjectOf(u db.User, se db.Session) string {
+	if se.ClientID != "" {
+		return u.Subject
+	}
+	return u.Username
 }
 
 // amrOr is a session's sign-in methods, "pwd" when it predates them.

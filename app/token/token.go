@@ -8,6 +8,8 @@ package token
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -67,21 +69,81 @@ type Claims struct {
 	Scope string `json:"scope,omitempty"`
 	// AMR lists how the person signed in (RFC 8176): "pwd", "otp".
 	AMR []string `json:"amr,omitempty"`
+	// ClientID names the application the token was issued to (RFC 9068),
+	// absent for tokens of this service's own sign-ins.
+	ClientID string `json:"client_id,omitempty"`
 	jwt.RegisteredClaims
 
 	// kid is the key that signed the token ("" for a legacy token).
 	kid string
 }
 
-// Key is an Ed25519 signing key.
+// Signing algorithms. EdDSA (Ed25519) signs access tokens; ID tokens are
+// signed RS256 (which OpenID Connect requires every provider to offer)
+// unless their client asked for EdDSA.
+const (
+	EdDSA = "EdDSA"
+	RS256 = "RS256"
+)
+
+// Key is a signing key: Ed25519 (Private, Public) or RSA (RSA).
 type Key struct {
 	ID        string
+	Alg       string
 	Private   ed25519.PrivateKey
 	Public    ed25519.PublicKey
+	RSA       *rsa.PrivateKey
 	CreatedAt time.Time
 	// PublishAt is when the key starts signing; it is in the JWK set from
 	// its creation, so that verifiers learn it first.
 	PublishAt time.Time
+}
+
+// verifyKey is what verifies the key's signatures.
+func (k Key) verifyKey() any {
+	if k.Alg == RS256 {
+		return &k.RSA.PublicKey
+	}
+	return k.Public
+}
+
+// signKey is what signs with the key.
+func (k Key) signKey() any {
+	if k.Alg == RS256 {
+		return k.RSA
+	}
+	return k.Private
+}
+
+// method is the key's JWT signing method.
+func (k Key) method() jwt.SigningMethod {
+	if k.Alg == RS256 {
+		return jwt.SigningMethodRS256
+	}
+	return jwt.SigningMethodEdDSA
+}
+
+// NewRSAKey reads an RSA key stored as PKCS #8; its id is the RFC 7638
+// thumbprint of its public key.
+func NewRSAKey(der []byte, createdAt, publishAt time.Time) (Key, error) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return Key{}, fmt.Errorf("token: an RSA key: %v", err)
+	}
+	priv, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return Key{}, errors.New("token: the stored key is not an RSA key")
+	}
+	return Key{ID: RSAThumbprint(&priv.PublicKey), Alg: RS256, RSA: priv, CreatedAt: createdAt, PublishAt: publishAt}, nil
+}
+
+// NewRSASeed makes a new 2048-bit RSA key in PKCS #8, for NewRSAKey.
+func NewRSASeed() ([]byte, error) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	return x509.MarshalPKCS8PrivateKey(priv)
 }
 
 // NewKey makes a key from a 32-byte seed (random, or stored); its id is the
@@ -93,7 +155,7 @@ func NewKey(seed []byte, createdAt, publishAt time.Time) (Key, error) {
 	}
 	priv := ed25519.NewKeyFromSeed(seed)
 	pub := priv.Public().(ed25519.PublicKey)
-	return Key{ID: Thumbprint(pub), Private: priv, Public: pub, CreatedAt: createdAt, PublishAt: publishAt}, nil
+	return Key{ID: Thumbprint(pub), Alg: EdDSA, Private: priv, Public: pub, CreatedAt: createdAt, PublishAt: publishAt}, nil
 }
 
 // NewSeed returns 32 random bytes for NewKey.
@@ -185,12 +247,28 @@ func (m *Manager) SetKeys(keys []Key) {
 	ks := &keyset{all: slices.Clone(keys), byID: make(map[string]Key, len(keys)), until: map[string]time.Time{}}
 	slices.SortFunc(ks.all, func(a, b Key) int { return a.PublishAt.Compare(b.PublishAt) })
 	for i := range ks.all {
+		if ks.all[i].Alg == "" {
+			ks.all[i].Alg = EdDSA
+		}
 		ks.byID[ks.all[i].ID] = ks.all[i]
-		if i+1 < len(ks.all) {
-			ks.until[ks.all[i].ID] = ks.all[i+1].PublishAt.Add(m.cfg.Lifetime + leeway)
+	}
+	for i, k := range ks.all {
+		if next, ok := ks.next(i); ok {
+			ks.until[k.ID] = next.PublishAt.Add(m.cfg.Lifetime + leeway)
 		}
 	}
 	m.keys.Store(ks)
+}
+
+// next returns the key of the same algorithm published after the i-th,
+// which retires it.
+func (ks *keyset) next(i int) (Key, bool) {
+	for _, k := range ks.all[i+1:] {
+		if k.Alg == ks.all[i].Alg {
+			return k, true
+		}
+	}
+	return Key{}, false
 }
 
 // verifies reports whether the key kid verifies tokens at now: it is
@@ -209,17 +287,28 @@ func (ks *keyset) verifies(kid string, now time.Time) (Key, bool) {
 // Keys returns the known keys, oldest first.
 func (m *Manager) Keys() []Key { return slices.Clone(m.keys.Load().all) }
 
+// KeysOf returns the known keys of alg, oldest first.
+func (m *Manager) KeysOf(alg string) []Key {
+	var out []Key
+	for _, k := range m.keys.Load().all {
+		if k.Alg == alg {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Lifetime is how long issued tokens are valid.
 func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
 
 // Issuer is the iss of issued tokens.
 func (m *Manager) Issuer() string { return m.cfg.Issuer }
 
-// signing returns the key that signs at now.
-func (m *Manager) signing(now time.Time) (Key, bool) {
+// signing returns the key of alg that signs at now.
+func (m *Manager) signing(now time.Time, alg string) (Key, bool) {
 	ks := m.keys.Load()
 	for i := len(ks.all) - 1; i >= 0; i-- {
-		if k := ks.all[i]; !k.PublishAt.After(now) && k.Private != nil {
+		if k := ks.all[i]; !k.PublishAt.After(now) && k.Alg == alg && (k.Private != nil || k.RSA != nil) {
 			return k, true
 		}
 	}
@@ -242,21 +331,22 @@ type KeyState struct {
 func (m *Manager) States(now time.Time) []KeyState {
 	ks := m.keys.Load()
 	out := make([]KeyState, 0, len(ks.all))
-	active := -1
+	active := map[string]int{}
 	for i := range ks.all {
 		if !ks.all[i].PublishAt.After(now) {
-			active = i
+			active[ks.all[i].Alg] = i
 		}
 	}
 	for i, k := range ks.all {
 		st := KeyState{Key: k}
+		next, _ := ks.next(i)
 		switch {
 		case k.PublishAt.After(now):
 			st.State = "pending"
-		case i == active:
+		case i == active[k.Alg]:
 			st.State = "active"
 		default:
-			st.RetiredAt = ks.all[i+1].PublishAt
+			st.RetiredAt = next.PublishAt
 			st.State = "retired"
 			if _, ok := ks.verifies(k.ID, now); !ok {
 				st.State = "expired"
@@ -282,6 +372,8 @@ type Grant struct {
 	SessionID string
 	Scope     string
 	AMR       []string
+	// ClientID names the application the token is for, if any.
+	ClientID string
 }
 
 // Issue signs a token for g, valid from issuedAt for the manager's
@@ -289,7 +381,7 @@ type Grant struct {
 func (m *Manager) Issue(g Grant, issuedAt time.Time) (string, time.Time, error) {
 	iat := issuedAt.Truncate(time.Second)
 	exp := iat.Add(m.cfg.Lifetime)
-	key, ok := m.signing(issuedAt)
+	key, ok := m.signing(issuedAt, EdDSA)
 	if !ok {
 		return "", time.Time{}, errors.New("token: no signing key is active")
 	}
@@ -301,6 +393,7 @@ func (m *Manager) Issue(g Grant, issuedAt time.Time) (string, time.Time, error) 
 		SessionID: g.SessionID,
 		Scope:     g.Scope,
 		AMR:       g.AMR,
+		ClientID:  g.ClientID,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    m.cfg.Issuer,
 			Subject:   g.Subject,
@@ -379,7 +472,7 @@ func (m *Manager) parse(p *jwt.Parser, raw string) (*Claims, error) {
 		case jwt.SigningMethodEdDSA.Alg():
 			kid, _ := t.Header["kid"].(string)
 			k, ok := m.keys.Load().verifies(kid, m.cfg.Now())
-			if !ok {
+			if !ok || k.Alg != EdDSA {
 				return nil, ErrSignature
 			}
 			c.kid = kid
@@ -428,4 +521,45 @@ func classify(err error) error {
 		return ErrForeign
 	}
 	return ErrMalformed
+}
+
+// Sign signs claims as a JWT with the key of alg (RS256 or EdDSA) that
+// signs at now, naming it in kid: ID tokens and logout tokens.
+func (m *Manager) Sign(claims jwt.Claims, alg string, now time.Time, header map[string]any) (string, error) {
+	key, ok := m.signing(now, alg)
+	if !ok {
+		return "", fmt.Errorf("token: no %s signing key is active", alg)
+	}
+	t := jwt.NewWithClaims(key.method(), claims)
+	t.Header["kid"] = key.ID
+	for k, v := range header {
+		t.Header[k] = v
+	}
+	return t.SignedString(key.signKey())
+}
+
+// ParseHint checks a JWT this service signed (an ID token given back as a
+// hint, of any audience, expired or not) and returns its claims: the
+// signature, with a key that still verifies, and the issuer.
+func (m *Manager) ParseHint(raw string, claims jwt.Claims) error {
+	if raw == "" || len(raw) > 2*MaxLength {
+		return ErrMalformed
+	}
+	p := jwt.NewParser(jwt.WithValidMethods([]string{EdDSA, RS256}), jwt.WithoutClaimsValidation(), jwt.WithIssuer(m.cfg.Issuer))
+	_, err := p.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		k, ok := m.keys.Load().verifies(kid, m.cfg.Now())
+		if !ok || k.Alg != t.Method.Alg() {
+			return nil, ErrSignature
+		}
+		return k.verifyKey(), nil
+	})
+	if err != nil {
+		return classify(err)
+	}
+	iss, err := claims.GetIssuer()
+	if err != nil || iss != m.cfg.Issuer {
+		return ErrForeign
+	}
+	return nil
 }
