@@ -123,7 +123,7 @@ func (s *Server) authorize(c *fiber.Ctx, q url.Values, decision string) error {
 			return s.consentPage(c, r, p)
 		}
 	}
-	to, err := s.oidc.IssueCode(ctx, r, p)
+	to, err := s.oidc.IssueCode(ctx, s.client(c, true), r, p)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,8 @@ func (s *Server) consentPage(c *fiber.Ctx, r *oidc.AuthRequest, p *account.Princ
 	for _, k := range names {
 		v.Params = append(v.Params, hiddenField{Name: k, Value: r.Params.Get(k)})
 	}
-	return s.render(c, http.StatusOK, "consent", page{Title: "Allow " + r.Client.Name + "?", Consent: v})
+	return s.render(c, http.StatusOK, "consent", page{Title: "Allow " + r.Client.Name + "?", Consent: v,
+		FormTargets: []string{r.RedirectURI}})
 }
 
 // apiUserInfo is GET and POST /userinfo (OpenID Connect Core §5.3): the
@@ -261,7 +262,7 @@ func (s *Server) pageEndSession(c *fiber.Ctx) error {
 	if es.Client.ID != "" && c.Query("client_id") == "" {
 		v.Params = append(v.Params, hiddenField{Name: "client_id", Value: es.Client.ID})
 	}
-	return s.render(c, http.StatusOK, "logout", page{Title: "Sign out?", Logout: v})
+	return s.render(c, http.StatusOK, "logout", page{Title: "Sign out?", Logout: v, FormTargets: []string{es.Return}})
 }
 
 // logoutView is what the logout confirmation shows.

@@ -55,6 +55,11 @@ type page struct {
 	// Clients is the admin's list of applications.
 	Clients *clientsView
 
+	// FormTargets are addresses outside this site that a form of the page
+	// may end at after its redirects (an application's registered redirect
+	// URI); the page's Content-Security-Policy allows their origins.
+	FormTargets []string
+
 	// OpenID Connect: the consent page, the logout confirmation, and the
 	// profile's connected applications.
 	Consent *consentView
@@ -127,8 +132,38 @@ func (s *Server) render(c *fiber.Ctx, status int, name string, p page) error {
 			p.User = &pr.User
 		}
 	}
+	targets := p.FormTargets
+	if strings.HasPrefix(p.Next, "/authorize?") {
+		// A form that signs in on the way to an application ends, after
+		// its redirects, at the application's redirect URI.
+		if u, err := url.Parse(p.Next); err == nil {
+			if r, err := s.oidc.ParseAuthorize(c.UserContext(), u.Query()); err == nil {
+				targets = append(targets, r.RedirectURI)
+			}
+		}
+	}
+	if len(targets) > 0 {
+		c.Set("Content-Security-Policy", cspWithFormTargets(targets))
+	}
 	c.Status(status)
 	return c.Render(name, p)
+}
+
+// cspWithFormTargets is the pages' Content-Security-Policy with the origins
+// of targets added to form-action: browsers hold a form's submission to
+// form-action through its redirects, and a sign-in for an application ends
+// at the application (a redirect URI registered for it, checked before it
+// is added here).
+func cspWithFormTargets(targets []string) string {
+	origins := "'self'"
+	for _, t := range targets {
+		u, err := url.Parse(t)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			continue
+		}
+		origins += " " + u.Scheme + "://" + u.Host
+	}
+	return strings.Replace(cspPages, "form-action 'self'", "form-action "+origins, 1)
 }
 
 // renderErrorPage shows an error to a browser.

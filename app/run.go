@@ -120,9 +120,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cancelWait()
 
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && cfg.PublicURLFromAddr && strings.HasSuffix(cfg.PublicURL, ":0") {
-		// ADDR asked for any free port: links name the one given.
-		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "0") + strconv.Itoa(tcp.Port)
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		// ADDR asked for any free port: links, and the issuer, name the
+		// one given.
+		if cfg.PublicURLFromAddr && strings.HasSuffix(cfg.PublicURL, ":0") {
+			cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "0") + strconv.Itoa(tcp.Port)
+		}
+		if cfg.IssuerFromAddr && strings.HasSuffix(cfg.Issuer, ":0") {
+			cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "0") + strconv.Itoa(tcp.Port)
+		}
 	}
 	srv, err := New(ctx, cfg, store, log)
 	if err != nil {

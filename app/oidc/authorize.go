@@ -305,8 +305,10 @@ func (p *Provider) Consent(ctx context.Context, c account.Client, r *AuthRequest
 
 // IssueCode makes an authorization code for the request, bound to the
 // application, the redirect URI, the PKCE challenge and the caller's
-// session, and returns where the browser goes with it.
-func (p *Provider) IssueCode(ctx context.Context, r *AuthRequest, pr *account.Principal) (string, error) {
+// session, and returns where the browser goes with it. The account's
+// activity records the sign-in to the application, from the person's
+// browser.
+func (p *Provider) IssueCode(ctx context.Context, c account.Client, r *AuthRequest, pr *account.Principal) (string, error) {
 	code, err := random(32)
 	if err != nil {
 		return "", err
@@ -319,6 +321,10 @@ func (p *Provider) IssueCode(ctx context.Context, r *AuthRequest, pr *account.Pr
 	}
 	if err != nil {
 		return "", account.Fail(err)
+	}
+	if err := p.store.AddEvent(ctx, db.Event{UserID: pr.User.ID, Kind: db.EventAppSignIn, At: now, IP: c.Addr, UserAgent: c.UserAgent,
+		Detail: "Signed in to " + r.Client.Name}); err != nil {
+		p.log.Warn("record event", "error", err.Error())
 	}
 	q := url.Values{"code": {code}, "iss": {p.cfg.Issuer}}
 	if r.State != "" {

@@ -84,8 +84,7 @@ func (p *Provider) Exchange(ctx context.Context, c account.Client, x CodeExchang
 			}
 			return db.NewSession{Session: db.Session{ID: sessionID, UserID: parent.UserID, CreatedAt: now, ExpiresAt: expires,
 				LastUsedAt: now, IP: c.Addr, UserAgent: c.UserAgent, Scope: code.Scope, AMR: parent.AMR, ClientID: client.ID,
-				ParentID: parent.ID, Offline: offline, AuthTime: parent.SignedInAt()}, RefreshHash: hash,
-				Event: db.Event{Kind: db.EventAppSignIn, At: now, IP: c.Addr, UserAgent: c.UserAgent, Detail: "Signed in to " + client.Name}}
+				ParentID: parent.ID, Offline: offline, AuthTime: parent.SignedInAt()}, RefreshHash: hash}
 		},
 	})
 	switch {
