@@ -26,6 +26,9 @@ const (
 	routeKey
 	requestIDKey
 	csrfLocal
+	// pendingLocal is the account of a second step begun by this very
+	// request (its cookie is in the answer, not the request).
+	pendingLocal
 )
 
 // currentUser returns the request's principal, set by requireAPI or

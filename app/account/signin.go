@@ -356,6 +356,14 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, 
 // startSessionAMR is startSession recording how the person signed in
 // ("pwd", or "pwd otp").
 func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scope, kind, amr string) (Grant, error) {
+	return s.startSessionWith(ctx, c, u, scope, kind, amr, nil)
+}
+
+// startSessionWith is startSessionAMR for a sign-in that used a passkey
+// (use, when set): its use is recorded with the session, which starts only
+// while the passkey is still the account's and its counter has not moved
+// past (db.ErrChanged otherwise).
+func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, scope, kind, amr string, use *db.PasskeyUse) (Grant, error) {
 	id, err := token.NewSessionID()
 	if err != nil {
 		return Grant{}, err
@@ -378,6 +386,7 @@ func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scop
 		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent, Detail: signInDetail(kind, amr)},
 		KnownClient:  c.knownKey(),
 		RefreshHash:  refreshHash,
+		Passkey:      use,
 	})
 	if err != nil {
 		return Grant{}, err
@@ -409,10 +418,19 @@ func amrOr(amr string) string {
 	return amr
 }
 
-// signInDetail words a sign-in with a second factor for the activity list.
+// signInDetail words a sign-in with a second factor, or with a passkey,
+// for the activity list.
 func signInDetail(kind, amr string) string {
-	if kind == db.EventSignIn && amr == "pwd otp" {
+	if kind != db.EventSignIn {
+		return ""
+	}
+	switch amr {
+	case "pwd otp":
 		return "Signed in with password and authenticator code"
+	case "hwk", "hwk user":
+		return "Signed in with a passkey"
+	case "pwd hwk", "pwd hwk user":
+		return "Signed in with password and passkey"
 	}
 	return ""
 }
