@@ -312,7 +312,7 @@ func TestBrowserPasskeyAutofill(t *testing.T) {
 	c.authenticator()
 	c.registerUser(base, "dan", "dan@example.com")
 	if !get(c, chromedp.Evaluate[bool](`PublicKeyCredential.isConditionalMediationAvailable !== undefined`)) {
-		t.Skip("this Chromium has no conditional mediation")
+		browserMissing(t, "this Chromium has no conditional mediation")
 	}
 	c.clickPasskey("add")
 	// Signing out lands on the login page, whose autofill request signs

@@ -174,3 +174,40 @@ func u0(u *User, p *Assertion) []byte {
 	}
 	return p.UserHandle
 }
+
+// BenchmarkFinishAssertion is the engine's check of one answer alone (no
+// database): parsing, origin, relying party, challenge, flags and the
+// ES256 signature.
+func BenchmarkFinishAssertion(b *testing.B) {
+	e, err := New(Config{RPID: "example.com", Origins: []string{origin}, RPName: "Fiberauth"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := passkeytest.New(origin)
+	a.Counting = false
+	u := User{Handle: []byte("handle-of-alice-0123456789abcdef"), Name: "alice"}
+	options, state, _ := e.BeginRegistration(u, Required)
+	resp, _, err := a.Create(options)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cred, err := e.FinishRegistration(u, state, resp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u.Credentials = []Credential{cred}
+	options, state, _ = e.BeginAssertion(nil, Required)
+	answer, _ := a.Get(options)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := ParseAssertion(answer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.FinishAssertion(state, p, u); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+}
