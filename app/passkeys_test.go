@@ -566,8 +566,21 @@ func TestPasskeySecondStep(t *testing.T) {
 			t.Errorf("amr %v, want [pwd hwk user]", c.AMR)
 		}
 		wantStatus(t, ts.pkBrowser(b.auth).call("POST", "/login/mfa/passkey/options", ""), http.StatusUnauthorized)
+		// A pending step voided by a change (the table of what ends what:
+		// signing out everywhere else ends pending second steps) takes no
+		// passkey either.
+		s3 := ts.pkBrowser(b.auth)
+		s3.login("fay", pw)
+		cred, _ = s3.auth.Get(s3.options("/login/mfa/passkey/options", ""))
+		s.page("/profile")
+		wantStatus(t, s.call("DELETE", "/users/me/sessions", ""), http.StatusNoContent)
+		wantStatus(t, s3.call("POST", "/login/mfa/passkey", answer(cred)), http.StatusUnauthorized)
+		if s3.cookies[sessionCookie] != "" {
+			t.Error("signed in with a voided second step")
+		}
 	})
 }
+
 
 // TestPasskeyAcrossInstances: a ceremony begun on one instance is finished
 // on another (its state is in the database), for each kind.
