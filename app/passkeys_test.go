@@ -354,10 +354,15 @@ func TestPasskeySignInRefusals(t *testing.T) {
 			// With one of its own: the answer is for another challenge.
 			thief.options("/passkeys/login/options", "")
 			refused(t, thief.call("POST", "/passkeys/login", answer(cred)))
-			// A forged cookie naming the victim's ceremony is not taken.
+			// A forged cookie naming the victim's ceremony is not taken,
+			// nor one with the signature of the thief's own.
 			id, _, _ := strings.Cut(victim.cookies[ceremonyCookie], ".")
-			thief.cookies[ceremonyCookie] = id + ".forged"
-			wantDetail(t, thief.call("POST", "/passkeys/login", answer(cred)), http.StatusBadRequest, account.MsgCeremonyGone)
+			thief.options("/passkeys/login/options", "")
+			_, own, _ := strings.Cut(thief.cookies[ceremonyCookie], ".")
+			for _, forged := range []string{id + ".forged", id + "." + own, id} {
+				thief.cookies[ceremonyCookie] = forged
+				wantDetail(t, thief.call("POST", "/passkeys/login", answer(cred)), http.StatusBadRequest, account.MsgCeremonyGone)
+			}
 			ok(t, victim.call("POST", "/passkeys/login", answer(cred)))
 		})
 		t.Run("malformed", func(t *testing.T) {
