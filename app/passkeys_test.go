@@ -586,7 +586,6 @@ func TestPasskeySecondStep(t *testing.T) {
 	})
 }
 
-
 // TestPasskeyAcrossInstances: a ceremony begun on one instance is finished
 // on another (its state is in the database), for each kind.
 func TestPasskeyAcrossInstances(t *testing.T) {
