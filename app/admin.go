@@ -86,7 +86,11 @@ func (s *Server) apiAdminUser(c *fiber.Ctx) error {
 	for _, e := range d.Events {
 		events = append(events, eventOut(e))
 	}
-	return c.JSON(fiber.Map{"user": adminUser(d.User), "sessions": sessions, "events": events})
+	passkeys := make([]passkeyJSON, 0, len(d.Passkeys))
+	for _, p := range d.Passkeys {
+		passkeys = append(passkeys, passkeyOut(p))
+	}
+	return c.JSON(fiber.Map{"user": adminUser(d.User), "sessions": sessions, "events": events, "passkeys": passkeys})
 }
 
 // apiAdminSetRole is PUT /admin/api/users/{id}/role, JSON {"role": ...}.
@@ -231,7 +235,7 @@ func (s *Server) pageAdminUser(c *fiber.Ctx) error {
 	for _, se := range d.Sessions {
 		views = append(views, sessionView{Session: se})
 	}
-	v := page{Title: "Admin: " + d.User.Username, Sessions: views, Events: d.Events,
+	v := page{Title: "Admin: " + d.User.Username, Sessions: views, Events: d.Events, PasskeyList: d.Passkeys,
 		Admin: &adminView{Target: &d.User, Roles: account.Roles}}
 	v.Notice = adminNotices[c.Query("done")]
 	return s.render(c, http.StatusOK, "admin_user", v)
@@ -245,6 +249,7 @@ var adminNotices = map[string]string{
 	"limits":   "The sign-in limits have been cleared.",
 	"mfa":      "Two-factor sign-in is off for this account, and its sessions have ended.",
 	"deleted":  "The account has been deleted.",
+	"passkey":  "The passkey has been removed, and the account's sessions have ended.",
 }
 
 // adminDone redirects after an admin form, or shows its error on the

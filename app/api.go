@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -315,6 +316,9 @@ type passwordRequest struct {
 	// Code is a current authenticator or recovery code, needed when
 	// two-factor is on.
 	Code *string `json:"code"`
+	// Passkey confirms the change for an account without a password (see
+	// proof).
+	Passkey json.RawMessage `json:"passkey"`
 }
 
 // apiChangePassword is POST /users/me/password.
@@ -324,7 +328,10 @@ func (s *Server) apiChangePassword(c *fiber.Ctx) error {
 		return err
 	}
 	var problems []fieldError
-	current := required(&problems, "current_password", req.Current)
+	var current string
+	if !currentUser(c).User.Passwordless {
+		current = required(&problems, "current_password", req.Current)
+	}
 	next := required(&problems, "new_password", req.New)
 	if len(problems) > 0 {
 		return errValidation(problems...)
@@ -333,7 +340,7 @@ func (s *Server) apiChangePassword(c *fiber.Ctx) error {
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	if err := s.acct.ChangePassword(c.UserContext(), s.client(c, false), currentUser(c), current, next, code); err != nil {
+	if err := s.acct.ChangePassword(c.UserContext(), s.client(c, false), currentUser(c), s.proof(c, current, code, req.Passkey), next); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -354,20 +361,16 @@ func (s *Server) apiEvents(c *fiber.Ctx) error {
 
 // apiDeleteAccount is DELETE /users/me.
 func (s *Server) apiDeleteAccount(c *fiber.Ctx) error {
-	var req struct {
-		Password *string `json:"password"`
-		Code     *string `json:"code"`
-	}
+	var req stepUpRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
 	var problems []fieldError
-	pw := required(&problems, "password", req.Password)
-	code := optional(&problems, "code", req.Code)
+	proof := s.stepUpProof(c, req, &problems)
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	if err := s.acct.DeleteAccount(c.UserContext(), s.client(c, false), currentUser(c), pw, code); err != nil {
+	if err := s.acct.DeleteAccount(c.UserContext(), s.client(c, false), currentUser(c), proof); err != nil {
 		return err
 	}
 	if _, viaCookie, _ := s.credentials(c); viaCookie {

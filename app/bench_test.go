@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/valyala/fasthttp"
 
+	"fiberauth/app/passkey/passkeytest"
 	"fiberauth/app/token"
 )
 
@@ -165,4 +168,89 @@ func BenchmarkUsersMeHS256(b *testing.B) {
 		b.Fatal(err)
 	}
 	serve(b, ts.s.App().Handler(), "GET", "/users/me", 200, "Authorization", "Bearer "+tok)
+}
+
+// Sign-ins per second: a password sign-in (POST /token) and a passkey
+// sign-in (POST /passkeys/login/options, then POST /passkeys/login with
+// the authenticator's answer) through the app's handler, on SQLite. The
+// passkey path is the whole verification: the challenge stored and taken
+// once, the assertion's origin, relying party, challenge, flags and ES256
+// signature checked, the counter written with the new session. The
+// authenticator's own work (signing) is left out of the time.
+
+// handle runs one request through h and returns its response.
+func handle(h fasthttp.RequestHandler, method, uri, body string, header ...string) *fasthttp.Response {
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI(uri)
+	req.SetBodyString(body)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	ctx.Init(&req, benchRemote, nil)
+	h(&ctx)
+	res := &fasthttp.Response{}
+	ctx.Response.CopyTo(res)
+	return res
+}
+
+// signInsPerSecond reports the rate of b's iterations.
+func signInsPerSecond(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sign-ins/s")
+}
+
+func benchPasswordSignIn(b *testing.B, cost string) {
+	ts := newTestServer(b, "BCRYPT_COST", cost)
+	ts.register("alice", "alice@example.com", pw)
+	h := ts.s.App().Handler()
+	body := "username=alice&password=" + url.QueryEscape(pw)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res := handle(h, "POST", "/token", body, "Content-Type", "application/x-www-form-urlencoded")
+		if res.StatusCode() != 200 {
+			b.Fatalf("status %d: %s", res.StatusCode(), res.Body())
+		}
+	}
+	signInsPerSecond(b)
+}
+
+// BenchmarkSignInPassword is a password sign-in at the default bcrypt
+// cost (12): the baseline.
+func BenchmarkSignInPassword(b *testing.B) { benchPasswordSignIn(b, "12") }
+
+// BenchmarkSignInPasswordCost4 is the same at the tests' cost (4): the
+// service's own work around bcrypt.
+func BenchmarkSignInPasswordCost4(b *testing.B) { benchPasswordSignIn(b, "4") }
+
+// BenchmarkSignInPasskey is a username-less passkey sign-in.
+func BenchmarkSignInPasskey(b *testing.B) {
+	ts := newTestServer(b, passkeyEnv...)
+	pb := &pkBrowser{browser: ts.browser(), auth: passkeytest.New(pkOrigin)}
+	pb.register("alice")
+	pb.addPasskey("Laptop")
+	h := ts.s.App().Handler()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res := handle(h, "POST", "/passkeys/login/options", "")
+		if res.StatusCode() != 200 {
+			b.Fatalf("options: status %d: %s", res.StatusCode(), res.Body())
+		}
+		cookie := string(res.Header.PeekCookie(ceremonyCookie))
+		value := strings.TrimPrefix(strings.Split(cookie, ";")[0], ceremonyCookie+"=")
+		b.StopTimer()
+		cred, err := pb.auth.Get(res.Body())
+		if err != nil {
+			b.Fatal(err)
+		}
+		body := answer(cred)
+		b.StartTimer()
+		res = handle(h, "POST", "/passkeys/login", body, "Content-Type", "application/json", "Cookie", ceremonyCookie+"="+value)
+		if res.StatusCode() != 200 {
+			b.Fatalf("sign-in: status %d: %s", res.StatusCode(), res.Body())
+		}
+	}
+	signInsPerSecond(b)
 }

@@ -105,22 +105,18 @@ func (s *Server) apiResendVerification(c *fiber.Ctx) error {
 func (s *Server) apiChangeEmail(c *fiber.Ctx) error {
 	var req struct {
 		NewEmail *string `json:"new_email"`
-		Password *string `json:"password"`
-		// Code is a current authenticator or recovery code, needed when
-		// two-factor is on.
-		Code *string `json:"code"`
+		stepUpRequest
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
 	var problems []fieldError
 	email := required(&problems, "new_email", req.NewEmail)
-	pw := required(&problems, "password", req.Password)
-	code := optional(&problems, "code", req.Code)
+	proof := s.stepUpProof(c, req.stepUpRequest, &problems)
 	if len(problems) > 0 {
 		return errValidation(problems...)
 	}
-	to, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, false), currentUser(c), email, pw, code)
+	to, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, false), currentUser(c), email, proof)
 	if err != nil {
 		return err
 	}
@@ -296,7 +292,12 @@ func (s *Server) submitResendVerification(c *fiber.Ctx) error {
 	return c.Redirect("/profile?done=code_sent&to="+url.QueryEscape(to), fiber.StatusSeeOther)
 }
 
-func changeEmailFields(email string, errs map[string]string, mfa bool) []fieldView {
+func changeEmailFields(email string, errs map[string]string, mfa, passwordless bool) []fieldView {
+	if passwordless {
+		// Confirmed with a passkey.
+		return []fieldView{{Name: "new_email", Label: "New email address", Type: "email", Autocomplete: "email", Value: email,
+			Error: errs["new_email"], Required: true, Autofocus: true, MaxLength: valid.EmailMax}}
+	}
 	return withCode([]fieldView{
 		{Name: "new_email", Label: "New email address", Type: "email", Autocomplete: "email", Value: email,
 			Error: errs["new_email"], Required: true, Autofocus: true, MaxLength: valid.EmailMax},
@@ -308,20 +309,20 @@ func changeEmailFields(email string, errs map[string]string, mfa bool) []fieldVi
 // pageChangeEmail is GET /profile/email.
 func (s *Server) pageChangeEmail(c *fiber.Ctx) error {
 	return s.render(c, http.StatusOK, "email", page{Title: "Change email address",
-		Fields: changeEmailFields("", nil, currentUser(c).User.MFAEnabled)})
+		Fields: changeEmailFields("", nil, currentUser(c).User.MFAEnabled, currentUser(c).User.Passwordless)})
 }
 
 // submitChangeEmail is POST /profile/email.
 func (s *Server) submitChangeEmail(c *fiber.Ctx) error {
 	f := pageForm(c)
 	email, pw, code := f.get("new_email"), f.get("password"), f.get("code")
-	mfa := currentUser(c).User.MFAEnabled
-	if pw == "" {
+	mfa, passwordless := currentUser(c).User.MFAEnabled, currentUser(c).User.Passwordless
+	if pw == "" && !passwordless {
 		msg := "Enter your password to confirm."
 		return s.render(c, http.StatusUnprocessableEntity, "email", page{Title: "Change email address", Error: msg,
-			Fields: changeEmailFields(shown(email), map[string]string{"password": msg}, mfa)})
+			Fields: changeEmailFields(shown(email), map[string]string{"password": msg}, mfa, passwordless)})
 	}
-	_, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, true), currentUser(c), email, pw, code)
+	_, err := s.acct.ChangeEmail(c.UserContext(), s.client(c, true), currentUser(c), email, s.proof(c, pw, code, []byte(f.get("passkey"))))
 	if err != nil {
 		status, msg, fields, ok := pageError(c, err)
 		if !ok {
@@ -333,10 +334,12 @@ func (s *Server) submitChangeEmail(c *fiber.Ctx) error {
 		case account.EMFARequired, account.EBadOTP:
 			fields["code"] = msg
 		case account.EInvalid:
-			msg = fields["new_email"]
+			if m := fields["new_email"]; m != "" {
+				msg = m
+			}
 		}
 		return s.render(c, status, "email", page{Title: "Change email address", Error: msg,
-			Fields: changeEmailFields(shown(email), fields, mfa)})
+			Fields: changeEmailFields(shown(email), fields, mfa, passwordless)})
 	}
 	return c.Redirect("/profile?done=email_code_sent", fiber.StatusSeeOther)
 }

@@ -112,6 +112,8 @@ func apiError(err error) *Error {
 		return &Error{Status: http.StatusForbidden, Detail: e.Message}
 	case account.EUnverified:
 		return oauthError(http.StatusBadRequest, "invalid_grant", e.Message)
+	case account.ECeremony:
+		return &Error{Status: http.StatusBadRequest, Detail: e.Message}
 	}
 	return nil
 }
@@ -130,6 +132,10 @@ func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[stri
 	}
 	switch e.Code {
 	case account.EInvalid:
+		if len(e.Fields) == 1 && (e.Fields[0].Field == "passkey" || e.Fields[0].Field == "credential" || e.Fields[0].Field == "name") {
+			// Fields no form shows as such: the message is the banner.
+			return http.StatusUnprocessableEntity, e.Fields[0].Message, fields, true
+		}
 		return http.StatusUnprocessableEntity, "Please correct the fields marked below.", fields, true
 	case account.EConflict:
 		msg := e.Message
@@ -156,6 +162,8 @@ func pageError(c *fiber.Ctx, err error) (status int, msg string, fields map[stri
 		return http.StatusServiceUnavailable, e.Message, fields, true
 	case account.EBadCode:
 		return http.StatusBadRequest, "That code is wrong or has expired. Check it, or ask for a new one.", fields, true
+	case account.ECeremony:
+		return http.StatusBadRequest, e.Message, fields, true
 	case account.EMFARequired:
 		return http.StatusForbidden, "Enter a code from your authenticator app.", fields, true
 	case account.EBadOTP:

@@ -49,11 +49,6 @@ func (s *Server) apiConfirmTOTP(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"recovery_codes": codes})
 }
 
-type stepUpRequest struct {
-	Password *string `json:"password"`
-	Code     *string `json:"code"`
-}
-
 func (s *Server) readStepUp(c *fiber.Ctx) (pw, code string, err error) {
 	var req stepUpRequest
 	if err := decodeJSON(c, &req); err != nil {

@@ -51,6 +51,8 @@ func (s *Server) setPending(c *fiber.Ctx, u db.User) error {
 	payload := strconv.FormatInt(u.ID, 10) + "." + strconv.FormatInt(s.acct.Now().Add(mfaPendingFor).Unix(), 10) + "." +
 		base64.RawURLEncoding.EncodeToString(nonce)
 	s.setCookie(c, mfaCookie, payload+"."+s.mfaSign(payload, u), mfaPendingFor)
+	// The page rendered with this answer names the account too.
+	c.Locals(pendingLocal, u.ID)
 	return nil
 }
 
@@ -83,10 +85,22 @@ func secondStepFields(recovery bool, errMsg string) []fieldView {
 		Error: errMsg, Hint: "6 digits.", Required: true, Autofocus: true, MaxLength: 40}}
 }
 
-// secondStep renders the login page's second step.
+// secondStep renders the login page's second step, offering a passkey
+// beside the code when the account has one.
 func (s *Server) secondStep(c *fiber.Ctx, status int, next string, recovery bool, errMsg string) error {
+	has := false
+	userID, _, ok := s.pending(c)
+	if id, set := c.Locals(pendingLocal).(int64); set {
+		userID, ok = id, true
+	}
+	if ok {
+		var err error
+		if has, err = s.acct.HasPasskeys(c.UserContext(), userID); err != nil {
+			return err
+		}
+	}
 	return s.render(c, status, "login", page{Title: "Two-factor sign-in", MFA: true, Recovery: recovery, Next: next,
-		Error: errMsg, Fields: secondStepFields(recovery, errMsg)})
+		Error: errMsg, Fields: secondStepFields(recovery, errMsg), HasPasskeys: has})
 }
 
 // pageSecondStep is GET /login/mfa: the second step again (for example
@@ -126,7 +140,7 @@ func (s *Server) submitSecondStep(c *fiber.Ctx) error {
 			// first: the same page as after a right password.
 			s.clearCookie(c, mfaCookie)
 			return s.render(c, http.StatusForbidden, "login", page{Title: "Log in", Next: next, Unverified: true,
-				Login: g.User.Username, Error: msgUnverifiedPage, Fields: loginFields(g.User.Username, "")})
+				Login: g.User.Username, Error: msgUnverifiedPage, Fields: s.loginFields(g.User.Username, "")})
 		}
 		status, msg, _, ok := pageError(c, err)
 		if !ok {

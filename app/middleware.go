@@ -27,6 +27,9 @@ const (
 	requestIDKey
 	csrfLocal
 	appsKey
+	// pendingLocal is the account of a second step begun by this very
+	// request (its cookie is in the answer, not the request).
+	pendingLocal
 )
 
 // currentUser returns the request's principal, set by requireAPI or

@@ -558,10 +558,10 @@ func TestOpenAPIStatusesAreReal(t *testing.T) {
 		t.Fatalf("validator: %v", errs)
 	}
 	sink := mailtest.Start(t)
-	ts := newTestServer(t, "INTROSPECTION_TOKENS", introspectionSecret, "METRICS_TOKEN", metricsSecret, "SMTP_URL", sink.URL(),
+	ts := newTestServer(t, append([]string{"INTROSPECTION_TOKENS", introspectionSecret, "METRICS_TOKEN", metricsSecret, "SMTP_URL", sink.URL(),
 		// Many provocations fail on purpose from the one test address; only
 		// the per-account limits are meant to answer 429 here.
-		"LOGIN_FAILURES_PER_IP", "1000000")
+		"LOGIN_FAILURES_PER_IP", "1000000"}, passkeyEnv...)...)
 	ts.register("alice", "alice@example.com", pw)
 	f := &fixture{ts: ts, tok: ts.token("alice", pw), sink: sink}
 	ts.makeAdmin("root")

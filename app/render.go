@@ -50,6 +50,14 @@ type page struct {
 	RecoveryLeft   int
 	Action, Button string
 
+	// Passkeys: On says the server has them; PasskeyList is the
+	// account's, Passkey the one a page is about; HasPasskeys says the
+	// account of a second step has one.
+	PasskeysOn  bool
+	PasskeyList []db.Passkey
+	Passkey     *db.Passkey
+	HasPasskeys bool
+
 	// Admin area.
 	Admin *adminView
 	// Clients is the admin's list of applications.
@@ -145,6 +153,7 @@ func (s *Server) render(c *fiber.Ctx, status int, name string, p page) error {
 	if len(targets) > 0 {
 		c.Set("Content-Security-Policy", cspWithFormTargets(targets))
 	}
+	p.PasskeysOn = s.acct.PasskeysOn()
 	c.Status(status)
 	return c.Render(name, p)
 }
@@ -208,6 +217,20 @@ func reloadTarget(c *fiber.Ctx) string {
 	return "/"
 }
 
+// amrWords says how a session was signed in to, after "signed in ...";
+// "" for a password alone.
+func amrWords(amr string) string {
+	switch amr {
+	case "pwd otp":
+		return "with password and authenticator code"
+	case "hwk", "hwk user":
+		return "with a passkey"
+	case "pwd hwk", "pwd hwk user":
+		return "with password and passkey"
+	}
+	return ""
+}
+
 // formatTime shows a time to a person, in UTC.
 func formatTime(t time.Time) string {
 	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
@@ -226,6 +249,8 @@ func auditLabel(action string) string {
 		return "Cleared the sign-in limits"
 	case "disable_mfa":
 		return "Turned two-factor off"
+	case "remove_passkey":
+		return "Removed a passkey"
 	case "delete":
 		return "Deleted the account"
 	case "create":
@@ -291,6 +316,14 @@ func eventLabel(kind string) string {
 		return "Signed in to an application"
 	case db.EventAppRevoked:
 		return "Application's access revoked"
+	case db.EventPasskeyAdded:
+		return "Passkey added"
+	case db.EventPasskeyRemoved:
+		return "Passkey removed"
+	case db.EventPasskeyFailed:
+		return "Passkey not accepted"
+	case db.EventPasskeyCounter:
+		return "Passkey refused: its counter went back"
 	}
 	return kind
 }

@@ -86,6 +86,21 @@ func (s *Server) routes() {
 	s.api("POST", "/users/me/email/verify", auth, s.apiVerifyEmail)
 	s.api("POST", "/users/me/email/verify/resend", auth, s.apiResendVerification)
 
+	// Passkeys: the JSON endpoints of the page script. Those without a
+	// session refuse requests another site started.
+	s.api("GET", "/users/me/passkeys", auth, s.apiListPasskeys)
+	s.api("POST", "/users/me/passkeys/options", auth, s.apiPasskeyOptions)
+	s.api("POST", "/users/me/passkeys", auth, s.apiAddPasskey)
+	s.api("PATCH", "/users/me/passkeys/:id", auth, s.apiRenamePasskey)
+	s.api("DELETE", "/users/me/passkeys/:id", auth, s.apiRemovePasskey)
+	s.api("POST", "/users/me/passkeys/confirm/options", auth, s.apiConfirmOptions)
+	s.api("POST", "/passkeys/login/options", sameSite, s.apiPasskeyLoginOptions)
+	s.api("POST", "/passkeys/login", sameSite, s.apiPasskeyLogin)
+	s.api("POST", "/register/passkey/options", sameSite, s.apiSignupOptions)
+	s.api("POST", "/register/passkey", sameSite, s.apiSignup)
+	s.api("POST", "/login/mfa/passkey/options", sameSite, s.apiSecondStepOptions)
+	s.api("POST", "/login/mfa/passkey", sameSite, s.apiSecondStep)
+
 	// Forgotten passwords: one path for both surfaces, JSON for the API,
 	// forms for the pages.
 	s.page("GET", "/password/forgot", s.csrfIssue, s.pageForgot)
@@ -108,6 +123,7 @@ func (s *Server) routes() {
 	s.api("DELETE", "/admin/api/users/:id/sessions/:sid", auth, admin, s.apiAdminEndSession)
 	s.api("DELETE", "/admin/api/users/:id/limits", auth, admin, s.apiUserAction(s.acct.ClearUserLimits))
 	s.api("DELETE", "/admin/api/users/:id/mfa", auth, admin, s.apiUserAction(s.acct.DisableUserMFA))
+	s.api("DELETE", "/admin/api/users/:id/passkeys/:pid", auth, admin, s.apiAdminRemovePasskey)
 	s.api("GET", "/admin/api/audit", auth, admin, s.apiAdminAudit)
 	s.api("GET", "/admin/api/clients", auth, admin, s.apiAdminClients)
 	s.api("POST", "/admin/api/clients", auth, admin, s.apiAdminCreateClient)
@@ -154,6 +170,9 @@ func (s *Server) routes() {
 	s.form("/profile/mfa/recovery", "/profile/mfa/recovery", page, s.csrfCheck, s.submitNewRecoveryCodes)
 	s.page("GET", "/profile/delete", page, s.csrfIssue, s.pageDelete)
 	s.form("/profile/delete", "/profile/delete", page, s.csrfCheck, s.submitDelete)
+	s.form("/profile/passkeys/:id/name", "/profile", page, s.csrfCheck, s.submitRenamePasskey)
+	s.page("GET", "/profile/passkeys/:id/remove", page, s.csrfIssue, s.pageRemovePasskey)
+	s.form("/profile/passkeys/:id/remove", "/profile", page, s.csrfCheck, s.submitRemovePasskey)
 
 	// Administration pages.
 	s.page("GET", "/admin", page, admin, s.csrfIssue, s.pageAdminUsers)
@@ -169,6 +188,7 @@ func (s *Server) routes() {
 	s.form("/admin/users/:id/limits/clear", "/admin", page, admin, s.csrfCheck, s.formUserAction(s.acct.ClearUserLimits, "limits"))
 	s.form("/admin/users/:id/mfa/off", "/admin", page, admin, s.csrfCheck, s.formUserAction(s.acct.DisableUserMFA, "mfa"))
 	s.form("/admin/users/:id/delete", "/admin", page, admin, s.csrfCheck, s.formUserAction(s.acct.RemoveUser, "deleted"))
+	s.form("/admin/users/:id/passkeys/:pid/remove", "/admin", page, admin, s.csrfCheck, s.submitAdminRemovePasskey)
 }
 
 func (s *Server) api(method, path string, handlers ...fiber.Handler) {

@@ -157,6 +157,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.App().Listener(ln) }()
 	log.Info("listening", slog.String("addr", "http://"+ln.Addr().String()), slog.String("database", store.Name()))
+	if cfg.PasskeysOff != "" {
+		log.Info("passkeys are off: " + cfg.PasskeysOff)
+	} else {
+		log.Info("passkeys", slog.String("rp_id", cfg.WebAuthnRPID), slog.String("origins", strings.Join(cfg.WebAuthnOrigins, ",")))
+	}
 	if o.ready != nil {
 		o.ready <- ln.Addr().String()
 	}

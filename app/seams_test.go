@@ -16,6 +16,7 @@ import (
 	"fiberauth/app/account"
 	"fiberauth/app/mail/mailtest"
 	"fiberauth/app/oidc"
+	"fiberauth/app/passkey/passkeytest"
 	"fiberauth/db"
 )
 
@@ -41,9 +42,11 @@ func (ts *testServer) instance(t *testing.T) *testServer {
 
 // scene is one account with every artefact a change may void: two
 // sessions (A, another device; B, the one that makes the owner's changes),
-// a reset code, a verification code, a change of address started by B,
-// and either a pending authenticator set-up started by B (two-factor off)
-// or a pending second step in a browser (two-factor on).
+// a reset code, a verification code, a change of address started by B, a
+// passkey being added from B (its ceremony under way), and either a
+// pending authenticator set-up started by B (two-factor off) or a pending
+// second step in a browser (two-factor on). The account has a passkey too,
+// for the changes that remove one.
 type scene struct {
 	t        *testing.T
 	ts       *testServer
@@ -67,6 +70,16 @@ type scene struct {
 	app                   pair
 	appCode               string
 	appID, appSecret, cbk string
+	passkey               string     // the id of the account's passkey
+	pending               *pkBrowser // B's passkey ceremony under way
+	options               []byte     // its options
+}
+
+// pkClient is an API client with session p's token that keeps cookies (a
+// passkey ceremony's) and has an authenticator of its own.
+func (sc *scene) pkClient(p pair) *pkBrowser {
+	return &pkBrowser{browser: &browser{ts: sc.ts, cookies: map[string]string{}, header: sc.bearer(p)},
+		auth: passkeytest.New(pkOrigin)}
 }
 
 var sceneCount atomic.Int64
@@ -122,6 +135,9 @@ func newScene(t *testing.T, ts, other *testServer, sink *mailtest.Sink, mfa bool
 	tok := ts.do(req)
 	wantStatus(t, tok, http.StatusOK)
 	sc.app = pair{Access: tok.json(t)["access_token"].(string)}
+	sc.passkey, _ = sc.pkClient(sc.B).addPasskey("Scene key")
+	sc.pending = sc.pkClient(sc.B)
+	sc.options = sc.pending.options("/users/me/passkeys/options", "")
 	// Both instances have both sessions in their caches.
 	for _, inst := range []*testServer{ts, other} {
 		for _, p := range []pair{sc.A, sc.B} {
@@ -229,6 +245,13 @@ func (sc *scene) act(ch account.Change) {
 		b := ts.browser()
 		wantStatus(t, b.login(sc.name, sc.password), http.StatusOK)
 		wantStatus(t, b.submit("/login", "/login/mfa", url.Values{"code": {sc.code()}, "recovery": {"1"}}), http.StatusSeeOther)
+	case account.ChangePasskeyAdded:
+		sc.pkClient(sc.B).addPasskey("Another key")
+	case account.ChangePasskeyRemoved:
+		wantStatus(t, ts.send("DELETE", "/users/me/passkeys/"+sc.passkey, `{"password":"`+sc.password+`"`+sc.codeField()+`}`, sc.bearer(sc.B)...),
+			http.StatusNoContent)
+	case account.ChangePasskeyByAdmin:
+		wantStatus(t, ts.send("DELETE", user+"/passkeys/"+sc.passkey, ``, sc.admin()...), http.StatusNoContent)
 	case account.ChangeAccountDeleted:
 		wantStatus(t, ts.send("DELETE", "/users/me", `{"password":"`+sc.password+`"`+sc.codeField()+`}`, sc.bearer(sc.B)...),
 			http.StatusNoContent)
@@ -296,23 +319,30 @@ func (sc *scene) cachesAgree() bool {
 // core's table is held to, written out again here so that a row changed
 // there fails this test. Ending a session ends what is bound to it.
 var wantEnds = map[account.Change]account.Ends{
-	account.ChangePassword:          {Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
-	account.ChangePasswordReset:     {Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
+	account.ChangePassword:          {Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangePasswordReset:     {Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
 	account.ChangeEmailVerified:     {VerifyCode: true, Cached: true},
 	account.ChangeEmail:             {ResetCode: true, VerifyCode: true, EmailChange: true, Cached: true},
-	account.ChangeMFAOn:             {Sessions: db.OtherSessions, Enrolment: true, SecondSteps: true, Cached: true},
-	account.ChangeMFAOff:            {ResetCode: true, Enrolment: true, SecondSteps: true, Cached: true},
-	account.ChangeMFAOffByAdmin:     {Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
+	account.ChangeMFAOn:             {Sessions: db.OtherSessions, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangeMFAOff:            {ResetCode: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangeMFAOffByAdmin:     {Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
 	account.ChangeRecoveryCodes:     {SecondSteps: true, Cached: true},
 	account.ChangeRole:              {Cached: true},
 	account.ChangeSessionEnded:      {Sessions: db.ThisSession, Cached: true},
 	account.ChangeRefreshReused:     {Sessions: db.ThisSession, Cached: true},
-	account.ChangeSignOutEverywhere: {Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
-	account.ChangeSessionsByAdmin:   {Sessions: db.AllSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
-	account.ChangeAccountDeleted:    {Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true},
-	account.ChangeSecondStepDone:    {SecondSteps: true, Cached: true},
-	account.ChangeAppRevoked:        {Sessions: db.AppSessions, Cached: true},
-	account.ChangeCodeReplayed:      {Sessions: db.ThisSession, Cached: true},
+	account.ChangeSignOutEverywhere: {Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangeSessionsByAdmin:   {Sessions: db.AllSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangeAccountDeleted:    {Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	// A passkey added is one more way in: it ends nothing. One removed
+	// ends the other sessions (whoever held the device may hold one) and
+	// the passkey ceremonies under way; by an admin (a lost or stolen
+	// device), every session and what hangs on them.
+	account.ChangePasskeyAdded:   {},
+	account.ChangePasskeyRemoved: {Sessions: db.OtherSessions, Ceremonies: true, Cached: true},
+	account.ChangePasskeyByAdmin: {Sessions: db.AllSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangeSecondStepDone: {SecondSteps: true, Cached: true},
+	account.ChangeAppRevoked:     {Sessions: db.AppSessions, Cached: true},
+	account.ChangeCodeReplayed:   {Sessions: db.ThisSession, Cached: true},
 }
 
 // TestWhatEndsWhat plays every change of the table against every artefact,
@@ -330,8 +360,8 @@ func TestWhatEndsWhat(t *testing.T) {
 	}
 	onEngines(t, func(t *testing.T, env ...string) {
 		sink := mailtest.Start(t)
-		ts := newTestServer(t, append([]string{"SMTP_URL", sink.URL(), "INTROSPECTION_TOKENS", introspectionSecret,
-			"TRUSTED_PROXIES", "0.0.0.0/0", "LOGIN_FAILURES_PER_IP", "1000000"}, env...)...)
+		ts := newTestServer(t, append(append([]string{"SMTP_URL", sink.URL(), "INTROSPECTION_TOKENS", introspectionSecret,
+			"TRUSTED_PROXIES", "0.0.0.0/0", "LOGIN_FAILURES_PER_IP", "1000000"}, passkeyEnv...), env...)...)
 		ts.s.outbox.SetBackoff(10 * time.Millisecond)
 		ts.makeAdmin("root")
 		other := ts.instance(t)
@@ -404,6 +434,21 @@ func playRule(t *testing.T, sc *scene, rule account.Rule, last string) {
 			ended := !bAlive || !strings.Contains(ts.get("/profile/mfa", bearer(sc.B.Access)...).Body, `id="secret"`)
 			check("B's pending authenticator set-up", e.Enrolment || !bAlive, ended)
 		}
+		// B's passkey ceremony under way, finished now.
+		ended := !bAlive
+		if bAlive {
+			sc.pending.header = sc.bearer(sc.B)
+			cred, _, err := sc.pending.auth.Create(sc.options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := sc.pending.call("POST", "/users/me/passkeys", answer(cred))
+			if res.StatusCode != http.StatusCreated && res.StatusCode != http.StatusBadRequest {
+				t.Fatalf("finishing the passkey ceremony: %d %s", res.StatusCode, res.Body)
+			}
+			ended = res.StatusCode == http.StatusBadRequest
+		}
+		check("B's passkey ceremony under way", e.Ceremonies || !bAlive, ended)
 		// The verification code of the current address, as the link in
 		// its mail does: by name, without a session.
 		res = ts.browser().submit("/email/verify", "/email/verify", url.Values{"login": {sc.name}, "code": {sc.verify}})

@@ -24,6 +24,7 @@ import (
 	"fiberauth/app/mail"
 	"fiberauth/app/metrics"
 	"fiberauth/app/oidc"
+	"fiberauth/app/passkey"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
 	"fiberauth/app/token"
@@ -58,8 +59,10 @@ type Server struct {
 	// derived from the signing key, so every instance agrees.
 	csrfKey   []byte
 	deviceKey []byte
-	// mfaKey signs the pending second step of a sign-in.
-	mfaKey []byte
+	// mfaKey signs the pending second step of a sign-in; ceremonyKey the
+	// cookie that binds a passkey ceremony to the browser that began it.
+	mfaKey      []byte
+	ceremonyKey []byte
 
 	metrics        *metrics.Metrics
 	metricsHandler fiber.Handler
@@ -127,6 +130,14 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 	}
 	// The token manager reads the core's clock, so that a test moving one
 	// moves both.
+	// Passkeys: one relying party, built from the settings; none when
+	// they are off (PUBLIC_URL names no domain).
+	var passkeys *passkey.Engine
+	if cfg.WebAuthnRPID != "" {
+		if passkeys, err = passkey.New(passkey.Config{RPID: cfg.WebAuthnRPID, Origins: cfg.WebAuthnOrigins, RPName: cfg.TOTPIssuer}); err != nil {
+			return nil, err
+		}
+	}
 	var acct *account.Service
 	tokens := token.NewManager(token.Config{Issuer: cfg.Issuer, Lifetime: cfg.TokenLifetime, Legacy: key,
 		LegacyUntil: legacyUntil.Add(cfg.TokenLifetime + time.Minute), Now: func() time.Time { return acct.Now() }}, keys)
@@ -145,6 +156,7 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		TOTPIssuer:      cfg.TOTPIssuer,
 		PublicURL:       cfg.PublicURL,
 		Mail:            outbox,
+		Passkeys:        passkeys,
 
 		RequireVerifiedEmail: cfg.RequireVerifiedEmail,
 	}, store, hasher, tokens, limits, log)
@@ -160,6 +172,7 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		csrfKey:        derive(key, "fiberauth csrf v1"),
 		deviceKey:      derive(key, "fiberauth device v1"),
 		mfaKey:         derive(key, "fiberauth mfa pending v1"),
+		ceremonyKey:    derive(key, "fiberauth passkey ceremony v1"),
 	}
 	s.oidc = oidc.New(oidc.Config{Issuer: cfg.Issuer, SessionLifetime: cfg.SessionLifetime}, store, acct, log)
 	s.keys = &keyReloader{s: s, last: time.Now()}
@@ -202,6 +215,7 @@ func (s *Server) newFiber() *fiber.App {
 	engine.AddFunc("eventLabel", eventLabel)
 	engine.AddFunc("auditLabel", auditLabel)
 	engine.AddFunc("agent", describeAgent)
+	engine.AddFunc("amrWords", amrWords)
 
 	proxies := make([]string, 0, len(s.cfg.TrustedProxies))
 	for _, p := range s.cfg.TrustedProxies {

@@ -11,6 +11,7 @@ import (
 	"fiberauth/app/account"
 	"fiberauth/app/password"
 	"fiberauth/app/valid"
+	"fiberauth/db"
 )
 
 // The pages' handlers: each reads its form, calls the account core and
@@ -36,6 +37,9 @@ var notices = map[string]string{
 	"welcome":            "Welcome! Your account is ready. We sent a code to your email address to confirm it.",
 	"expired":            "Your session expired. Please sign in again.",
 	"verify_sent":        "Your account is created. We sent a code to your email address: enter it here to finish.",
+	"passkey_added":      "Your passkey has been added. You can sign in with it, without typing your name.",
+	"passkey_renamed":    "The passkey has been renamed.",
+	"passkey_removed":    "The passkey has been removed. Every other session has been signed out.",
 }
 
 func notice(c *fiber.Ctx) string { return notices[c.Query("done")] }
@@ -52,9 +56,16 @@ func (s *Server) pageIndex(c *fiber.Ctx) error {
 	return c.Redirect("/login", fiber.StatusSeeOther)
 }
 
-func loginFields(username, userErr string) []fieldView {
+// loginFields are the login form's fields. With passkeys on, the
+// username field offers the browser's saved passkeys too (conditional
+// mediation: autocomplete "username webauthn").
+func (s *Server) loginFields(username, userErr string) []fieldView {
+	auto := "username"
+	if s.acct.PasskeysOn() {
+		auto = "username webauthn"
+	}
 	return []fieldView{
-		{Name: "username", Label: "Username or email", Type: "text", Autocomplete: "username", Value: username,
+		{Name: "username", Label: "Username or email", Type: "text", Autocomplete: auto, Value: username,
 			Error: userErr, Required: true, Autofocus: username == "", MaxLength: valid.EmailMax},
 		{Name: "password", Label: "Password", Type: "password", Autocomplete: "current-password", Required: true,
 			Autofocus: username != ""},
@@ -77,7 +88,7 @@ func (s *Server) pageLogin(c *fiber.Ctx) error {
 		hint = ""
 	}
 	return s.render(c, http.StatusOK, "login", page{Title: "Log in", Next: next, Notice: notice(c),
-		Fields: loginFields(hint, "")})
+		Fields: s.loginFields(hint, "")})
 }
 
 // submitLogin is POST /login.
@@ -94,7 +105,7 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 	}
 	fail := func(status int, msg string) error {
 		p.Error = msg
-		p.Fields = loginFields(shown, "")
+		p.Fields = s.loginFields(shown, "")
 		return s.render(c, status, "login", p)
 	}
 	switch {
@@ -102,7 +113,7 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 		return fail(http.StatusUnprocessableEntity, "The username or password contains characters that are not allowed.")
 	case username == "" || pw == "":
 		p.Error = "Enter your username or email and your password."
-		p.Fields = loginFields(shown, "")
+		p.Fields = s.loginFields(shown, "")
 		if username == "" {
 			p.Fields[0].Error = "Enter your username or email."
 		} else {
@@ -275,8 +286,12 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 	if err != nil {
 		return err
 	}
+	passkeys, err := s.acct.Passkeys(c.UserContext(), p)
+	if err != nil {
+		return err
+	}
 	return s.render(c, status, "profile", page{Title: p.User.Username, Notice: note, Error: errMsg,
-		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left, Apps: apps})
+		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left, Apps: apps, PasskeyList: passkeys})
 }
 
 // submitEndSession is POST /profile/sessions/{id}/end.
@@ -307,7 +322,12 @@ func (s *Server) submitEndOtherSessions(c *fiber.Ctx) error {
 	return c.Redirect("/profile?done=others_ended", fiber.StatusSeeOther)
 }
 
-func passwordFields(errs map[string]string, mfa bool) []fieldView {
+func passwordFields(errs map[string]string, mfa, passwordless bool) []fieldView {
+	if passwordless {
+		// A first password, confirmed with a passkey.
+		return []fieldView{{Name: "new_password", Label: "New password", Type: "password", Autocomplete: "new-password",
+			Error: errs["new_password"], Hint: newPasswordHint, Required: true, Autofocus: true}}
+	}
 	return withCode([]fieldView{
 		{Name: "current_password", Label: "Current password", Type: "password", Autocomplete: "current-password",
 			Error: errs["current_password"], Required: true, Autofocus: true},
@@ -326,24 +346,34 @@ func withCode(fields []fieldView, errs map[string]string, mfa bool) []fieldView 
 		Autocomplete: "one-time-code", Error: errs["code"], Hint: "6 digits, or a recovery code.", Required: true, MaxLength: 40})
 }
 
+// passwordTitle is the password page's title: setting one, for an
+// account without a password.
+func passwordTitle(u db.User) string {
+	if u.Passwordless {
+		return "Set a password"
+	}
+	return "Change password"
+}
+
 // pagePassword is GET /profile/password.
 func (s *Server) pagePassword(c *fiber.Ctx) error {
-	return s.render(c, http.StatusOK, "password", page{Title: "Change password", Fields: passwordFields(nil, currentUser(c).User.MFAEnabled)})
+	u := currentUser(c).User
+	return s.render(c, http.StatusOK, "password", page{Title: passwordTitle(u), Fields: passwordFields(nil, u.MFAEnabled, u.Passwordless)})
 }
 
 // submitPassword is POST /profile/password.
 func (s *Server) submitPassword(c *fiber.Ctx) error {
 	f := pageForm(c)
 	current, next, code := f.get("current_password"), f.get("new_password"), f.get("code")
-	mfa := currentUser(c).User.MFAEnabled
+	u := currentUser(c).User
 	fail := func(status int, msg string, errs map[string]string) error {
-		return s.render(c, status, "password", page{Title: "Change password", Error: msg, Fields: passwordFields(errs, mfa)})
+		return s.render(c, status, "password", page{Title: passwordTitle(u), Error: msg, Fields: passwordFields(errs, u.MFAEnabled, u.Passwordless)})
 	}
-	if current == "" {
+	if current == "" && !u.Passwordless {
 		msg := "Enter your current password."
 		return fail(http.StatusUnprocessableEntity, msg, map[string]string{"current_password": msg})
 	}
-	err := s.acct.ChangePassword(c.UserContext(), s.client(c, true), currentUser(c), current, next, code)
+	err := s.acct.ChangePassword(c.UserContext(), s.client(c, true), currentUser(c), s.proof(c, current, code, []byte(f.get("passkey"))), next)
 	if err != nil {
 		status, msg, fields, ok := pageError(c, err)
 		if !ok {
@@ -353,35 +383,40 @@ func (s *Server) submitPassword(c *fiber.Ctx) error {
 			fields["code"] = msg
 		} else if len(fields) == 0 {
 			fields = map[string]string{"current_password": msg}
-		} else {
-			msg = fields["new_password"]
+		} else if m := fields["new_password"]; m != "" {
+			msg = m
 		}
 		return fail(status, msg, fields)
 	}
 	return c.Redirect("/profile?done=password_changed", fiber.StatusSeeOther)
 }
 
-func deleteFields(errs map[string]string, mfa bool) []fieldView {
+func deleteFields(errs map[string]string, mfa, passwordless bool) []fieldView {
+	if passwordless {
+		return nil // confirmed with a passkey
+	}
 	return withCode([]fieldView{{Name: "password", Label: "Password", Type: "password", Autocomplete: "current-password",
 		Error: errs["password"], Required: true, Autofocus: true}}, errs, mfa)
 }
 
 // pageDelete is GET /profile/delete.
 func (s *Server) pageDelete(c *fiber.Ctx) error {
-	return s.render(c, http.StatusOK, "delete", page{Title: "Delete account", Fields: deleteFields(nil, currentUser(c).User.MFAEnabled)})
+	u := currentUser(c).User
+	return s.render(c, http.StatusOK, "delete", page{Title: "Delete account", Fields: deleteFields(nil, u.MFAEnabled, u.Passwordless)})
 }
 
 // submitDelete is POST /profile/delete.
 func (s *Server) submitDelete(c *fiber.Ctx) error {
 	f := pageForm(c)
 	pw, code := f.get("password"), f.get("code")
-	mfa := currentUser(c).User.MFAEnabled
-	if pw == "" {
+	u := currentUser(c).User
+	mfa, passwordless := u.MFAEnabled, u.Passwordless
+	if pw == "" && !passwordless {
 		msg := "Enter your password to confirm."
 		return s.render(c, http.StatusUnprocessableEntity, "delete", page{Title: "Delete account",
-			Error: msg, Fields: deleteFields(map[string]string{"password": msg}, mfa)})
+			Error: msg, Fields: deleteFields(map[string]string{"password": msg}, mfa, passwordless)})
 	}
-	err := s.acct.DeleteAccount(c.UserContext(), s.client(c, true), currentUser(c), pw, code)
+	err := s.acct.DeleteAccount(c.UserContext(), s.client(c, true), currentUser(c), s.proof(c, pw, code, []byte(f.get("passkey"))))
 	if err != nil {
 		status, msg, fields, ok := pageError(c, err)
 		if !ok {
@@ -392,7 +427,7 @@ func (s *Server) submitDelete(c *fiber.Ctx) error {
 		} else {
 			fields["password"] = msg
 		}
-		return s.render(c, status, "delete", page{Title: "Delete account", Error: msg, Fields: deleteFields(fields, mfa)})
+		return s.render(c, status, "delete", page{Title: "Delete account", Error: msg, Fields: deleteFields(fields, mfa, passwordless)})
 	}
 	if err := s.endSession(c); err != nil {
 		return err

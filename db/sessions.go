@@ -67,11 +67,17 @@ type NewSession struct {
 	// pending step, one wins.
 	Stamp      int64
 	CheckStamp bool
+	// Passkey, when set, is the passkey the person signed in with: its
+	// use is recorded in the same transaction, and the session is created
+	// only while the passkey is still the account's and its counter has
+	// not moved past (ErrChanged otherwise).
+	Passkey *PasskeyUse
 }
 
 // StartSession stores a new session, only if the account still exists and
-// its password hash is still ns.PasswordHash; otherwise it returns
-// ErrChanged and writes nothing. The event and known client go in the same
+// its password hash is still ns.PasswordHash (and, with ns.Passkey, that
+// passkey still is the account's and its counter has not moved past);
+// otherwise it returns ErrChanged and writes nothing. The event and known client go in the same
 // transaction, so a sign-in costs one commit.
 func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 	se := ns.Session
@@ -100,6 +106,11 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 				return ErrChanged
 			}
 			return err
+		}
+		if ns.Passkey != nil {
+			if err := s.usePasskey(ctx, tx, *ns.Passkey); err != nil {
+				return err
+			}
 		}
 		if ns.Event.Kind != "" {
 			ns.Event.UserID = se.UserID
@@ -135,7 +146,7 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 const sessionWithUserQuery = `SELECT
 	s.user_id, s.created_at, s.expires_at, s.last_used_at, s.ip, s.user_agent, s.scope, s.amr,
 	COALESCE(s.client_id, ''), COALESCE(s.parent_id, ''), s.offline, s.auth_time,
-	u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled, u.subject
+	u.username, u.email, u.created_at, u.role, u.email_verified, u.mfa_enabled, u.subject, u.password_hash = ''
 	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`
 
 // SessionWithUser returns a session and its account (without the password
@@ -154,7 +165,7 @@ func (s *Store) SessionWithUser(ctx context.Context, id string) (Session, User, 
 	}
 	err = row.Scan(&se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR,
 		&se.ClientID, &se.ParentID, &se.Offline, &authTime,
-		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled, &u.Subject)
+		&u.Username, &u.Email, &ucreated, &u.Role, &u.EmailVerified, &u.MFAEnabled, &u.Subject, &u.Passwordless)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Session{}, User{}, ErrNotFound
@@ -229,6 +240,7 @@ func (s *Store) Prune(ctx context.Context, now, idleBefore, eventsBefore, knownB
 		{&p.Throttle, `DELETE FROM throttle WHERE expires_at <= ?1 AND until_at <= ?1`, []any{unixMilli(now)}},
 		{new(int64), `DELETE FROM codes WHERE expires_at <= ?`, []any{unix(now)}},
 		{new(int64), `DELETE FROM auth_codes WHERE expires_at <= ?`, []any{unix(now)}},
+		{new(int64), `DELETE FROM passkey_ceremonies WHERE expires_at <= ?`, []any{unix(now)}},
 		{new(int64), `DELETE FROM notices WHERE created_at < ?`, []any{unixMilli(time.Now().Add(-noticeKeep))}},
 	}
 	for _, st := range steps {

@@ -30,6 +30,12 @@ type User struct {
 	// Subject identifies the account to other applications (the sub of
 	// ID tokens): random, stable, never reused.
 	Subject string
+	// Passwordless: the account has no password (PasswordHash is "",
+	// which no password matches); it signs in with its passkeys.
+	Passwordless bool
+	// WebAuthnID is the account's passkey user handle: random bytes,
+	// given at its first passkey ceremony; nil before.
+	WebAuthnID []byte
 }
 
 // The roles an account may have.
@@ -53,6 +59,11 @@ type NewUser struct {
 	// Event, when its Kind is set, is recorded for the new account in the
 	// same transaction.
 	Event Event
+	// WebAuthnID and Passkey, when set, are the new account's passkey user
+	// handle and first passkey, stored in the same transaction (an account
+	// made with a passkey, whose PasswordHash is "").
+	WebAuthnID []byte
+	Passkey    *Passkey
 }
 
 // CreateUser inserts an account. A taken username or email gives ErrConflict.
@@ -65,14 +76,21 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, err
 	}
 	u := User{Username: nu.Username, Email: nu.Email, PasswordHash: nu.PasswordHash,
-		CreatedAt: fromUnix(unix(nu.CreatedAt)), Role: nu.Role, Subject: subject}
+		CreatedAt: fromUnix(unix(nu.CreatedAt)), Role: nu.Role, Subject: subject, Passwordless: nu.PasswordHash == "", WebAuthnID: nu.WebAuthnID}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		err := s.queryRow(ctx, tx, `INSERT INTO users
-			(username, username_key, email, email_key, password_hash, created_at, role, subject)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt), nu.Role, subject).Scan(&u.ID)
+			(username, username_key, email, email_key, password_hash, created_at, role, subject, webauthn_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt), nu.Role, subject, nullBytes(nu.WebAuthnID)).Scan(&u.ID)
 		if err != nil {
 			return err
+		}
+		if nu.Passkey != nil {
+			pk := *nu.Passkey
+			pk.UserID = u.ID
+			if err := s.insertPasskey(ctx, tx, pk); err != nil {
+				return err
+			}
 		}
 		if nu.Event.Kind != "" {
 			nu.Event.UserID = u.ID
@@ -86,7 +104,7 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	return u, nil
 }
 
-const userColumns = `id, username, email, password_hash, created_at, role, last_sign_in_at, email_verified, mfa_enabled, stamp, subject`
+const userColumns = `id, username, email, password_hash, created_at, role, last_sign_in_at, email_verified, mfa_enabled, stamp, subject, webauthn_id`
 
 func (s *Store) user(ctx context.Context, where string, arg any) (User, error) {
 	row, err := s.readRow(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+` = ?`, arg)
@@ -104,13 +122,14 @@ func scanUser(row scanner) (User, error) {
 	var u User
 	var created, lastSignIn int64
 	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &created, &u.Role, &lastSignIn,
-		&u.EmailVerified, &u.MFAEnabled, &u.Stamp, &u.Subject); err != nil {
+		&u.EmailVerified, &u.MFAEnabled, &u.Stamp, &u.Subject, &u.WebAuthnID); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return User{}, ErrNotFound
 		}
 		return User{}, err
 	}
 	u.CreatedAt = fromUnix(created)
+	u.Passwordless = u.PasswordHash == ""
 	if lastSignIn > 0 {
 		u.LastSignInAt = fromUnix(lastSignIn)
 	}

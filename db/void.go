@@ -40,6 +40,10 @@ type Void struct {
 	Codes []string
 	// Enrolment voids a pending authenticator enrolment.
 	Enrolment bool
+	// Ceremonies voids the account's passkey ceremonies under way (a
+	// passkey being added, an action being confirmed with one, a passkey
+	// as a second step).
+	Ceremonies bool
 	// SecondSteps voids pending second-step sign-ins (the account's stamp
 	// moves on, and their signatures cover it).
 	SecondSteps bool
@@ -85,6 +89,11 @@ func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (in
 	}
 	if v.Enrolment {
 		if _, err := s.exec(ctx, tx, `DELETE FROM mfa_pending WHERE user_id = ?`, userID); err != nil {
+			return 0, err
+		}
+	}
+	if v.Ceremonies {
+		if _, err := s.exec(ctx, tx, `DELETE FROM passkey_ceremonies WHERE user_id = ?`, userID); err != nil {
 			return 0, err
 		}
 	}

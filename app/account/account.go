@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fiberauth/app/metrics"
+	"fiberauth/app/passkey"
 	"fiberauth/app/password"
 	"fiberauth/app/throttle"
 	"fiberauth/app/token"
@@ -74,6 +75,8 @@ type Config struct {
 	PublicURL string
 	// Mail queues the mail; nil sends nothing.
 	Mail Mailer
+	// Passkeys is the WebAuthn engine; nil when passkeys are off.
+	Passkeys *passkey.Engine
 	// Metrics records sign-ins, registrations, refreshes and ended
 	// sessions; nil records nothing.
 	Metrics *metrics.Metrics

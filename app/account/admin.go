@@ -52,6 +52,7 @@ type AccountDetail struct {
 	User     db.User
 	Sessions []db.Session
 	Events   []db.Event
+	Passkeys []db.Passkey
 }
 
 // Account returns one account with its live sessions and latest events.
@@ -67,6 +68,9 @@ func (s *Service) Account(ctx context.Context, id int64) (AccountDetail, error) 
 	d.Sessions, err = s.Sessions(ctx, &Principal{User: u})
 	if err != nil {
 		return d, err
+	}
+	if d.Passkeys, err = s.store.Passkeys(ctx, id); err != nil {
+		return d, fail(err)
 	}
 	d.Events, err = s.store.ListEvents(ctx, id, 20)
 	return d, fail(err)

@@ -479,7 +479,7 @@ func (s *Service) ResendByLogin(ctx context.Context, c Client, login string) err
 // this same session (VerifyEmail). Errors: EInvalid (field new_email),
 // EForbidden (password), EMFARequired, EBadOTP, EConflict (address
 // taken), EThrottled, EBusy, EUnavailable, EInternal.
-func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEmail, pw, code string) (string, error) {
+func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEmail string, proof Proof) (string, error) {
 	addr, key, msg := valid.Email(newEmail)
 	if msg != "" {
 		return "", invalid(FieldError{Field: "new_email", Message: msg})
@@ -487,7 +487,7 @@ func (s *Service) ChangeEmail(ctx context.Context, c Client, p *Principal, newEm
 	if key == emailKey(p.User.Email) {
 		return "", invalid(FieldError{Field: "new_email", Message: MsgSameEmail})
 	}
-	if _, err := s.stepUp(ctx, c, p, pw, code); err != nil {
+	if _, err := s.stepUp(ctx, c, p, proof); err != nil {
 		return "", err
 	}
 	_, taken, err := s.store.Taken(ctx, "", key)

@@ -36,6 +36,9 @@ const (
 	ChangeSecondStepDone    Change = "second_step_done"
 	ChangeAppRevoked        Change = "app_revoked"
 	ChangeCodeReplayed      Change = "code_replayed"
+	ChangePasskeyAdded      Change = "passkey_added"
+	ChangePasskeyRemoved    Change = "passkey_removed"
+	ChangePasskeyByAdmin    Change = "passkey_removed_by_admin"
 )
 
 // Ends is what a change voids. Sessions end with their refresh tokens;
@@ -57,6 +60,12 @@ type Ends struct {
 	ResetCode, VerifyCode, EmailChange bool
 	// Enrolment voids a pending authenticator enrolment.
 	Enrolment bool
+	// Ceremonies voids the account's passkey ceremonies under way: a
+	// passkey being added, an action being confirmed with one, a passkey
+	// as the second step of a sign-in. (A username-less sign-in names no
+	// account until it is answered; the account is checked as it is
+	// then.)
+	Ceremonies bool
 	// SecondSteps voids pending second-step sign-ins (a right password
 	// waiting for its code, in some browser).
 	SecondSteps bool
@@ -75,20 +84,23 @@ type Rule struct {
 
 // Table is what ends what.
 var Table = []Rule{
-	{ChangePassword, "Password changed", Ends{Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
-	{ChangePasswordReset, "Password reset with a mailed code", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangePassword, "Password changed (or set where there was none)", Ends{Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
+	{ChangePasswordReset, "Password reset with a mailed code", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
 	{ChangeEmailVerified, "Email address verified", Ends{VerifyCode: true, Cached: true}},
 	{ChangeEmail, "Email address changed", Ends{ResetCode: true, VerifyCode: true, EmailChange: true, Cached: true}},
-	{ChangeMFAOn, "Two-factor turned on", Ends{Sessions: db.OtherSessions, Enrolment: true, SecondSteps: true, Cached: true}},
-	{ChangeMFAOff, "Two-factor turned off", Ends{ResetCode: true, Enrolment: true, SecondSteps: true, Cached: true}},
-	{ChangeMFAOffByAdmin, "Two-factor turned off by an admin", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeMFAOn, "Two-factor turned on", Ends{Sessions: db.OtherSessions, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
+	{ChangeMFAOff, "Two-factor turned off", Ends{ResetCode: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
+	{ChangeMFAOffByAdmin, "Two-factor turned off by an admin", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
 	{ChangeRecoveryCodes, "Recovery codes renewed", Ends{SecondSteps: true, Cached: true}},
 	{ChangeRole, "Role changed", Ends{Cached: true}},
 	{ChangeSessionEnded, "One session ended (sign-out, revocation, its owner or an admin)", Ends{Sessions: db.ThisSession, Cached: true}},
 	{ChangeRefreshReused, "Spent refresh token presented again", Ends{Sessions: db.ThisSession, Cached: true}},
-	{ChangeSignOutEverywhere, "Signed out everywhere else", Ends{Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
-	{ChangeSessionsByAdmin, "Every session ended by an admin", Ends{Sessions: db.AllSessions, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
-	{ChangeAccountDeleted, "Account deleted", Ends{Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, SecondSteps: true, Cached: true}},
+	{ChangeSignOutEverywhere, "Signed out everywhere else", Ends{Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
+	{ChangeSessionsByAdmin, "Every session ended by an admin", Ends{Sessions: db.AllSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
+	{ChangeAccountDeleted, "Account deleted", Ends{Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
+	{ChangePasskeyAdded, "Passkey added", Ends{}},
+	{ChangePasskeyRemoved, "Passkey removed", Ends{Sessions: db.OtherSessions, Ceremonies: true, Cached: true}},
+	{ChangePasskeyByAdmin, "Passkey removed by an admin", Ends{Sessions: db.AllSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
 	{ChangeSecondStepDone, "Signed in at the login page's second step", Ends{SecondSteps: true, Cached: true}},
 	{ChangeAppRevoked, "An application's access revoked", Ends{Sessions: db.AppSessions, Cached: true}},
 	{ChangeCodeReplayed, "Authorization code presented again", Ends{Sessions: db.ThisSession, Cached: true}},
@@ -114,7 +126,8 @@ func Voids(ch Change, session string) db.Void { return voids(ch, session) }
 // an admin, the command line or a mailed code.
 func voids(ch Change, session string) db.Void {
 	e := EndsOf(ch)
-	v := db.Void{Sessions: e.Sessions, Session: session, Enrolment: e.Enrolment, SecondSteps: e.SecondSteps, Cached: e.Cached}
+	v := db.Void{Sessions: e.Sessions, Session: session, Enrolment: e.Enrolment, Ceremonies: e.Ceremonies, SecondSteps: e.SecondSteps,
+		Cached: e.Cached}
 	if e.ResetCode {
 		v.Codes = append(v.Codes, db.CodeReset)
 	}
@@ -130,8 +143,8 @@ func voids(ch Change, session string) db.Void {
 // TableMarkdown renders the table for the README.
 func TableMarkdown() string {
 	var b strings.Builder
-	b.WriteString("| Change | Sessions | Reset code | Verification code | Pending change of address | Pending authenticator set-up | Pending second step | Cached sessions and grants |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| Change | Sessions | Reset code | Verification code | Pending change of address | Pending authenticator set-up | Pending passkey ceremony | Pending second step | Cached sessions and grants |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	mark := func(on bool) string {
 		if on {
 			return "ends"
@@ -142,7 +155,7 @@ func TableMarkdown() string {
 		sessions := map[db.Sessions]string{db.KeepSessions: "–", db.ThisSession: "that one", db.OtherSessions: "all others",
 			db.AllSessions: "all", db.AppSessions: "the application's"}[r.Sessions]
 		b.WriteString("| " + r.Label + " | " + sessions + " | " + mark(r.ResetCode) + " | " + mark(r.VerifyCode) + " | " +
-			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.SecondSteps) + " | " +
+			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.Ceremonies) + " | " + mark(r.SecondSteps) + " | " +
 			map[bool]string{true: "dropped", false: "–"}[r.Cached] + " |\n")
 	}
 	return b.String()

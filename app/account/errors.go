@@ -38,6 +38,10 @@ const (
 	EMFARequired Code = "mfa_required"
 	// EBadOTP: the authenticator or recovery code is wrong or used.
 	EBadOTP Code = "bad_otp"
+	// ECeremony: the passkey ceremony answered is not under way: it
+	// expired, was answered already, was begun in another browser, or a
+	// change ended it.
+	ECeremony Code = "ceremony"
 	// EInternal: anything else; the cause is logged, not shown.
 	EInternal Code = "internal"
 )

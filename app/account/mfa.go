@@ -198,6 +198,11 @@ func (s *Service) StartTOTP(ctx context.Context, p *Principal) (Enrolment, error
 	if p.User.MFAEnabled {
 		return Enrolment{}, &Error{Code: EConflict, Message: MsgMFAAlreadyOn}
 	}
+	if p.User.Passwordless {
+		// A passkey with verification is two factors already; the code
+		// would guard a password the account does not have.
+		return Enrolment{}, &Error{Code: EConflict, Message: MsgPasswordFirst}
+	}
 	key, err := totp.Generate(totp.GenerateOpts{Issuer: s.cfg.TOTPIssuer, AccountName: p.User.Username, SecretSize: 20,
 		Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
@@ -300,8 +305,23 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Client, p *Principal, pw, c
 }
 
 // stepUp confirms a sensitive action: the password, and with two-factor
-// on a current code as well. It returns the password hash that matched.
-func (s *Service) stepUp(ctx context.Context, c Client, p *Principal, pw, code string) (string, error) {
+// on a current code as well; for an account without a password, a fresh
+// passkey answer with the person's verification (checkPasskey). It
+// returns the password hash that matched ("" for an account without one),
+// for the change's conditional write.
+func (s *Service) stepUp(ctx context.Context, c Client, p *Principal, proof Proof) (string, error) {
+	if p.User.Passwordless {
+		u, err := s.checkPasskey(ctx, c, p, proof)
+		if err != nil {
+			return "", err
+		}
+		if !u.Passwordless {
+			// A password was set meanwhile: that is what confirms now.
+			return "", &Error{Code: EForbidden, Message: MsgIncorrectPassword}
+		}
+		return u.PasswordHash, nil
+	}
+	pw, code := proof.Password, proof.Code
 	hash, u, err := s.checkPassword(ctx, c, p, pw, false)
 	if err != nil {
 		return "", err
@@ -328,7 +348,7 @@ func (s *Service) DisableTOTP(ctx context.Context, c Client, p *Principal, pw, c
 	if !p.User.MFAEnabled {
 		return &Error{Code: EConflict, Message: MsgMFANotActive}
 	}
-	if _, err := s.stepUp(ctx, c, p, pw, code); err != nil {
+	if _, err := s.stepUp(ctx, c, p, Proof{Password: pw, Code: code}); err != nil {
 		return err
 	}
 	n, err := s.store.DisableTOTP(ctx, p.User.ID, voids(ChangeMFAOff, p.Session.ID), s.event(c, db.EventMFADisabled))
@@ -345,7 +365,7 @@ func (s *Service) NewRecoveryCodes(ctx context.Context, c Client, p *Principal, 
 	if !p.User.MFAEnabled {
 		return nil, &Error{Code: EConflict, Message: MsgMFANotActive}
 	}
-	if _, err := s.stepUp(ctx, c, p, pw, code); err != nil {
+	if _, err := s.stepUp(ctx, c, p, Proof{Password: pw, Code: code}); err != nil {
 		return nil, err
 	}
 	codes, hashes, err := s.newRecoveryCodes(p.User.ID)
@@ -401,15 +421,9 @@ func totpLike(code string) (string, bool) {
 // counted like a sign-in; a right one starts the session, if the sign-in
 // decision (admit) lets it.
 func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves func(db.User) bool, code string) (Grant, error) {
-	u, err := s.store.UserByID(ctx, userID)
-	if errors.Is(err, db.ErrNotFound) {
-		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
-	}
+	u, err := s.pendingUser(ctx, userID, proves)
 	if err != nil {
-		return Grant{}, fail(err)
-	}
-	if !proves(u) || !u.MFAEnabled {
-		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
+		return Grant{}, err
 	}
 	// The sign-in decision first: a refused sign-in spends no code.
 	granted, outcome, err := s.admit(u, "")
@@ -436,7 +450,7 @@ func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves
 	if s.Hooks.BeforeSecondStepSession != nil {
 		s.Hooks.BeforeSecondStepSession(ctx)
 	}
-	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, amrFor(method), &v)
+	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, amrFor(method), &v, nil)
 	if errors.Is(err, db.ErrChanged) {
 		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 	}

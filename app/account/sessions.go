@@ -136,17 +136,19 @@ func (s *Service) EndOtherSessions(ctx context.Context, c Client, p *Principal) 
 	return n, fail(err)
 }
 
-// ChangePassword sets a new password after checking the current one and
-// ends every other session. Errors: EInvalid (field new_password),
-// EForbidden, EThrottled, EBusy, EUnavailable, EInternal.
-func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, current, next, code string) error {
+// ChangePassword sets a new password after checking the current one (the
+// proof: see stepUp) and ends every other session. An account without a
+// password gets its first one this way, confirmed with a passkey. Errors:
+// EInvalid (field new_password), EForbidden, EThrottled, EBusy,
+// EUnavailable, EInternal.
+func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, proof Proof, next string) error {
 	if msg := NewPasswordProblem(next); msg != "" {
 		return invalid(FieldError{Field: "new_password", Message: msg})
 	}
-	if next == current {
+	if next == proof.Password {
 		return invalid(FieldError{Field: "new_password", Message: "The new password must differ from the current one."})
 	}
-	old, err := s.stepUp(ctx, c, p, current, code)
+	old, err := s.stepUp(ctx, c, p, proof)
 	if err != nil {
 		return err
 	}
@@ -154,7 +156,11 @@ func (s *Service) ChangePassword(ctx context.Context, c Client, p *Principal, cu
 	if err != nil {
 		return fail(err)
 	}
-	n, err := s.store.ChangePassword(ctx, p.User.ID, old, hash, voids(ChangePassword, p.Session.ID), s.event(c, db.EventPasswordChange))
+	ev := s.event(c, db.EventPasswordChange)
+	if old == "" {
+		ev.Detail = "Password set"
+	}
+	n, err := s.store.ChangePassword(ctx, p.User.ID, old, hash, voids(ChangePassword, p.Session.ID), ev)
 	s.cfg.Metrics.SessionsEnded(EndedPasswordChanged, n)
 	if errors.Is(err, db.ErrChanged) {
 		// Another change won the race: the password checked is no longer
@@ -170,8 +176,8 @@ var errNoSession = &Error{Code: ENotFound, Message: MsgSessionNotFound}
 // DeleteAccount removes the caller's account, its sessions and its events
 // after checking the password. Errors: EForbidden, EThrottled, EBusy,
 // EUnavailable, EInternal.
-func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, pw, code string) error {
-	hash, err := s.stepUp(ctx, c, p, pw, code)
+func (s *Service) DeleteAccount(ctx context.Context, c Client, p *Principal, proof Proof) error {
+	hash, err := s.stepUp(ctx, c, p, proof)
 	if err != nil {
 		return err
 	}

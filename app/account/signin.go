@@ -363,13 +363,16 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, 
 // startSessionAMR is startSession recording how the person signed in
 // ("pwd", or "pwd otp").
 func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scope, kind, amr string) (Grant, error) {
-	return s.startSessionWith(ctx, c, u, scope, kind, amr, nil)
+	return s.startSessionWith(ctx, c, u, scope, kind, amr, nil, nil)
 }
 
-// startSessionWith is startSessionAMR that also carries out what the
-// sign-in ends, in its transaction, when ends is set: then the account's
-// stamp must still be u.Stamp (a pending second step is used once).
-func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, scope, kind, amr string, ends *db.Void) (Grant, error) {
+// startSessionWith is startSessionAMR that also carries out, in the
+// session's transaction, what the sign-in ends (ends, when set: then the
+// account's stamp must still be u.Stamp, so a pending second step is used
+// once) and the use of the passkey it used (use, when set: the session
+// starts only while the passkey is still the account's and its counter has
+// not moved past). db.ErrChanged when either no longer holds.
+func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, scope, kind, amr string, ends *db.Void, use *db.PasskeyUse) (Grant, error) {
 	id, err := token.NewSessionID()
 	if err != nil {
 		return Grant{}, err
@@ -395,6 +398,7 @@ func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, sco
 		Void:         ends,
 		Stamp:        u.Stamp,
 		CheckStamp:   ends != nil && ends.SecondSteps,
+		Passkey:      use,
 	})
 	if err != nil {
 		return Grant{}, err
@@ -438,10 +442,19 @@ func amrOr(amr string) string {
 	return amr
 }
 
-// signInDetail words a sign-in with a second factor for the activity list.
+// signInDetail words a sign-in with a second factor, or with a passkey,
+// for the activity list.
 func signInDetail(kind, amr string) string {
-	if kind == db.EventSignIn && amr == "pwd otp" {
+	if kind != db.EventSignIn {
+		return ""
+	}
+	switch amr {
+	case "pwd otp":
 		return "Signed in with password and authenticator code"
+	case "hwk", "hwk user":
+		return "Signed in with a passkey"
+	case "pwd hwk", "pwd hwk user":
+		return "Signed in with password and passkey"
 	}
 	return ""
 }

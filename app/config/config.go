@@ -112,6 +112,18 @@ type Config struct {
 	// RequireVerifiedEmail refuses sign-in to accounts whose address is
 	// not verified (REQUIRE_VERIFIED_EMAIL).
 	RequireVerifiedEmail bool
+	// WebAuthnRPID is the relying party id of passkeys (WEBAUTHN_RP_ID):
+	// a domain, by default the host of PUBLIC_URL. Empty when passkeys
+	// are off: PUBLIC_URL names an IP address (as the default does) and
+	// no id was set; PasskeysOff then says so in words.
+	WebAuthnRPID string
+	// WebAuthnOrigins are the origins passkey ceremonies may come from
+	// (WEBAUTHN_ORIGINS), each scheme://host[:port]; by default
+	// PUBLIC_URL's origin.
+	WebAuthnOrigins []string
+	// PasskeysOff says why passkeys are off, for the start-up log; empty
+	// when they are on.
+	PasskeysOff string
 	// Dev reloads templates from disk on every request.
 	Dev bool
 }
@@ -193,7 +205,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	mailFrom := str("mail-from", "MAIL_FROM", mail.DefaultFrom, "sender of mail, \"Name <address>\" or an address")
 	publicURL := str("public-url", "PUBLIC_URL", "", "where people reach the pages, used in links in mail, such as https://auth.example.com; empty means ISSUER, or http://ADDR")
 	requireVerified := str("require-verified-email", "REQUIRE_VERIFIED_EMAIL", "false", "refuse sign-in to accounts whose email address is not verified (true or false)")
-	totpIssuer := str("totp-issuer", "TOTP_ISSUER", "Fiberauth", "the name authenticator apps show for this service's accounts")
+	totpIssuer := str("totp-issuer", "TOTP_ISSUER", "Fiberauth", "the name authenticator apps and passkey managers show for this service's accounts")
+	rpID := str("webauthn-rp-id", "WEBAUTHN_RP_ID", "", "relying party id of passkeys: the domain they belong to, such as example.com; empty means the host of PUBLIC_URL (passkeys are off when that is an IP address)")
+	origins := str("webauthn-origins", "WEBAUTHN_ORIGINS", "", "comma-separated origins passkey sign-ins may come from, such as https://auth.example.com (https, or http on localhost), each within WEBAUTHN_RP_ID; empty means PUBLIC_URL's origin")
 	dev := new(string)
 	*dev = "false"
 	fs.Var(boolText{dev}, "dev", "development mode: reload templates from ./views on each request; --dev alone means on, --dev=false off (DEV)")
@@ -397,6 +411,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	if c.TOTPIssuer = strings.TrimSpace(*totpIssuer); c.TOTPIssuer == "" || strings.Contains(c.TOTPIssuer, ":") || hasControl(c.TOTPIssuer) {
 		bad("TOTP_ISSUER %q: must be a non-empty name without ':' or control characters", *totpIssuer)
 	}
+	c.WebAuthnRPID, c.WebAuthnOrigins, c.PasskeysOff = webAuthn(*rpID, *origins, c.PublicURL, bad)
 	if b, ok := parseBool(*requireVerified); ok {
 		c.RequireVerifiedEmail = b
 	} else {
@@ -418,6 +433,109 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		return Config{}, errors.New(strings.Join(msgs, "; "))
 	}
 	return c, nil
+}
+
+// webAuthn reads the passkey settings: the relying party id and the
+// origins, explicit or derived from the public URL. An explicit value that
+// no browser would accept is refused (bad); a derived relying party id that
+// cannot be one (an IP address, as in the default http://127.0.0.1:8000)
+// turns passkeys off, with the reason in off.
+func webAuthn(rpID, origins, publicURL string, bad func(string, ...any)) (id string, list []string, off string) {
+	id = strings.ToLower(strings.TrimSpace(rpID))
+	pub, _ := url.Parse(publicURL)
+	switch {
+	case id != "":
+		if msg := domainProblem(id); msg != "" {
+			bad("WEBAUTHN_RP_ID %q: %s", rpID, msg)
+			return "", nil, ""
+		}
+	case pub == nil || pub.Hostname() == "":
+		return "", nil, "" // PUBLIC_URL is refused already
+	default:
+		id = strings.ToLower(pub.Hostname())
+		if domainProblem(id) != "" {
+			if strings.TrimSpace(origins) != "" {
+				bad("WEBAUTHN_ORIGINS is set but WEBAUTHN_RP_ID is not, and PUBLIC_URL's host %s cannot be a relying party id (passkeys belong to a domain name): set WEBAUTHN_RP_ID too, such as localhost", id)
+			}
+			return "", nil, "PUBLIC_URL " + publicURL + " names no domain (passkeys belong to a domain name, never an IP address): set PUBLIC_URL=http://localhost:8000 for local use, or WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS"
+		}
+	}
+	if strings.TrimSpace(origins) == "" {
+		if pub == nil || pub.Host == "" {
+			return "", nil, ""
+		}
+		o := strings.ToLower(pub.Scheme + "://" + pub.Host)
+		if !within(pub.Hostname(), id) {
+			bad("WEBAUTHN_RP_ID %s does not cover PUBLIC_URL's origin %s: set WEBAUTHN_ORIGINS too (the origins people sign in from, within %s)", id, o, id)
+			return "", nil, ""
+		}
+		return id, []string{o}, ""
+	}
+	for _, raw := range strings.Split(origins, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			bad("WEBAUTHN_ORIGINS entry %q: must be an origin, scheme://host[:port], such as https://auth.example.com", raw)
+			continue
+		case u.Scheme == "http" && !localhost(u.Hostname()):
+			bad("WEBAUTHN_ORIGINS entry %q: browsers use passkeys only on https pages (and http://localhost)", raw)
+			continue
+		case !within(strings.ToLower(u.Hostname()), id):
+			bad("WEBAUTHN_ORIGINS entry %q is not within WEBAUTHN_RP_ID %s: its host must be %s or end in .%s", raw, id, id, id)
+			continue
+		}
+		list = append(list, strings.ToLower(u.Scheme+"://"+u.Host))
+	}
+	if len(list) == 0 {
+		bad("WEBAUTHN_ORIGINS names no origin")
+	}
+	return id, list, ""
+}
+
+// domainProblem says why s cannot be a relying party id (a domain name:
+// letters, digits and hyphens in dot-separated labels, not an IP address),
+// or "".
+func domainProblem(s string) string {
+	if isIP(s) {
+		return "must be a domain name, not an IP address"
+	}
+	if len(s) > 253 {
+		return "is too long for a domain name"
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "must be a domain name such as example.com (no scheme, port or path)"
+		}
+		for i := 0; i < len(label); i++ {
+			b := label[i]
+			if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-') {
+				return "must be a domain name such as example.com (no scheme, port or path)"
+			}
+		}
+	}
+	return ""
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	return err == nil
+}
+
+// within reports whether host is the domain id or one under it.
+func within(host, id string) bool {
+	host = strings.ToLower(host)
+	return host == id || strings.HasSuffix(host, "."+id)
+}
+
+// localhost reports whether host is localhost or a name under it, which
+// browsers treat as a secure context over plain http.
+func localhost(host string) bool {
+	return within(host, "localhost")
 }
 
 // hasControl reports whether s holds a control character.

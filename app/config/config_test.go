@@ -71,6 +71,16 @@ func TestBadValues(t *testing.T) {
 		{"REQUIRE_VERIFIED_EMAIL", map[string]string{"REQUIRE_VERIFIED_EMAIL": "sometimes"}, "REQUIRE_VERIFIED_EMAIL"},
 		{"TOTP_ISSUER with a colon", map[string]string{"TOTP_ISSUER": "Acme: Auth"}, "TOTP_ISSUER"},
 		{"TOTP_ISSUER empty", map[string]string{"TOTP_ISSUER": " "}, "TOTP_ISSUER"},
+		{"WEBAUTHN_RP_ID an address", map[string]string{"WEBAUTHN_RP_ID": "127.0.0.1"}, "WEBAUTHN_RP_ID \"127.0.0.1\": must be a domain name, not an IP address"},
+		{"WEBAUTHN_RP_ID with a port", map[string]string{"WEBAUTHN_RP_ID": "localhost:8000"}, "WEBAUTHN_RP_ID"},
+		{"WEBAUTHN_RP_ID a URL", map[string]string{"WEBAUTHN_RP_ID": "https://example.com"}, "WEBAUTHN_RP_ID"},
+		{"WEBAUTHN_RP_ID not covering PUBLIC_URL", map[string]string{"WEBAUTHN_RP_ID": "example.org", "PUBLIC_URL": "https://auth.example.com"},
+			"WEBAUTHN_RP_ID example.org does not cover PUBLIC_URL's origin https://auth.example.com"},
+		{"WEBAUTHN_ORIGINS without an RP id", map[string]string{"WEBAUTHN_ORIGINS": "http://localhost:8000"}, "set WEBAUTHN_RP_ID too"},
+		{"WEBAUTHN_ORIGINS outside the RP id", map[string]string{"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://example.com.evil.test"},
+			"is not within WEBAUTHN_RP_ID example.com"},
+		{"WEBAUTHN_ORIGINS plain http", map[string]string{"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "http://example.com"}, "only on https pages"},
+		{"WEBAUTHN_ORIGINS with a path", map[string]string{"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://example.com/login"}, "must be an origin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,13 +106,45 @@ func TestHelpListsEveryVariableAndNoSecret(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v, want flag.ErrHelp", err)
 	}
-	for _, v := range []string{"ADDR", "DATABASE_PATH", "DATABASE_URL", "DATABASE_MAX_CONNS", "LOGIN_FAILURES_ACCOUNT_WIDE", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "BCRYPT_COST", "LOG_LEVEL", "COOKIE_SECURE", "TRUSTED_PROXIES", "SMTP_URL", "MAIL_FROM", "PUBLIC_URL", "REQUIRE_VERIFIED_EMAIL"} {
+	for _, v := range []string{"ADDR", "DATABASE_PATH", "DATABASE_URL", "DATABASE_MAX_CONNS", "LOGIN_FAILURES_ACCOUNT_WIDE", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "BCRYPT_COST", "LOG_LEVEL", "COOKIE_SECURE", "TRUSTED_PROXIES", "SMTP_URL", "MAIL_FROM", "PUBLIC_URL", "REQUIRE_VERIFIED_EMAIL", "WEBAUTHN_RP_ID", "WEBAUTHN_ORIGINS"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("--help does not mention %s", v)
 		}
 	}
 	if strings.Contains(out.String(), secret) {
 		t.Error("--help prints the secret key, the database password or the mail server's")
+	}
+}
+
+// TestWebAuthnSettings: the relying party id and origins, explicit or
+// taken from PUBLIC_URL, and passkeys off (with the reason) when PUBLIC_URL
+// names an IP address, as the default does.
+func TestWebAuthnSettings(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		env     map[string]string
+		id      string
+		origins []string
+		off     bool
+	}{
+		{"default: an address, off", nil, "", nil, true},
+		{"from PUBLIC_URL", map[string]string{"PUBLIC_URL": "https://Auth.Example.com/"}, "auth.example.com", []string{"https://auth.example.com"}, false},
+		{"localhost with its port", map[string]string{"PUBLIC_URL": "http://localhost:8000"}, "localhost", []string{"http://localhost:8000"}, false},
+		{"a parent domain", map[string]string{"PUBLIC_URL": "https://auth.example.com", "WEBAUTHN_RP_ID": "Example.com"}, "example.com", []string{"https://auth.example.com"}, false},
+		{"explicit origins", map[string]string{"WEBAUTHN_RP_ID": "example.com", "WEBAUTHN_ORIGINS": "https://example.com, https://login.example.com:8443"},
+			"example.com", []string{"https://example.com", "https://login.example.com:8443"}, false},
+		{"localhost over an address's PUBLIC_URL", map[string]string{"WEBAUTHN_RP_ID": "localhost", "WEBAUTHN_ORIGINS": "http://localhost:8000"},
+			"localhost", []string{"http://localhost:8000"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(nil, env(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.WebAuthnRPID != tt.id || strings.Join(c.WebAuthnOrigins, " ") != strings.Join(tt.origins, " ") || (c.PasskeysOff != "") != tt.off {
+				t.Errorf("got id %q, origins %q, off %q; want %q, %q, off=%v", c.WebAuthnRPID, c.WebAuthnOrigins, c.PasskeysOff, tt.id, tt.origins, tt.off)
+			}
+		})
 	}
 }
 

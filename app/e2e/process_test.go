@@ -213,7 +213,10 @@ const password = "correct horse battery"
 func TestRestartKeepsTokensAndRevocations(t *testing.T) { engines(t, restartKeepsTokensAndRevocations) }
 
 func restartKeepsTokensAndRevocations(t *testing.T, db string) {
-	p := start(t, baseEnv(db))
+	// The restarted server listens on another free port: the issuer its
+	// tokens name is set, as a deployment's is.
+	env := baseEnv(db, "ISSUER=http://fiberauth.test")
+	p := start(t, env)
 	if st, err := register(p.base, "alice", password); err != nil || st != 201 {
 		t.Fatalf("register: %d %v", st, err)
 	}
@@ -228,7 +231,7 @@ func restartKeepsTokensAndRevocations(t *testing.T, db string) {
 		t.Fatalf("SIGTERM: %v\n%s", err, p.log())
 	}
 
-	p = start(t, baseEnv(db))
+	p = start(t, env)
 	if st, _ := me(p.base, kept); st != 200 {
 		t.Errorf("token issued before the restart: %d, want 200", st)
 	}

@@ -29,6 +29,7 @@ const (
 	InvalidScope  = "invalid_scope"
 	Unverified    = "unverified"
 	WrongCode     = "wrong_code"
+	WrongPasskey  = "wrong_passkey"
 	Error         = "error"
 )
 
@@ -105,7 +106,7 @@ func New(src Sources) *Metrics {
 	// Zero series for the fixed label values, so that rates exist before
 	// the first event.
 	for _, surface := range []string{"api", "page"} {
-		for _, o := range []string{Success, WrongPassword, UnknownUser, Throttled, Busy, MFARequired, WrongCode} {
+		for _, o := range []string{Success, WrongPassword, UnknownUser, Throttled, Busy, MFARequired, WrongCode, WrongPasskey} {
 			m.signIns.WithLabelValues(surface, o)
 		}
 	}
