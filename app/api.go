@@ -56,14 +56,18 @@ func (s *Server) apiRegister(c *fiber.Ctx) error {
 // applications the authorization code grant (§4.1.3, OpenID Connect).
 // Every malformed request is 400 invalid_request (§5.2).
 func (s *Server) apiToken(c *fiber.Ctx) error {
-	f, err := oauthForm(c, "grant_type", "username", "password", "scope", "refresh_token", "otp", "code", "redirect_uri",
-		"code_verifier", "client_id", "client_secret")
+	f, err := oauthForm(c, "grant_type")
 	if err != nil {
 		return err
 	}
+	// Each grant reads its own fields; the recipe's grants ignore the
+	// others, as they always have.
 	var g account.Grant
 	switch grant := f.get("grant_type"); {
 	case grant == "authorization_code":
+		if err := f.check("code", "redirect_uri", "code_verifier"); err != nil {
+			return err
+		}
 		auth, err := clientAuth(c, f)
 		if err != nil {
 			return err
@@ -75,16 +79,17 @@ func (s *Server) apiToken(c *fiber.Ctx) error {
 		}
 		return tokenAnswer(c, r)
 	case grant == "refresh_token":
+		if err := f.check("refresh_token", "scope"); err != nil {
+			return err
+		}
 		raw := f.get("refresh_token")
 		if raw == "" {
 			return oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required")
 		}
-		auth, aerr := clientAuth(c, f)
-		if aerr != nil {
-			return aerr
-		}
 		// An application's refresh token: the application authenticates
-		// and gets a new ID token too.
+		// and gets a new ID token too. The recipe's refresh grant reads no
+		// client authentication, as it never has.
+		auth := func() (oidc.ClientAuth, error) { return clientAuth(c, f) }
 		if r, handled, err := s.oidc.Refresh(c.UserContext(), s.client(c, false), auth, raw, f.get("scope")); handled {
 			if err != nil {
 				return oauthAnswer(err)
@@ -102,6 +107,9 @@ func (s *Server) apiToken(c *fiber.Ctx) error {
 		return oauthError(http.StatusBadRequest, "unsupported_grant_type",
 			"grant_type must be password, refresh_token or authorization_code")
 	default:
+		if err := f.check("username", "password", "scope", "otp"); err != nil {
+			return err
+		}
 		username, pw := f.get("username"), f.get("password")
 		for _, field := range []struct{ name, v string }{{"username", username}, {"password", pw}} {
 			if field.v == "" {

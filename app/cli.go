@@ -193,12 +193,23 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	return usage("%q is not a command", args[0])
 }
 
-// parseCommand reads what follows a command's words: nargs arguments,
-// then its own flags (--name value or --name=value; those of own before
+// parseCommand reads what follows a command's words: nargs arguments
+// (after "--" when one starts with "-"), then its own flags (--name value or --name=value; those of own before
 // "|" are required) and the server's settings, in any order.
 func parseCommand(name string, rest []string, nargs int, own []string) (command, error) {
 	c := command{flags: map[string]string{}, lists: map[string][]string{}}
-	for len(c.args) < nargs && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+	for len(c.args) < nargs && len(rest) > 0 {
+		if rest[0] == "--" {
+			// What follows is arguments, even when it starts with "-".
+			rest = rest[1:]
+			for len(c.args) < nargs && len(rest) > 0 {
+				c.args, rest = append(c.args, rest[0]), rest[1:]
+			}
+			break
+		}
+		if strings.HasPrefix(rest[0], "-") {
+			break
+		}
 		c.args, rest = append(c.args, rest[0]), rest[1:]
 	}
 	if len(c.args) < nargs {

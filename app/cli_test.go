@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"fiberauth/app/oidc"
 	"fiberauth/db"
 )
 
@@ -267,5 +268,28 @@ func TestBackupNeverWritesThroughAPath(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Fatalf("left in the folder: %v; want the link and the copy", names)
+	}
+}
+
+// A client id is never read as a flag: new ids start with a letter or a
+// digit, and one that starts with "-" (made before) is named after "--".
+func TestClientIDsOnTheCommandLine(t *testing.T) {
+	ts := newTestServer(t)
+	for range 200 {
+		id, _ := ts.client(t, oidc.ClientInput{RedirectURIs: []string{"https://app.example.com/cb"}})
+		if id[0] == '-' || id[0] == '_' {
+			t.Fatalf("client id %q reads as a flag", id)
+		}
+	}
+	if err := ts.store.CreateClient(context.Background(), db.Client{ID: "-dashed", Name: "Old", RedirectURIs: []string{"https://a.example/cb"},
+		Scopes: []string{"openid"}, IDTokenAlg: "RS256", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.cli("", "clients", "delete", "-dashed"); err == nil {
+		t.Fatal("an id starting with - was taken without --")
+	}
+	ts.mustCLI("", "clients", "delete", "--", "-dashed")
+	if _, err := ts.store.ClientByID(context.Background(), "-dashed"); err != db.ErrNotFound {
+		t.Fatalf("after clients delete -- -dashed: %v", err)
 	}
 }

@@ -134,15 +134,21 @@ func oauthForm(c *fiber.Ctx, fields ...string) (form, error) {
 	if err != nil {
 		return nil, oauthError(http.StatusBadRequest, "invalid_request", err.Error())
 	}
+	return f, f.check(fields...)
+}
+
+// check refuses a request whose named fields are repeated or not clean
+// text: 400 invalid_request.
+func (f form) check(fields ...string) error {
 	for _, name := range fields {
 		if len(f[name]) > 1 {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", name+" must not be repeated")
+			return oauthError(http.StatusBadRequest, "invalid_request", name+" must not be repeated")
 		}
 		if p := valid.Text(f.get(name)); p != "" {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", name+" "+p)
+			return oauthError(http.StatusBadRequest, "invalid_request", name+" "+p)
 		}
 	}
-	return f, nil
+	return nil
 }
 
 // optional reads a field that may be left out ("" then); present, it must

@@ -13,6 +13,7 @@ import (
 
 	"fiberauth/app/account"
 	"fiberauth/app/oidc"
+	"fiberauth/app/valid"
 	"fiberauth/db"
 )
 
@@ -193,6 +194,9 @@ func (s *Server) openIDConfiguration(c *fiber.Ctx) error {
 // once are refused.
 func clientAuth(c *fiber.Ctx, f form) (oidc.ClientAuth, error) {
 	var a oidc.ClientAuth
+	if err := f.check("client_id", "client_secret"); err != nil {
+		return a, err
+	}
 	// Another scheme than Basic is not client authentication (clients of
 	// the recipe's refresh grant may send their old bearer token).
 	if scheme, rest, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " "); strings.EqualFold(scheme, "basic") {
@@ -204,7 +208,7 @@ func clientAuth(c *fiber.Ctx, f form) (oidc.ClientAuth, error) {
 		if a.ID, err = url.QueryUnescape(id); err == nil {
 			a.Secret, err = url.QueryUnescape(secret)
 		}
-		if err != nil {
+		if err != nil || valid.Text(a.ID) != "" || valid.Text(a.Secret) != "" {
 			return a, oauthError(http.StatusUnauthorized, "invalid_client", "Client authentication failed")
 		}
 		a.Basic, a.HasSecret = true, true

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -490,6 +491,44 @@ func TestPromptLoginAndMaxAge(t *testing.T) {
 			t.Fatalf("%v: login page %v, token %v", extra, sawLogin, tok)
 		}
 	}
+	// The way back from the login page carries the service's signed mark
+	// (auth_after); one written in the address by hand, or signed for
+	// another request, skips nothing.
+	var genuine string
+	a.visits = nil
+	a.authorize(id, redirect, url.Values{"prompt": {"login"}})
+	for _, v := range a.visits {
+		if u, err := url.Parse(v); err == nil && u.Path == "/authorize" && u.Query().Get("auth_after") != "" {
+			genuine = u.Query().Get("auth_after")
+		}
+	}
+	if genuine == "" {
+		t.Fatalf("no way back from the login page: %v", a.visits)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	for _, extra := range []url.Values{
+		{"prompt": {"login"}, "auth_after": {"1"}},
+		{"prompt": {"login"}, "auth_after": {strconv.FormatInt(time.Now().Unix()-3600, 10)}},
+		{"max_age": {"0"}, "auth_after": {"1"}},
+		{"prompt": {"login"}, "auth_after": {genuine}, "state": {"another request"}},
+		{"max_age": {"0"}, "auth_after": {genuine}},
+	} {
+		a.visits = nil
+		a.authorize(id, redirect, extra)
+		sawLogin := false
+		for _, v := range a.visits {
+			sawLogin = sawLogin || strings.Contains(v, "/login")
+		}
+		if !sawLogin {
+			t.Errorf("%v: a forced sign-in was skipped: %v", extra, a.visits)
+		}
+	}
+	// prompt=none cannot show the login page: the application is told.
+	res, _ := a.open(base + "/authorize?" + url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {redirect},
+		"scope": {"openid"}, "prompt": {"none"}, "max_age": {"0"}, "auth_after": {"1"}}.Encode())
+	if got := res.Request.URL.Query(); got.Get("error") != "login_required" {
+		t.Errorf("prompt=none max_age=0 with auth_after: %v, want login_required", got)
+	}
 }
 
 // An authorization started on one instance is finished on another: the
@@ -703,4 +742,256 @@ func TestBackchannelLogout(t *testing.T) {
 		wantStatus(t, ts.postForm("/revoke", url.Values{"token": {tok["access_token"].(string)}}), 200)
 		expect("after a failed delivery", "")
 	})
+}
+
+// The consent kept is what the page showed and the person allowed: the
+// role scopes the account had then. A promotion does not widen it
+// silently; the next request asks again.
+func TestConsentIsWhatWasShown(t *testing.T) {
+	ts, base := issuer(t)
+	ts.register("bob", "bob@example.com", pw)
+	redirect := "http://127.0.0.1:9/callback"
+	id, _ := ts.client(t, oidc.ClientInput{Name: "Wide", RedirectURIs: []string{redirect},
+		Scopes: []string{"openid", "profile", "basic", "premium", "admin"}})
+	a := newAgent(t, base, "bob")
+	a.c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		a.visits = append(a.visits, req.URL.String())
+		if strings.HasPrefix(req.URL.String(), redirect) {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	ask := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {redirect}, "scope": {"openid premium admin"},
+		"state": {"s"}}
+	res, _ := a.open(base + "/authorize?" + ask.Encode())
+	if loc, _ := url.Parse(res.Header.Get("Location")); loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("first request: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	apps := ts.get("/users/me/apps", bearer(ts.token("bob", pw))...)
+	wantStatus(t, apps, http.StatusOK)
+	if strings.Contains(apps.Body, "premium") || strings.Contains(apps.Body, "admin") || !strings.Contains(apps.Body, `"openid"`) {
+		t.Fatalf("consent kept %s; the page showed openid alone", apps.Body)
+	}
+	silent := url.Values{}
+	for k, v := range ask {
+		silent[k] = v
+	}
+	silent.Set("prompt", "none")
+	// Asked again as it was, nothing new would be given: no question.
+	res, _ = a.get(base + "/authorize?" + silent.Encode())
+	if loc, _ := url.Parse(res.Header.Get("Location")); loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("the same request again, prompt=none: %d %s, want a code", res.StatusCode, res.Header.Get("Location"))
+	}
+	u, _ := ts.store.UserByUsernameKey(context.Background(), "bob")
+	if err := ts.s.acct.SetRole(context.Background(), account.CommandLine, u.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = a.get(base + "/authorize?" + silent.Encode())
+	loc, _ := url.Parse(res.Header.Get("Location"))
+	if loc == nil || loc.Query().Get("error") != "consent_required" {
+		t.Fatalf("after a promotion, prompt=none: %d %s, want consent_required", res.StatusCode, res.Header.Get("Location"))
+	}
+	// Asked and allowed again, the new scopes are granted.
+	res, _ = a.open(base + "/authorize?" + ask.Encode())
+	if loc, _ := url.Parse(res.Header.Get("Location")); loc == nil || loc.Query().Get("code") == "" {
+		t.Fatalf("asked again: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	if apps := ts.get("/users/me/apps", bearer(ts.token("bob", pw))...); !strings.Contains(apps.Body, "admin") {
+		t.Fatalf("consent after the promotion: %s", apps.Body)
+	}
+}
+
+// An account's subject (the sub of applications' tokens) can never be a
+// username (the sub of the service's own tokens, as in the recipe): no
+// token's sub can name two accounts.
+func TestSubjectIsNeverAUsername(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	u, _ := ts.store.UserByUsernameKey(context.Background(), "alice")
+	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(u.Subject) {
+		t.Fatalf("subject %q is not a random UUID", u.Subject)
+	}
+	for _, name := range []string{u.Subject, strings.ReplaceAll(u.Subject, "-", "")[:32]} {
+		res := ts.postJSON("/register/user", `{"username":"`+name+`","email":"m@example.com","password":"`+pw+`"}`)
+		if name == u.Subject {
+			wantStatus(t, res, http.StatusUnprocessableEntity)
+		} else if res.StatusCode == http.StatusCreated {
+			// 32 characters may be a username; it is then not a subject.
+			other, _ := ts.store.UserByUsernameKey(context.Background(), name)
+			if other.Subject == name || other.Subject == u.Subject {
+				t.Fatalf("username %q and subject %q", name, other.Subject)
+			}
+		}
+	}
+}
+
+// Bytes that are not UTF-8 in any parameter of the provider's endpoints
+// are a 4xx on both engines (PostgreSQL refuses to compare them), never a
+// 500, and never come back in a token or a redirect.
+func TestProviderRefusesInvalidUTF8(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts, base := issuer(t, env...)
+		ts.register("alice", "alice@example.com", pw)
+		redirect := "http://127.0.0.1:9/callback"
+		id, _ := ts.client(t, oidc.ClientInput{RedirectURIs: []string{redirect}, FirstParty: true})
+		a := newAgent(t, base, "alice")
+		a.c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if strings.HasPrefix(req.URL.String(), redirect) {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}
+		a.open(base + "/authorize?" + url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {redirect}, "scope": {"openid"}}.Encode())
+		good := "response_type=code&client_id=" + id + "&redirect_uri=" + url.QueryEscape(redirect) + "&scope=openid"
+		for _, q := range []string{
+			"response_type=code&client_id=%ff&redirect_uri=x&scope=openid",
+			good + "&nonce=%c3%28",
+			good + "&state=%ff",
+			good + "&login_hint=%ff",
+		} {
+			res, _ := a.get(base + "/authorize?" + q)
+			if res.StatusCode >= 500 {
+				t.Errorf("/authorize?%s: %d", q, res.StatusCode)
+			}
+			if loc := res.Header.Get("Location"); strings.Contains(loc, "code=") || strings.Contains(loc, "%EF%BF%BD") {
+				t.Errorf("/authorize?%s went to %s", q, loc)
+			}
+		}
+		for _, q := range []string{"client_id=%ff", "client_id=" + id + "&post_logout_redirect_uri=%ff"} {
+			if res, _ := a.get(base + "/logout?" + q); res.StatusCode != http.StatusBadRequest {
+				t.Errorf("/logout?%s: %d, want 400", q, res.StatusCode)
+			}
+		}
+		for _, basic := range [][2]string{{"%ff", "x"}, {id, "%ff"}} {
+			status, body := exchange(t, base, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {redirect}},
+				basic[0], basic[1])
+			if status != http.StatusUnauthorized {
+				t.Errorf("Basic %q: %d %v, want 401", basic, status, body)
+			}
+		}
+		for _, f := range []string{"client_id=%ff", "code=%ff", "redirect_uri=%ff", "code_verifier=%ff"} {
+			req, _ := http.NewRequest(http.MethodPost, base+"/token", strings.NewReader("grant_type=authorization_code&code=x&redirect_uri=y&"+f))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Body.Close()
+			if r.StatusCode != http.StatusBadRequest && r.StatusCode != http.StatusUnauthorized {
+				t.Errorf("/token with %s: %d", f, r.StatusCode)
+			}
+		}
+	})
+}
+
+// One application that answers its back channel slowly delays only its
+// own logout notices: another application's are delivered meanwhile.
+func TestSlowBackchannelDelaysOnlyItself(t *testing.T) {
+	ts, base := issuer(t)
+	ts.register("alice", "alice@example.com", pw)
+	ts.register("bob", "bob@example.com", pw)
+	ts.makeAdmin("root")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	arrived := 0
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived++
+		mu.Unlock()
+		<-release
+	}))
+	defer slow.Close()
+	defer close(release)
+	fast := newLogoutReceiver(t, base)
+	redirect := "http://127.0.0.1:9/callback"
+	slowID, slowSecret := ts.client(t, oidc.ClientInput{Name: "Slow", RedirectURIs: []string{redirect}, FirstParty: true,
+		BackchannelLogoutURI: slow.URL + "/bc"})
+	fastID, fastSecret := ts.client(t, oidc.ClientInput{Name: "Fast", RedirectURIs: []string{redirect}, FirstParty: true,
+		BackchannelLogoutURI: fast.server.URL + "/backchannel"})
+	// signIn starts a session of user and an application's session from it.
+	signIn := func(user, id, secret string) {
+		t.Helper()
+		res := ts.get("/authorize?"+url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {redirect},
+			"scope": {"openid"}}.Encode(), bearer(ts.token(user, pw))...)
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		if loc == nil || loc.Query().Get("code") == "" {
+			t.Fatalf("no code: %d %s", res.StatusCode, res.Header.Get("Location"))
+		}
+		if st, m := exchange(t, base, url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
+			"redirect_uri": {redirect}}, id, secret); st != 200 {
+			t.Fatalf("exchange: %d %v", st, m)
+		}
+	}
+	endAll := func(user string) {
+		t.Helper()
+		u, _ := ts.store.UserByUsernameKey(context.Background(), user)
+		wantStatus(t, ts.send("DELETE", fmt.Sprintf("/admin/api/users/%d/sessions", u.ID), ``, bearer(ts.token("root", pw))...), 204)
+	}
+	// Twenty of alice's sessions with the slow application end first: twenty
+	// notices queued before bob's one for the fast application.
+	for range 20 {
+		signIn("alice", slowID, slowSecret)
+	}
+	endAll("alice")
+	signIn("bob", fastID, fastSecret)
+	endAll("bob")
+	// Well before a delivery to the slow one times out (10 s).
+	deadline := time.Now().Add(5 * time.Second)
+	for len(fast.received()) == 0 {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("the fast application got no logout token while the slow one held %d deliveries", arrived)
+		}
+		ts.s.oidc.WakeLogouts()
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if arrived == 0 || arrived > 4 {
+		t.Errorf("the slow application holds %d deliveries at once, want 1 to 4", arrived)
+	}
+}
+
+// The recipe's grants read their own fields only, as they did before the
+// provider: client authentication, repeated or odd fields of the code
+// grant do not change their answers.
+func TestRecipeGrantsIgnoreOtherFields(t *testing.T) {
+	ts := newTestServer(t)
+	ts.register("alice", "alice@example.com", pw)
+	post := func(body string, header ...string) response {
+		req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		return ts.do(req)
+	}
+	login := "grant_type=password&username=alice&password=" + url.QueryEscape(pw)
+	var refresh string
+	for _, c := range []struct {
+		body   string
+		header []string
+	}{
+		{login, []string{"Authorization", "Basic %%%"}},
+		{login + "&client_id=a&client_id=b", nil},
+		{login + "&redirect_uri=%01", nil},
+		{login + "&client_secret=s", []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("x:y"))}},
+	} {
+		res := post(c.body, c.header...)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("password grant %q %v: %d %s", c.body, c.header, res.StatusCode, res.Body)
+		}
+		refresh = res.json(t)["refresh_token"].(string)
+	}
+	for _, header := range [][]string{{"Authorization", "Basic %%%"},
+		{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("x:y"))}} {
+		res := post("grant_type=refresh_token&client_secret=s&refresh_token="+url.QueryEscape(refresh), header...)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("refresh grant with %v: %d %s", header, res.StatusCode, res.Body)
+		}
+		refresh = res.json(t)["refresh_token"].(string)
+	}
+	// A field the grant reads is still checked.
+	wantStatus(t, post(login+"&username=bob"), http.StatusBadRequest)
 }

@@ -63,11 +63,21 @@ type passkeyBody struct {
 }
 
 // readAnswer reads an answer's body; the credential must be a JSON
-// object.
+// object. The credential may also be the body itself, as toJSON gives it,
+// with name and next beside its fields.
 func readAnswer(c *fiber.Ctx) (passkeyBody, error) {
 	var b passkeyBody
 	if err := decodeJSON(c, &b); err != nil {
 		return b, err
+	}
+	if t := bytes.TrimSpace(b.Credential); len(t) == 0 || string(t) == "null" {
+		var bare struct {
+			Type     string          `json:"type"`
+			Response json.RawMessage `json:"response"`
+		}
+		if json.Unmarshal(c.Body(), &bare) == nil && bare.Type != "" && len(bare.Response) > 0 {
+			b.Credential = bytes.Clone(c.Body())
+		}
 	}
 	var problems []fieldError
 	if t := bytes.TrimSpace(b.Credential); len(t) == 0 || string(t) == "null" {

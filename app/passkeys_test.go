@@ -583,6 +583,19 @@ func TestPasskeySecondStep(t *testing.T) {
 		if s3.cookies[sessionCookie] != "" {
 			t.Error("signed in with a voided second step")
 		}
+		// A pending step is used once: a copy of it, its passkey answer
+		// ready, signs in no one after the step was finished.
+		s4 := ts.pkBrowser(b.auth)
+		s4.login("fay", pw)
+		s5 := ts.pkBrowser(b.auth)
+		s5.cookies[mfaCookie] = s4.cookies[mfaCookie]
+		// (s4's answer is made first: the copy's counter is then ahead.)
+		cred, _ = s4.auth.Get(s4.options("/login/mfa/passkey/options", ""))
+		copied, _ := s5.auth.Get(s5.options("/login/mfa/passkey/options", ""))
+		wantStatus(t, s4.call("POST", "/login/mfa/passkey", answer(cred)), http.StatusOK)
+		if res := s5.call("POST", "/login/mfa/passkey", answer(copied)); res.StatusCode == http.StatusOK || s5.cookies[sessionCookie] != "" {
+			t.Errorf("a copy of a used second step signed in: %d", res.StatusCode)
+		}
 	})
 }
 
@@ -674,12 +687,13 @@ func TestPasskeyAdmin(t *testing.T) {
 	wantDetail(t, ts.send("DELETE", "/admin/api/users/"+fmt.Sprint(ts.userID("lou"))+"/passkeys/"+only, "", admin...), http.StatusConflict, account.MsgLastWay)
 }
 
-// TestPasskeysOff: with PUBLIC_URL naming an address (the default),
-// passkeys are off: the pages offer none and the endpoints say so.
+// TestPasskeysOff: with PUBLIC_URL naming an address that is not this
+// machine's, passkeys are off: the pages offer none and the endpoints say
+// so.
 func TestPasskeysOff(t *testing.T) {
-	ts := newTestServer(t)
+	ts := newTestServer(t, "PUBLIC_URL", "http://192.0.2.7:8000")
 	if ts.s.acct.PasskeysOn() {
-		t.Fatal("passkeys are on with the default settings")
+		t.Fatal("passkeys are on for an address")
 	}
 	login := ts.get("/login").Body
 	if strings.Contains(login, "passkey") || strings.Contains(login, "webauthn") {
@@ -700,4 +714,63 @@ func TestPasskeyUnverifiedAddress(t *testing.T) {
 		t.Fatalf("signed in before verifying: %s", res.Body)
 	}
 	wantDetail(t, ts.pkBrowser(b.auth).signIn(""), http.StatusForbidden, account.MsgNotVerified)
+}
+
+// TestPasskeyAddedIsMailed: a passkey added to an account is mailed to its
+// owner (whoever holds a session could add one, and it outlives a
+// password reset); the answer may be the credential itself as toJSON
+// gives it, with the name beside its fields.
+func TestPasskeyAddedIsMailed(t *testing.T) {
+	ts, sink := newMailServer(t, passkeyEnv...)
+	b := ts.pkBrowser(nil)
+	b.register("gina")
+	b.page("/profile")
+	options := b.options("/users/me/passkeys/options", "")
+	cred, _, err := b.auth.Create(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bare map[string]any
+	if err := json.Unmarshal(cred, &bare); err != nil {
+		t.Fatal(err)
+	}
+	bare["name"] = "Laptop"
+	body, _ := json.Marshal(bare)
+	res := b.call("POST", "/users/me/passkeys", string(body))
+	wantStatus(t, res, http.StatusCreated)
+	if got := res.json(t)["name"]; got != "Laptop" {
+		t.Fatalf("name %v, want Laptop", got)
+	}
+	m := ts.mailTo(t, sink, "gina@example.com")
+	if m.Header.Get("Subject") != "A passkey was added to your account" || !strings.Contains(m.Text, "“Laptop”") ||
+		!strings.Contains(m.Text, "/profile") {
+		t.Fatalf("mail: %s\n%s", m.Header.Get("Subject"), m.Text)
+	}
+}
+
+// TestPasskeysAtLocalhost: with the default settings (PUBLIC_URL on
+// 127.0.0.1) passkeys are on for localhost at the same port; the pages
+// served at the address offer none (no browser keeps passkeys for an IP
+// address) and say where they work.
+func TestPasskeysAtLocalhost(t *testing.T) {
+	ts := newTestServer(t)
+	if !ts.s.acct.PasskeysOn() || ts.s.cfg.WebAuthnRPID != "localhost" {
+		t.Fatalf("passkeys with the default settings: on %v, relying party %q", ts.s.acct.PasskeysOn(), ts.s.cfg.WebAuthnRPID)
+	}
+	page := func(host, path string) string {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Host = host
+		return ts.do(req).Body
+	}
+	for _, path := range []string{"/login", "/register"} {
+		at := page("127.0.0.1:8000", path)
+		if strings.Contains(at, "data-passkey=") || strings.Contains(at, "passkeys.js") ||
+			!strings.Contains(at, `Passkeys work at <a href="http://localhost:8000`+path+`">`) {
+			t.Errorf("%s at 127.0.0.1: offers passkeys or says not where they work:\n%s", path, at)
+		}
+		local := page("localhost:8000", path)
+		if !strings.Contains(local, "data-passkey=") || !strings.Contains(local, "passkeys.js") || strings.Contains(local, "Passkeys work at") {
+			t.Errorf("%s at localhost: no passkeys", path)
+		}
+	}
 }

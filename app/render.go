@@ -2,7 +2,9 @@ package app
 
 import (
 	"html/template"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -53,7 +55,10 @@ type page struct {
 	// Passkeys: On says the server has them; PasskeyList is the
 	// account's, Passkey the one a page is about; HasPasskeys says the
 	// account of a second step has one.
-	PasskeysOn  bool
+	PasskeysOn bool
+	// PasskeysAt is where passkeys work when this page's address cannot
+	// have them (an IP address).
+	PasskeysAt  string
 	PasskeyList []db.Passkey
 	Passkey     *db.Passkey
 	HasPasskeys bool
@@ -154,6 +159,11 @@ func (s *Server) render(c *fiber.Ctx, status int, name string, p page) error {
 		c.Set("Content-Security-Policy", cspWithFormTargets(targets))
 	}
 	p.PasskeysOn = s.acct.PasskeysOn()
+	if p.PasskeysOn && isIP(c.Hostname()) && len(s.cfg.WebAuthnOrigins) > 0 {
+		// Browsers hold no passkeys for an address (http://127.0.0.1:8000):
+		// the pages say where they work instead.
+		p.PasskeysOn, p.PasskeysAt = false, s.cfg.WebAuthnOrigins[0]
+	}
 	c.Status(status)
 	return c.Render(name, p)
 }
@@ -358,3 +368,12 @@ func safeNext(next string) string {
 // queryEscape escapes a query value, leaving slashes readable
 // (/login?next=/profile).
 func queryEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "%2F", "/") }
+
+// isIP reports whether host (with or without a port) is an IP address.
+func isIP(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	_, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil
+}

@@ -174,7 +174,8 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		mfaKey:         derive(key, "fiberauth mfa pending v1"),
 		ceremonyKey:    derive(key, "fiberauth passkey ceremony v1"),
 	}
-	s.oidc = oidc.New(oidc.Config{Issuer: cfg.Issuer, SessionLifetime: cfg.SessionLifetime}, store, acct, log)
+	s.oidc = oidc.New(oidc.Config{Issuer: cfg.Issuer, SessionLifetime: cfg.SessionLifetime,
+		Key: derive(key, "fiberauth oidc auth_after v1")}, store, acct, log)
 	s.keys = &keyReloader{s: s, last: time.Now()}
 	store.OnKeysChanged(func() { go s.keys.reload(context.Background(), 0) })
 	s.app = s.newFiber()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The OpenID Connect provider's storage: registered applications
@@ -21,13 +22,18 @@ const (
 	EventAppRevoked = "app_revoked"
 )
 
-// randomID returns 128 random bits in hex.
-func randomID() (string, error) {
+// newSubject returns an account's subject: a random (version 4) UUID,
+// 36 characters, which is longer than any username may be, so that no
+// token's sub can mean an account by its subject and another by its name.
+func newSubject() (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(b), nil
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }
 
 // Client is a registered application.
@@ -97,6 +103,9 @@ func (s *Store) CreateClient(ctx context.Context, c Client) error {
 
 // ClientByID returns a client, or ErrNotFound.
 func (s *Store) ClientByID(ctx context.Context, id string) (Client, error) {
+	if !utf8.ValidString(id) {
+		return Client{}, ErrNotFound // no id is (PostgreSQL would refuse to compare)
+	}
 	row, err := s.readRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id)
 	if err != nil {
 		return Client{}, err
@@ -494,8 +503,11 @@ type LogoutNotice struct {
 }
 
 // ClaimLogouts takes up to limit due notices that no one holds, for owner
-// until now+lease, as ClaimMail does for mail.
-func (s *Store) ClaimLogouts(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]LogoutNotice, error) {
+// until now+lease, as ClaimMail does for mail: the longest due first, at
+// most perClient of one application, none of the applications in skip
+// (those the caller is busy with).
+func (s *Store) ClaimLogouts(ctx context.Context, owner string, now time.Time, lease time.Duration, limit, perClient int,
+	skip []string) ([]LogoutNotice, error) {
 	claim := MailClaim{Owner: owner, Until: fromUnixMilli(unixMilli(now.Add(lease)))}
 	at := unixMilli(now)
 	var due int
@@ -504,13 +516,24 @@ func (s *Store) ClaimLogouts(ctx context.Context, owner string, now time.Time, l
 	if err != nil || due == 0 {
 		return nil, s.wrap(err)
 	}
-	lock := ""
-	if s.engine == Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
+	not := ""
+	args := []any{claim.Owner, unixMilli(claim.Until), at, at}
+	if len(skip) > 0 {
+		not = ` AND client_id NOT IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(skip)), ", ") + `)`
+		for _, id := range skip {
+			args = append(args, id)
+		}
 	}
+	// The candidates are chosen first, then claimed only if still free:
+	// of two instances choosing the same notice, one claims it.
+	args = append(args, perClient, limit, at)
 	rows, err := s.query(ctx, s.w, `UPDATE backchannel SET claimed_by = ?, claimed_until = ?
-		WHERE id IN (SELECT id FROM backchannel WHERE next_attempt_at <= ? AND claimed_until <= ? ORDER BY id LIMIT ?`+lock+`)
-		RETURNING id, client_id, sid, subject, attempts, created_at`, claim.Owner, unixMilli(claim.Until), at, at, limit)
+		WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at,
+			ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY next_attempt_at, id) AS n
+			FROM backchannel WHERE next_attempt_at <= ? AND claimed_until <= ?`+not+`) AS c
+			WHERE n <= ? ORDER BY next_attempt_at, id LIMIT ?)
+		AND claimed_until <= ?
+		RETURNING id, client_id, sid, subject, attempts, created_at`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	if nu.Role == "" {
 		nu.Role = RoleBasic
 	}
-	subject, err := randomID()
+	subject, err := newSubject()
 	if err != nil {
 		return User{}, err
 	}

@@ -42,6 +42,9 @@ const (
 	KindReset           = "password_reset"
 	KindPasswordChanged = "password_changed"
 	KindEmailChanged    = "email_changed"
+	// KindSignInAdded tells the owner of a new way into the account (a
+	// passkey, a linked provider).
+	KindSignInAdded = "sign_in_added"
 )
 
 // EndedPasswordReset: sessions ended by a password reset.

@@ -26,6 +26,9 @@ type mailData struct {
 	NewEmail string
 	Site     string
 	Change   bool
+	// Added is the way into the account that was added ("a passkey named
+	// ...").
+	Added string
 }
 
 var mailText = texttemplate.Must(texttemplate.New("").Parse(`
@@ -63,6 +66,12 @@ The email address of your account was changed from {{.Email}} to {{.NewEmail}}. 
 
 If this wasn't you, reset your password now at {{.Link}} and contact the service's operator.
 {{end}}
+{{define "sign_in_added"}}Hello {{.Username}},
+
+{{.Added}} was added to your account: it can now be used to sign in.
+
+If this wasn't you, sign in, remove it on your profile page ({{.Link}}) and sign out everywhere else; if you cannot sign in, reset your password.
+{{end}}
 `))
 
 var mailHTML = htmltemplate.Must(htmltemplate.New("").Parse(`
@@ -85,6 +94,9 @@ var mailHTML = htmltemplate.Must(htmltemplate.New("").Parse(`
 {{define "email_changed"}}{{template "top" .}}<p>Hello {{.Username}},</p>
 <p>The email address of your account was changed from {{.Email}} to {{.NewEmail}}. Mail about your account now goes there.</p>
 <p>If this wasn't you, <a href="{{.Link}}">reset your password now</a> and contact the service's operator.</p>{{template "bottom" .}}{{end}}
+{{define "sign_in_added"}}{{template "top" .}}<p>Hello {{.Username}},</p>
+<p>{{.Added}} was added to your account: it can now be used to sign in.</p>
+<p>If this wasn't you, sign in, remove it on <a href="{{.Link}}">your profile page</a> and sign out everywhere else; if you cannot sign in, reset your password.</p>{{template "bottom" .}}{{end}}
 `))
 
 // message renders both parts of a message of template name.
@@ -133,4 +145,11 @@ func (s *Service) passwordChangedMessage(u db.User) mail.Message {
 func (s *Service) emailChangedMessage(before db.User, newEmail string) mail.Message {
 	return s.message(KindEmailChanged, "email_changed", before.Email, "Your email address was changed", before.ID,
 		mailData{Username: before.Username, Email: before.Email, NewEmail: newEmail, Link: s.link("/password/forgot", nil)})
+}
+
+// signInAddedMessage tells the account's owner of a new way in (what, a
+// sentence's subject: "A passkey named “Laptop”").
+func (s *Service) signInAddedMessage(u db.User, what, subject string) mail.Message {
+	return s.message(KindSignInAdded, "sign_in_added", u.Email, subject, u.ID,
+		mailData{Username: u.Username, Added: what, Link: s.link("/profile", nil)})
 }

@@ -281,6 +281,8 @@ func (s *Service) AddPasskey(ctx context.Context, c Client, p *Principal, ceremo
 	case err != nil:
 		return db.Passkey{}, fail(err)
 	}
+	// Whoever holds a session could add one; the owner hears of it.
+	s.send(s.signInAddedMessage(u, "A passkey named “"+name+"”", "A passkey was added to your account"))
 	return pk, nil
 }
 

@@ -437,9 +437,11 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 
 // webAuthn reads the passkey settings: the relying party id and the
 // origins, explicit or derived from the public URL. An explicit value that
-// no browser would accept is refused (bad); a derived relying party id that
-// cannot be one (an IP address, as in the default http://127.0.0.1:8000)
-// turns passkeys off, with the reason in off.
+// no browser would accept is refused (bad). A public URL on a loopback
+// address (as the default http://127.0.0.1:8000) gives localhost, at the
+// same port: the pages at http://localhost:8000 offer passkeys. Any other
+// derived relying party id that cannot be one (an IP address) turns
+// passkeys off, with the reason in off.
 func webAuthn(rpID, origins, publicURL string, bad func(string, ...any)) (id string, list []string, off string) {
 	id = strings.ToLower(strings.TrimSpace(rpID))
 	pub, _ := url.Parse(publicURL)
@@ -453,6 +455,15 @@ func webAuthn(rpID, origins, publicURL string, bad func(string, ...any)) (id str
 		return "", nil, "" // PUBLIC_URL is refused already
 	default:
 		id = strings.ToLower(pub.Hostname())
+		if loopback(id) && strings.TrimSpace(origins) == "" {
+			// On this machine (as by default): the same server as
+			// localhost, which browsers let hold passkeys over http.
+			o := pub.Scheme + "://localhost"
+			if pub.Port() != "" {
+				o += ":" + pub.Port()
+			}
+			return "localhost", []string{o}, ""
+		}
 		if domainProblem(id) != "" {
 			if strings.TrimSpace(origins) != "" {
 				bad("WEBAUTHN_ORIGINS is set but WEBAUTHN_RP_ID is not, and PUBLIC_URL's host %s cannot be a relying party id (passkeys belong to a domain name): set WEBAUTHN_RP_ID too, such as localhost", id)
@@ -519,6 +530,12 @@ func domainProblem(s string) string {
 		}
 	}
 	return ""
+}
+
+// loopback reports whether host is a loopback address (127.0.0.1, ::1).
+func loopback(host string) bool {
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && a.IsLoopback()
 }
 
 func isIP(s string) bool {

@@ -117,8 +117,9 @@ func TestHelpListsEveryVariableAndNoSecret(t *testing.T) {
 }
 
 // TestWebAuthnSettings: the relying party id and origins, explicit or
-// taken from PUBLIC_URL, and passkeys off (with the reason) when PUBLIC_URL
-// names an IP address, as the default does.
+// taken from PUBLIC_URL; localhost at the same port when PUBLIC_URL is on
+// a loopback address, as the default is; passkeys off (with the reason)
+// when it names another IP address.
 func TestWebAuthnSettings(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -127,7 +128,9 @@ func TestWebAuthnSettings(t *testing.T) {
 		origins []string
 		off     bool
 	}{
-		{"default: an address, off", nil, "", nil, true},
+		{"default: a loopback address, localhost", nil, "localhost", []string{"http://localhost:8000"}, false},
+		{"IPv6 loopback", map[string]string{"PUBLIC_URL": "http://[::1]:9000"}, "localhost", []string{"http://localhost:9000"}, false},
+		{"another address, off", map[string]string{"PUBLIC_URL": "http://192.0.2.7:8000"}, "", nil, true},
 		{"from PUBLIC_URL", map[string]string{"PUBLIC_URL": "https://Auth.Example.com/"}, "auth.example.com", []string{"https://auth.example.com"}, false},
 		{"localhost with its port", map[string]string{"PUBLIC_URL": "http://localhost:8000"}, "localhost", []string{"http://localhost:8000"}, false},
 		{"a parent domain", map[string]string{"PUBLIC_URL": "https://auth.example.com", "WEBAUTHN_RP_ID": "Example.com"}, "example.com", []string{"https://auth.example.com"}, false},

@@ -200,7 +200,7 @@ func (m *Metrics) SessionsEnded(reason string, n int64) {
 }
 
 // MailKinds are the kinds of mail the service sends.
-var MailKinds = []string{"verify_email", "password_reset", "password_changed", "email_changed"}
+var MailKinds = []string{"verify_email", "password_reset", "password_changed", "email_changed", "sign_in_added"}
 
 // Mail records a mail message's outcome: sent, retried, failed or spaced.
 func (m *Metrics) Mail(kind, outcome string) {

@@ -2,6 +2,9 @@ package oidc
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/url"
 	"regexp"
@@ -9,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"fiberauth/app/account"
 	"fiberauth/db"
@@ -44,9 +48,10 @@ var authParams = []string{"response_type", "client_id", "redirect_uri", "scope",
 
 var challengeForm = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 
-// printable reports whether s is short text without control characters.
+// printable reports whether s is short, valid UTF-8 text without control
+// characters.
 func printable(s string, max int) bool {
-	if len(s) > max {
+	if len(s) > max || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
@@ -161,13 +166,10 @@ func (p *Provider) ParseAuthorize(ctx context.Context, q url.Values) (*AuthReque
 		}
 		r.MaxAge = n
 	}
-	if v := q.Get("auth_after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return nil, back("invalid_request", "auth_after must be a time in Unix seconds.")
-		}
-		r.AuthAfter = time.Unix(n, 0)
-	}
+	// auth_after is this service's own mark on the way back from the login
+	// page: honoured only as it signed it, for this very request, lately;
+	// otherwise the request is taken as the application made it.
+	r.AuthAfter = p.authAfter(r.Params)
 	if h := q.Get("login_hint"); printable(h, 254) {
 		r.LoginHint = h
 	}
@@ -252,14 +254,49 @@ func (p *Provider) LoginReturn(r *AuthRequest) string {
 		} else {
 			q.Del("prompt")
 		}
-		q.Set("auth_after", strconv.FormatInt(p.now().Unix(), 10))
+		q.Del("auth_after")
+		ts := strconv.FormatInt(p.now().Unix(), 10)
+		q.Set("auth_after", ts+"."+p.authAfterMAC(ts, q))
 	}
 	return "/authorize?" + q.Encode()
 }
 
+// authAfterFor is how long the way back from the login page may take.
+const authAfterFor = 30 * time.Minute
+
+// authAfterMAC signs a time with the request it is for (q without
+// auth_after).
+func (p *Provider) authAfterMAC(ts string, q url.Values) string {
+	rest := url.Values{}
+	for k, v := range q {
+		if k != "auth_after" {
+			rest[k] = v
+		}
+	}
+	m := hmac.New(sha256.New, p.cfg.Key)
+	m.Write([]byte("auth_after\x00" + ts + "\x00" + rest.Encode()))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// authAfter reads the request's auth_after: the time it holds when this
+// service signed it for these parameters less than authAfterFor ago; zero
+// otherwise.
+func (p *Provider) authAfter(q url.Values) time.Time {
+	ts, mac, ok := strings.Cut(q.Get("auth_after"), ".")
+	if !ok || len(p.cfg.Key) == 0 || !hmac.Equal([]byte(mac), []byte(p.authAfterMAC(ts, q))) {
+		return time.Time{}
+	}
+	n, err := strconv.ParseInt(ts, 10, 64)
+	at := time.Unix(n, 0)
+	if err != nil || p.now().Sub(at) > authAfterFor || at.After(p.now().Add(time.Minute)) {
+		return time.Time{}
+	}
+	return at
+}
+
 // NeedsConsent tells whether the person must be asked: the application is
 // not first-party, and either prompt=consent or what the account allowed
-// it before does not cover the request. With prompt=none that is the
+// it before does not cover what the request would be given now. With prompt=none that is the
 // error consent_required.
 func (p *Provider) NeedsConsent(ctx context.Context, r *AuthRequest, pr *account.Principal) (bool, error) {
 	if r.Client.FirstParty {
@@ -270,7 +307,7 @@ func (p *Provider) NeedsConsent(ctx context.Context, r *AuthRequest, pr *account
 		if err != nil && !errors.Is(err, db.ErrNotFound) {
 			return false, account.Fail(err)
 		}
-		if err == nil && account.ScopeWithin(r.Scope, c.Scope) {
+		if err == nil && account.ScopeWithin(Grantable(r, pr), c.Scope) {
 			return false, nil
 		}
 	}
@@ -295,9 +332,11 @@ func (p *Provider) Consent(ctx context.Context, c account.Client, r *AuthRequest
 		return &Error{Code: "access_denied", Description: "The person did not allow the application.", Status: 302, Redirect: true,
 			RedirectURI: r.RedirectURI, State: r.State}
 	}
-	scope := r.Scope
+	// What was shown and allowed: the role scopes the account has now, not
+	// those it might be given later (a promotion asks again).
+	scope := Grantable(r, pr)
 	if before, err := p.store.ConsentFor(ctx, pr.User.ID, r.Client.ID); err == nil {
-		scope = account.NormalizeScope(before.Scope + " " + r.Scope)
+		scope = account.NormalizeScope(before.Scope + " " + scope)
 	}
 	return account.Fail(p.store.PutConsent(ctx, db.Consent{UserID: pr.User.ID, ClientID: r.Client.ID, Scope: scope, CreatedAt: p.now()},
 		db.Event{Kind: db.EventAppAllowed, At: p.now(), IP: c.Addr, UserAgent: c.UserAgent, Detail: "Allowed " + r.Client.Name + ": " + scope}))

@@ -133,7 +133,7 @@ func (p *Provider) CreateClient(ctx context.Context, by account.Admin, in Client
 	if in.IDTokenAlg == "" {
 		in.IDTokenAlg = "RS256"
 	}
-	id, err := random(16)
+	id, err := newClientID()
 	if err != nil {
 		return db.Client{}, "", err
 	}
@@ -256,4 +256,15 @@ func (p *Provider) authenticate(ctx context.Context, a ClientAuth) (db.Client, e
 		return db.Client{}, errInvalidClient
 	}
 	return c, nil
+}
+
+// newClientID returns a random client id that starts with a letter or a
+// digit, so that it never reads as a flag on a command line.
+func newClientID() (string, error) {
+	for {
+		id, err := random(16)
+		if err != nil || (id[0] != '-' && id[0] != '_') {
+			return id, err
+		}
+	}
 }

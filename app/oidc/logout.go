@@ -121,26 +121,35 @@ type LogoutClaims struct {
 // due ones under a lease (any instance may deliver a notice another
 // queued), POSTs a freshly signed logout token to the application's
 // back-channel URI, and deletes the notice on a 2xx answer, or retries
-// with growing waits, up to six times.
+// with growing waits, up to six times. Deliveries run side by side, at
+// most logoutSlots at once and logoutPerClient for one application, each
+// claimed as a slot frees: a slow or unreachable application delays only
+// its own notices.
 type dispatcher struct {
 	p     *Provider
 	owner string
 	wakeC chan struct{}
 	stop  chan struct{}
 	done  chan struct{}
-	mu    sync.Mutex
-	busy  int
+	// deliveries are those under way; close waits for them.
+	deliveries sync.WaitGroup
+	mu         sync.Mutex
+	busy       int
+	perClient  map[string]int
 }
 
 const (
-	logoutAttempts = 6
-	logoutLease    = time.Minute
-	logoutPoll     = time.Second
+	logoutAttempts  = 6
+	logoutLease     = time.Minute
+	logoutPoll      = time.Second
+	logoutSlots     = 16
+	logoutPerClient = 4
 )
 
 func newDispatcher(p *Provider) *dispatcher {
 	owner, _ := random(12)
-	d := &dispatcher{p: p, owner: owner, wakeC: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	d := &dispatcher{p: p, owner: owner, wakeC: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		perClient: map[string]int{}}
 	go d.run()
 	return d
 }
@@ -167,12 +176,24 @@ func (d *dispatcher) run() {
 	}
 }
 
-// round delivers what is due now.
+// round starts deliveries of what is due now, as long as slots are free.
 func (d *dispatcher) round() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		notices, err := d.p.store.ClaimLogouts(ctx, d.owner, time.Now(), logoutLease, 8)
+		d.mu.Lock()
+		free := logoutSlots - d.busy
+		var full []string
+		for id, n := range d.perClient {
+			if n >= logoutPerClient {
+				full = append(full, id)
+			}
+		}
+		d.mu.Unlock()
+		if free <= 0 {
+			return
+		}
+		notices, err := d.p.store.ClaimLogouts(ctx, d.owner, time.Now(), logoutLease, free, logoutPerClient, full)
 		if err != nil {
 			d.p.log.Warn("back-channel logouts: claim", "error", err.Error())
 			return
@@ -180,27 +201,32 @@ func (d *dispatcher) round() {
 		if len(notices) == 0 {
 			return
 		}
-		var wg sync.WaitGroup
 		for _, n := range notices {
-			wg.Add(1)
+			d.mu.Lock()
+			d.busy++
+			d.perClient[n.ClientID]++
+			d.mu.Unlock()
+			d.deliveries.Add(1)
 			go func() {
-				defer wg.Done()
+				defer d.deliveries.Done()
+				defer func() {
+					d.mu.Lock()
+					d.busy--
+					if d.perClient[n.ClientID]--; d.perClient[n.ClientID] <= 0 {
+						delete(d.perClient, n.ClientID)
+					}
+					d.mu.Unlock()
+					d.wake() // a slot is free
+				}()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
 				d.deliver(ctx, n)
 			}()
 		}
-		wg.Wait()
 	}
 }
 
 func (d *dispatcher) deliver(ctx context.Context, n db.LogoutNotice) {
-	d.mu.Lock()
-	d.busy++
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.busy--
-		d.mu.Unlock()
-	}()
 	p := d.p
 	c, err := p.store.ClientByID(ctx, n.ClientID)
 	if err != nil || c.BackchannelLogoutURI == "" {
@@ -284,8 +310,14 @@ func (d *dispatcher) close(ctx context.Context) {
 	default:
 		close(d.stop)
 	}
+	all := make(chan struct{})
+	go func() {
+		<-d.done
+		d.deliveries.Wait()
+		close(all)
+	}()
 	select {
-	case <-d.done:
+	case <-all:
 	case <-ctx.Done():
 	}
 }

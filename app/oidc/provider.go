@@ -47,6 +47,9 @@ type Config struct {
 	// HTTPClient delivers back-channel logouts; nil means one with a 10 s
 	// timeout.
 	HTTPClient *http.Client
+	// Key signs the way back from the login page (auth_after), so that a
+	// forced sign-in cannot be skipped by editing the address.
+	Key []byte
 }
 
 // Provider carries out the protocol.

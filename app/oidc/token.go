@@ -210,11 +210,11 @@ func (p *Provider) UserInfoOf(pr *account.Principal) (UserInfo, error) {
 }
 
 // Refresh serves a refresh_token grant for an application's session: the
-// application must authenticate as at the code exchange; the account
+// application must authenticate (auth reads how) as at the code exchange; the account
 // core's rotation, reuse detection and grace apply; a new ID token comes
 // with the new access token. ok is false when the token is not an
 // application's (the core's own refresh grant answers it as before).
-func (p *Provider) Refresh(ctx context.Context, c account.Client, a ClientAuth, raw, scope string) (TokenResponse, bool, error) {
+func (p *Provider) Refresh(ctx context.Context, c account.Client, auth func() (ClientAuth, error), raw, scope string) (TokenResponse, bool, error) {
 	se, _, _, err := p.store.SessionByRefresh(ctx, token.HashRefresh(raw))
 	if errors.Is(err, db.ErrNotFound) || (err == nil && se.ClientID == "") {
 		// Not an application's token: the core's refresh grant answers,
@@ -223,6 +223,10 @@ func (p *Provider) Refresh(ctx context.Context, c account.Client, a ClientAuth, 
 	}
 	if err != nil {
 		return TokenResponse{}, true, account.Fail(err)
+	}
+	a, err := auth()
+	if err != nil {
+		return TokenResponse{}, true, err
 	}
 	client, err := p.authenticate(ctx, a)
 	if err != nil {

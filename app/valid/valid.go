@@ -12,6 +12,8 @@ import (
 // Limits on the identifiers.
 const (
 	UsernameMin = 3
+	// UsernameMax is below the length of an account's subject (36): no
+	// username is ever a subject.
 	UsernameMax = 32
 	EmailMax    = 254
 	// FieldMax bounds any single text field before it is looked at further.
