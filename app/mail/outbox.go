@@ -80,8 +80,12 @@ type Outbox struct {
 	deliveries sync.WaitGroup
 	busy       atomic.Int32
 
-	// depth is the cached count of queued messages (Pending).
-	depth atomic.Int64
+	// depth is the cached count of queued messages (Pending); moves
+	// counts this instance's changes to it, under depthMu, so that a count
+	// read from the database while one happened is not stored over it.
+	depth   atomic.Int64
+	depthMu sync.Mutex
+	moves   int64
 
 	mu      sync.Mutex
 	backoff time.Duration
@@ -202,7 +206,7 @@ func (o *Outbox) Send(m Message) bool {
 		CreatedAt: now, NextAttemptAt: now}); err != nil {
 		return fail("the database refused it", "error", err.Error())
 	}
-	o.depth.Add(1)
+	o.moveDepth(1)
 	o.kick()
 	return true
 }
@@ -238,6 +242,7 @@ func (o *Outbox) Flush() {
 			return
 		}
 		if left == 0 {
+			o.refreshDepth()
 			return
 		}
 		select {
@@ -351,13 +356,37 @@ func (o *Outbox) dispatch() {
 	}
 }
 
-// refreshDepth counts the queue for Pending.
-func (o *Outbox) refreshDepth() {
+// refreshDepth counts the queue for Pending; a count read while this
+// instance queued or removed a message is not stored (it may predate
+// that).
+func (o *Outbox) refreshDepth() { o.refreshDepthWith(nil) }
+
+// refreshDepthWith is refreshDepth running afterCount (tests) between
+// reading the count and storing it.
+func (o *Outbox) refreshDepthWith(afterCount func()) {
 	ctx, cancel := context.WithTimeout(o.halt, dbTimeout)
 	defer cancel()
+	o.depthMu.Lock()
+	before := o.moves
+	o.depthMu.Unlock()
 	if n, _, err := o.store.MailDepth(ctx); err == nil {
-		o.depth.Store(int64(n))
+		if afterCount != nil {
+			afterCount()
+		}
+		o.depthMu.Lock()
+		if o.moves == before {
+			o.depth.Store(int64(n))
+		}
+		o.depthMu.Unlock()
 	}
+}
+
+// moveDepth changes the cached count by d.
+func (o *Outbox) moveDepth(d int64) {
+	o.depthMu.Lock()
+	o.moves++
+	o.depth.Add(d)
+	o.depthMu.Unlock()
 }
 
 // wait is how long to wait after the attempt-th failure.
@@ -435,7 +464,7 @@ func (o *Outbox) remove(q db.QueuedMail, log *slog.Logger, outcome string) {
 	case !ok:
 		log.Warn("mail " + outcome + " after its lease ran out: another instance may send it again")
 	default:
-		o.depth.Add(-1)
+		o.moveDepth(-1)
 	}
 }
 

@@ -444,3 +444,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPendingIsNotOverwrittenByAnOlderCount: a count of the queue read
+// before this instance sent a message is not stored over the count that
+// message's removal left (Pending would say 1 with nothing queued).
+func TestPendingIsNotOverwrittenByAnOlderCount(t *testing.T) {
+	s := openStore(t, db.Options{Path: filepath.Join(t.TempDir(), "test.db")})
+	read := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan struct{})
+	// The message is sent only once the count (1) has been read.
+	f := &fakeSender{fn: func(context.Context, Message, int) error { <-read; return nil }}
+	o := start(t, s, f, nil, Config{})
+	if !o.Send(Message{Kind: "password_reset", UserID: 1, To: "a@example.com", Subject: "s", Text: "t"}) {
+		t.Fatal("not queued")
+	}
+	// A refresh reads the count (1) and is held before storing it; the
+	// message is sent and removed meanwhile.
+	go func() {
+		defer close(done)
+		o.refreshDepthWith(func() {
+			close(read)
+			<-release
+		})
+	}()
+	<-read
+	waitFor(t, func() bool { n, _, _ := s.MailDepth(context.Background()); return n == 0 && len(f.sent()) == 1 })
+	waitFor(t, func() bool { return o.Pending() == 0 })
+	close(release)
+	<-done
+	if got := o.Pending(); got != 0 {
+		t.Fatalf("Pending %d with nothing queued", got)
+	}
+}
