@@ -231,10 +231,7 @@ func (s *Server) pageAdminUser(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	views := make([]sessionView, 0, len(d.Sessions))
-	for _, se := range d.Sessions {
-		views = append(views, sessionView{Session: se})
-	}
+	views := s.sessionViews(c.UserContext(), d.Sessions, "")
 	v := page{Title: "Admin: " + d.User.Username, Sessions: views, Events: d.Events, PasskeyList: d.Passkeys,
 		Admin: &adminView{Target: &d.User, Roles: account.Roles}}
 	v.Notice = adminNotices[c.Query("done")]

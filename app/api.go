@@ -263,6 +263,9 @@ type sessionJSON struct {
 	Current    bool   `json:"current"`
 	// AMR is how the session was signed in to: ["pwd"] or ["pwd","otp"].
 	AMR []string `json:"amr"`
+	// Via names the sign-in provider the session was signed in with
+	// (amr "fed"), when it was.
+	Via string `json:"via,omitempty"`
 }
 
 // apiListSessions is GET /users/me/sessions.
@@ -286,6 +289,7 @@ func sessionOut(se db.Session, current string) sessionJSON {
 		LastUsedAt: se.LastUsedAt.UTC().Format(time.RFC3339),
 		ExpiresAt:  se.ExpiresAt.UTC().Format(time.RFC3339),
 		AMR:        strings.Fields(se.AMR),
+		Via:        se.Via,
 	}
 }
 

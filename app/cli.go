@@ -18,6 +18,7 @@ import (
 
 	"fiberauth/app/account"
 	"fiberauth/app/config"
+	"fiberauth/app/federation"
 	"fiberauth/app/oidc"
 	"fiberauth/app/token"
 	"fiberauth/db"
@@ -61,6 +62,17 @@ the same database. U names an account by username or email.
   clients list                  the registered applications
   clients rotate-secret ID      a new secret for application ID, shown once
   clients delete ID             delete application ID; its tokens end
+  providers add --name N --issuer URL --client-id ID [--display-name D]
+          [--scope S ...]
+  providers add --name N --github --client-id ID [--display-name D]
+                                let people sign in with an OpenID Connect
+                                provider, or GitHub; the client secret is
+                                read from the terminal, or from the first
+                                line of standard input (an empty line for
+                                none); prints the redirect URI to register
+                                there
+  providers list                the sign-in providers
+  providers delete N            delete provider N and every link to it
   help                          this text
 
 Every change made here is recorded in the admin audit list, as done by
@@ -125,6 +137,9 @@ var commands = []struct {
 	{[]string{"clients", "list"}, 0, nil, clientsList},
 	{[]string{"clients", "rotate-secret"}, 1, nil, clientsRotate},
 	{[]string{"clients", "delete"}, 1, nil, clientsDelete},
+	{[]string{"providers", "add"}, 0, []string{"name", "client-id", "|", "issuer", "github!", "display-name", "scope"}, providersAdd},
+	{[]string{"providers", "list"}, 0, nil, providersList},
+	{[]string{"providers", "delete"}, 1, nil, providersDelete},
 }
 
 // cmdEnv is what a command works with.
@@ -628,5 +643,98 @@ func clientsDelete(ctx context.Context, e *cmdEnv, c command) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted application %s\n", c.args[0])
+	return nil
+}
+
+// federation returns the sign-in provider engine, as the server builds it.
+func (e *cmdEnv) federation(ctx context.Context) (*federation.Engine, error) {
+	if _, err := e.accounts(ctx); err != nil {
+		return nil, err
+	}
+	return e.server.fed, nil
+}
+
+func providersAdd(ctx context.Context, e *cmdEnv, c command) error {
+	github := c.flags["github"] == "true"
+	if github == (c.flags["issuer"] != "") {
+		return usage("providers add needs --issuer URL (an OpenID Connect provider) or --github, not both")
+	}
+	f, err := e.federation(ctx)
+	if err != nil {
+		return err
+	}
+	secret, err := readSecret(e.stdin, e.stdout)
+	if err != nil {
+		return err
+	}
+	var scopes []string
+	for _, s := range c.lists["scope"] {
+		scopes = append(scopes, strings.Fields(s)...)
+	}
+	p, err := f.Add(ctx, account.CommandLine, federation.ProviderInput{Name: c.flags["name"], DisplayName: c.flags["display-name"],
+		GitHub: github, Issuer: c.flags["issuer"], ClientID: c.flags["client-id"], ClientSecret: secret, Scopes: strings.Join(scopes, " ")})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "added %s (%s): the login page offers \"Continue with %s\"\n", p.Name, p.Kind, p.DisplayName)
+	fmt.Fprintf(e.stdout, "redirect URI to register at the provider: %s\n", f.RedirectURI(p.Name))
+	if err := f.Reachable(ctx, p); err != nil {
+		fmt.Fprintf(e.stdout, "warning: %v; people see a page saying so until it answers\n", err)
+	}
+	return nil
+}
+
+// readSecret reads a client secret: unechoed on a terminal, otherwise the
+// first line of stdin; empty for a provider that gives none (PKCE only).
+func readSecret(stdin io.Reader, stdout io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stdout, "Client secret (empty for none): ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stdout)
+		return strings.TrimSpace(string(b)), err
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, maxPasswordInput)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read the client secret from standard input: %w", err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+func providersList(ctx context.Context, e *cmdEnv, _ command) error {
+	f, err := e.federation(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := f.Providers(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tDISPLAY NAME\tKIND\tISSUER\tCLIENT ID\tREDIRECT URI\tCREATED")
+	for _, p := range list {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.DisplayName, p.Kind, p.Issuer, p.ClientID, f.RedirectURI(p.Name),
+			p.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d %s\n", len(list), map[bool]string{true: "provider", false: "providers"}[len(list) == 1])
+	return nil
+}
+
+func providersDelete(ctx context.Context, e *cmdEnv, c command) error {
+	f, err := e.federation(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := f.Delete(ctx, account.CommandLine, c.args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted provider %s\n", c.args[0])
+	if n > 0 {
+		fmt.Fprintf(e.stdout, "%d %s no other way to sign in: a password reset by mail gives them one\n", n,
+			map[bool]string{true: "account has", false: "accounts have"}[n == 1])
+	}
 	return nil
 }

@@ -22,7 +22,8 @@ import (
 // own store. stdin is what it reads.
 func (ts *testServer) cli(stdin string, args ...string) (string, error) {
 	ts.t.Helper()
-	env := map[string]string{"BCRYPT_COST": "4", "DATABASE_PATH": ts.s.cfg.DatabasePath, "DATABASE_URL": ts.s.cfg.DatabaseURL}
+	env := map[string]string{"BCRYPT_COST": "4", "DATABASE_PATH": ts.s.cfg.DatabasePath, "DATABASE_URL": ts.s.cfg.DatabaseURL,
+		"PUBLIC_URL": ts.s.cfg.PublicURL}
 	var out bytes.Buffer
 	err := runCommand(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &out)
 	return out.String(), err

@@ -42,37 +42,46 @@ func (s *Server) mfaSign(payload string, u db.User) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// setPending starts the second step for u in this browser.
-func (s *Server) setPending(c *fiber.Ctx, u db.User) error {
+// setPending starts the second step for u in this browser; via names the
+// provider of the first step, "" for a password.
+func (s *Server) setPending(c *fiber.Ctx, u db.User, via string) error {
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
 		return err
 	}
 	payload := strconv.FormatInt(u.ID, 10) + "." + strconv.FormatInt(s.acct.Now().Add(mfaPendingFor).Unix(), 10) + "." +
-		base64.RawURLEncoding.EncodeToString(nonce)
+		base64.RawURLEncoding.EncodeToString(nonce) + "." + via
 	s.setCookie(c, mfaCookie, payload+"."+s.mfaSign(payload, u), mfaPendingFor)
 	// The page rendered with this answer names the account too.
 	c.Locals(pendingLocal, u.ID)
 	return nil
 }
 
-// pending reads this browser's second step: the account it names, and the
-// check of its signature against the account's current stamp. ok is false
-// without one, or when it has expired.
-func (s *Server) pending(c *fiber.Ctx) (userID int64, proves func(db.User) bool, ok bool) {
+// pendingStep is this browser's second step: the account it names, the
+// check of its signature against the account's current stamp, and the
+// provider of the first step ("" for a password).
+type pendingStep struct {
+	userID int64
+	proves func(db.User) bool
+	via    string
+}
+
+// pending reads this browser's second step. ok is false without one, or
+// when it has expired.
+func (s *Server) pending(c *fiber.Ctx) (pendingStep, bool) {
 	parts := strings.Split(c.Cookies(s.cookieName(c, mfaCookie)), ".")
-	if len(parts) != 4 {
-		return 0, nil, false
+	if len(parts) != 5 {
+		return pendingStep{}, false
 	}
 	id, err1 := strconv.ParseInt(parts[0], 10, 64)
 	exp, err2 := strconv.ParseInt(parts[1], 10, 64)
 	if err1 != nil || err2 != nil || !s.acct.Now().Before(time.Unix(exp, 0)) {
-		return 0, nil, false
+		return pendingStep{}, false
 	}
-	payload, sig := strings.Join(parts[:3], "."), parts[3]
-	return id, func(u db.User) bool {
+	payload, sig := strings.Join(parts[:4], "."), parts[4]
+	return pendingStep{userID: id, via: parts[3], proves: func(u db.User) bool {
 		return hmac.Equal([]byte(sig), []byte(s.mfaSign(payload, u)))
-	}, true
+	}}, true
 }
 
 func secondStepFields(recovery bool, errMsg string) []fieldView {
@@ -89,7 +98,8 @@ func secondStepFields(recovery bool, errMsg string) []fieldView {
 // beside the code when the account has one.
 func (s *Server) secondStep(c *fiber.Ctx, status int, next string, recovery bool, errMsg string) error {
 	has := false
-	userID, _, ok := s.pending(c)
+	step, ok := s.pending(c)
+	userID := step.userID
 	if id, set := c.Locals(pendingLocal).(int64); set {
 		userID, ok = id, true
 	}
@@ -106,7 +116,7 @@ func (s *Server) secondStep(c *fiber.Ctx, status int, next string, recovery bool
 // pageSecondStep is GET /login/mfa: the second step again (for example
 // with ?recovery=1 for a recovery code).
 func (s *Server) pageSecondStep(c *fiber.Ctx) error {
-	if _, _, ok := s.pending(c); !ok {
+	if _, ok := s.pending(c); !ok {
 		return c.Redirect("/login?done=mfa_expired", fiber.StatusSeeOther)
 	}
 	return s.secondStep(c, http.StatusOK, safeNext(c.Query("next")), c.Query("recovery") == "1", "")
@@ -116,7 +126,7 @@ func (s *Server) pageSecondStep(c *fiber.Ctx) error {
 func (s *Server) submitSecondStep(c *fiber.Ctx) error {
 	f := pageForm(c)
 	next, recovery := safeNext(f.get("next")), f.get("recovery") == "1"
-	userID, proves, ok := s.pending(c)
+	step, ok := s.pending(c)
 	if !ok {
 		s.clearCookie(c, mfaCookie)
 		return c.Redirect("/login?done=mfa_expired", fiber.StatusSeeOther)
@@ -129,7 +139,7 @@ func (s *Server) submitSecondStep(c *fiber.Ctx) error {
 		}
 		return s.secondStep(c, http.StatusUnprocessableEntity, next, recovery, msg)
 	}
-	g, err := s.acct.SecondStep(c.UserContext(), s.client(c, true), userID, proves, code)
+	g, err := s.acct.SecondStep(c.UserContext(), s.client(c, true), step.userID, step.proves, code, step.via)
 	if err != nil {
 		switch account.ErrorCode(err) {
 		case account.EUnauthorized:

@@ -367,11 +367,11 @@ func (s *Server) apiSignup(c *fiber.Ctx) error {
 // apiSecondStepOptions is POST /login/mfa/passkey/options: begin the
 // second step of this browser's sign-in with a passkey.
 func (s *Server) apiSecondStepOptions(c *fiber.Ctx) error {
-	userID, proves, ok := s.pending(c)
+	step, ok := s.pending(c)
 	if !ok {
 		return errSecondStepGone
 	}
-	o, err := s.acct.BeginSecondStepPasskey(c.UserContext(), userID, proves)
+	o, err := s.acct.BeginSecondStepPasskey(c.UserContext(), step.userID, step.proves)
 	if account.ErrorCode(err) == account.EUnauthorized {
 		return errSecondStepGone
 	}
@@ -392,11 +392,11 @@ func (s *Server) apiSecondStep(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	userID, proves, ok := s.pending(c)
+	step, ok := s.pending(c)
 	if !ok {
 		return errSecondStepGone
 	}
-	g, err := s.acct.SecondStepPasskey(c.UserContext(), s.client(c, true), userID, proves, s.ceremony(c), b.Credential)
+	g, err := s.acct.SecondStepPasskey(c.UserContext(), s.client(c, true), step.userID, step.proves, s.ceremony(c), b.Credential, step.via)
 	if account.ErrorCode(err) == account.EUnauthorized {
 		s.clearCookie(c, mfaCookie)
 		return errSecondStepGone

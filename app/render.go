@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"html/template"
 	"net"
 	"net/http"
@@ -73,6 +74,13 @@ type page struct {
 	// URI); the page's Content-Security-Policy allows their origins.
 	FormTargets []string
 
+	// Sign-in with other providers: the buttons (Providers), the pages of
+	// a sign-in (Fed), the profile's connected sign-ins (Identities).
+	Providers     []db.Provider
+	Fed           *fedView
+	SignIns       []signInView
+	ProviderAdmin *providersView
+
 	// OpenID Connect: the consent page, the logout confirmation, and the
 	// profile's connected applications.
 	Consent *consentView
@@ -124,6 +132,31 @@ func (f fieldView) Exact() bool {
 type sessionView struct {
 	db.Session
 	Current bool
+	// ViaName is the display name of the provider it was signed in with.
+	ViaName string
+}
+
+// sessionViews shows sessions, with the current one (id) first and the
+// names of the providers they were signed in with.
+func (s *Server) sessionViews(ctx context.Context, list []db.Session, current string) []sessionView {
+	views := make([]sessionView, 0, len(list))
+	names := map[string]string{}
+	for _, first := range []bool{true, false} {
+		for _, se := range list {
+			if (se.ID == current) != first {
+				continue
+			}
+			v := sessionView{Session: se, Current: first && current != ""}
+			if se.Via != "" {
+				if _, ok := names[se.Via]; !ok {
+					names[se.Via] = s.acct.ProviderName(ctx, se.Via)
+				}
+				v.ViaName = names[se.Via]
+			}
+			views = append(views, v)
+		}
+	}
+	return views
 }
 
 // render writes a page with status. The engine renders into a buffer, so
@@ -157,6 +190,9 @@ func (s *Server) render(c *fiber.Ctx, status int, name string, p page) error {
 	}
 	if len(targets) > 0 {
 		c.Set("Content-Security-Policy", cspWithFormTargets(targets))
+	}
+	if (name == "login" && !p.MFA) || name == "register" {
+		p.Providers = s.providerButtons(c)
 	}
 	p.PasskeysOn = s.acct.PasskeysOn()
 	if p.PasskeysOn && isIP(c.Hostname()) && len(s.cfg.WebAuthnOrigins) > 0 {
@@ -229,7 +265,16 @@ func reloadTarget(c *fiber.Ctx) string {
 
 // amrWords says how a session was signed in to, after "signed in ...";
 // "" for a password alone.
-func amrWords(amr string) string {
+func amrWords(amr, via string) string {
+	if via != "" {
+		switch {
+		case strings.Contains(amr, "otp"):
+			return "with " + via + " and authenticator code"
+		case strings.Contains(amr, "hwk"):
+			return "with " + via + " and passkey"
+		}
+		return "with " + via
+	}
 	switch amr {
 	case "pwd otp":
 		return "with password and authenticator code"
@@ -277,6 +322,10 @@ func auditLabel(action string) string {
 		return "Gave an application a new secret"
 	case "client_delete":
 		return "Deleted an application"
+	case "provider_add":
+		return "Added a sign-in provider"
+	case "provider_delete":
+		return "Deleted a sign-in provider"
 	}
 	return action
 }

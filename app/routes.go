@@ -69,6 +69,8 @@ func (s *Server) routes() {
 	s.api("POST", "/userinfo", apps, auth, s.apiUserInfo)
 	s.api("GET", "/users/me", auth, s.apiMe)
 	s.api("GET", "/users/me/apps", auth, s.apiConnectedApps)
+	s.api("GET", "/users/me/providers", auth, s.apiIdentities)
+	s.api("DELETE", "/users/me/providers/:name", auth, s.apiUnlink)
 	s.api("DELETE", "/users/me/apps/:id", auth, s.apiRevokeApp)
 	s.api("DELETE", "/users/me", auth, s.apiDeleteAccount)
 	s.api("GET", "/users/me/sessions", auth, s.apiListSessions)
@@ -129,6 +131,9 @@ func (s *Server) routes() {
 	s.api("POST", "/admin/api/clients", auth, admin, s.apiAdminCreateClient)
 	s.api("POST", "/admin/api/clients/:id/secret", auth, admin, s.apiAdminRotateClient)
 	s.api("DELETE", "/admin/api/clients/:id", auth, admin, s.apiAdminDeleteClient)
+	s.api("GET", "/admin/api/providers", auth, admin, s.apiAdminProviders)
+	s.api("POST", "/admin/api/providers", auth, admin, s.apiAdminAddProvider)
+	s.api("DELETE", "/admin/api/providers/:name", auth, admin, s.apiAdminDeleteProvider)
 
 	// Browser pages. Forms name the page to reload after a refused CSRF
 	// check.
@@ -139,6 +144,14 @@ func (s *Server) routes() {
 	s.form("/login", "/login", s.csrfCheck, s.submitLogin)
 	s.page("GET", "/login/mfa", s.csrfIssue, s.pageSecondStep)
 	s.form("/login/mfa", "/login", s.csrfCheck, s.submitSecondStep)
+	// Sign-in with other providers (after /login/mfa, which no provider
+	// may be named).
+	s.page("GET", "/login/signup", s.csrfIssue, s.pageFedSignup)
+	s.form("/login/signup", "/login/signup", s.csrfCheck, s.submitFedSignup)
+	s.page("GET", "/login/link", s.requirePage, s.csrfIssue, s.pageFedLinkConfirm)
+	s.form("/login/link", "/login/link", s.requirePage, s.csrfCheck, s.submitFedLinkConfirm)
+	s.page("GET", "/login/:name", s.pageFedStart)
+	s.page("GET", "/login/:name/callback", s.csrfIssue, s.pageFedCallback)
 	s.page("GET", "/register", s.csrfIssue, s.pageRegister)
 	s.form("/register", "/register", s.csrfCheck, s.submitRegister)
 	s.form("/logout", "/profile", s.csrfCheck, s.submitLogout)
@@ -170,6 +183,8 @@ func (s *Server) routes() {
 	s.form("/profile/mfa/recovery", "/profile/mfa/recovery", page, s.csrfCheck, s.submitNewRecoveryCodes)
 	s.page("GET", "/profile/delete", page, s.csrfIssue, s.pageDelete)
 	s.form("/profile/delete", "/profile/delete", page, s.csrfCheck, s.submitDelete)
+	s.form("/profile/providers/:name/link", "/profile", page, s.csrfCheck, s.submitFedLink)
+	s.form("/profile/providers/:name/unlink", "/profile", page, s.csrfCheck, s.submitFedUnlink)
 	s.form("/profile/passkeys/:id/name", "/profile", page, s.csrfCheck, s.submitRenamePasskey)
 	s.page("GET", "/profile/passkeys/:id/remove", page, s.csrfIssue, s.pageRemovePasskey)
 	s.form("/profile/passkeys/:id/remove", "/profile", page, s.csrfCheck, s.submitRemovePasskey)
@@ -182,6 +197,9 @@ func (s *Server) routes() {
 	s.form("/admin/clients", "/admin/clients", page, admin, s.csrfCheck, s.submitAdminCreateClient)
 	s.form("/admin/clients/:id/secret", "/admin/clients", page, admin, s.csrfCheck, s.submitAdminRotateClient)
 	s.form("/admin/clients/:id/delete", "/admin/clients", page, admin, s.csrfCheck, s.submitAdminDeleteClient)
+	s.page("GET", "/admin/providers", page, admin, s.csrfIssue, s.pageAdminProviders)
+	s.form("/admin/providers", "/admin/providers", page, admin, s.csrfCheck, s.submitAdminAddProvider)
+	s.form("/admin/providers/:name/delete", "/admin/providers", page, admin, s.csrfCheck, s.submitAdminDeleteProvider)
 	s.form("/admin/users/:id/role", "/admin", page, admin, s.csrfCheck, s.submitAdminRole)
 	s.form("/admin/users/:id/sessions/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSessions)
 	s.form("/admin/users/:id/sessions/:sid/end", "/admin", page, admin, s.csrfCheck, s.submitAdminEndSession)

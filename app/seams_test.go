@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fiberauth/app/account"
+	"fiberauth/app/federation"
 	"fiberauth/app/mail/mailtest"
 	"fiberauth/app/oidc"
 	"fiberauth/app/passkey/passkeytest"
@@ -252,11 +253,40 @@ func (sc *scene) act(ch account.Change) {
 			http.StatusNoContent)
 	case account.ChangePasskeyByAdmin:
 		wantStatus(t, ts.send("DELETE", user+"/passkeys/"+sc.passkey, ``, sc.admin()...), http.StatusNoContent)
+	case account.ChangeProviderLinked:
+		sc.link("acme")
+	case account.ChangeProviderUnlinked:
+		sc.link("acme")
+		wantStatus(t, ts.send("DELETE", "/users/me/providers/acme", ``, sc.bearer(sc.B)...), http.StatusNoContent)
 	case account.ChangeAccountDeleted:
 		wantStatus(t, ts.send("DELETE", "/users/me", `{"password":"`+sc.password+`"`+sc.codeField()+`}`, sc.bearer(sc.B)...),
 			http.StatusNoContent)
 	default:
 		t.Fatalf("no way to make the change %s", ch)
+	}
+}
+
+// link links the account, from session B, to an identity at the
+// provider name (added here if it is not yet), as the profile's "Link"
+// does once the provider has answered.
+func (sc *scene) link(name string) {
+	t, ts := sc.t, sc.ts
+	t.Helper()
+	ctx := context.Background()
+	prov, err := ts.s.fed.Provider(ctx, name)
+	if err != nil {
+		if prov, err = ts.s.fed.Add(ctx, account.CommandLine, federation.ProviderInput{Name: name,
+			Issuer: "https://sso.example.com", ClientID: "fiberauth"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := ts.s.acct.Authenticate(ctx, sc.B.Access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := account.Identity{Issuer: prov.Issuer, Subject: "sub-" + sc.name, Email: sc.email(), EmailVerified: true}
+	if err := ts.s.acct.LinkIdentity(ctx, account.Client{}, p, prov, id); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -343,6 +373,11 @@ var wantEnds = map[account.Change]account.Ends{
 	account.ChangeSecondStepDone: {SecondSteps: true, Cached: true},
 	account.ChangeAppRevoked:     {Sessions: db.AppSessions, Cached: true},
 	account.ChangeCodeReplayed:   {Sessions: db.ThisSession, Cached: true},
+	// A provider linked is one more way in; one unlinked ends the other
+	// sessions (whoever holds that provider account may hold one) and the
+	// passkey ceremonies under way, as a passkey removed does.
+	account.ChangeProviderLinked:   {},
+	account.ChangeProviderUnlinked: {Sessions: db.OtherSessions, Ceremonies: true, Cached: true},
 }
 
 // TestWhatEndsWhat plays every change of the table against every artefact,

@@ -21,6 +21,7 @@ import (
 
 	"fiberauth/app/account"
 	"fiberauth/app/config"
+	"fiberauth/app/federation"
 	"fiberauth/app/mail"
 	"fiberauth/app/metrics"
 	"fiberauth/app/oidc"
@@ -63,6 +64,10 @@ type Server struct {
 	// cookie that binds a passkey ceremony to the browser that began it.
 	mfaKey      []byte
 	ceremonyKey []byte
+	// fedKey seals what a sign-in with another provider keeps in the
+	// browser (federation_pages.go); fed speaks to the providers.
+	fedKey []byte
+	fed    *federation.Engine
 
 	metrics        *metrics.Metrics
 	metricsHandler fiber.Handler
@@ -173,9 +178,12 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		deviceKey:      derive(key, "fiberauth device v1"),
 		mfaKey:         derive(key, "fiberauth mfa pending v1"),
 		ceremonyKey:    derive(key, "fiberauth passkey ceremony v1"),
+		fedKey:         derive(key, "fiberauth federation cookies v1"),
 	}
 	s.oidc = oidc.New(oidc.Config{Issuer: cfg.Issuer, SessionLifetime: cfg.SessionLifetime,
 		Key: derive(key, "fiberauth oidc auth_after v1")}, store, acct, log)
+	s.fed = federation.New(federation.Config{PublicURL: cfg.PublicURL, GitHubURL: cfg.GitHubURL, GitHubAPIURL: cfg.GitHubAPIURL,
+		Now: func() time.Time { return acct.Now() }}, store, acct, log)
 	s.keys = &keyReloader{s: s, last: time.Now()}
 	store.OnKeysChanged(func() { go s.keys.reload(context.Background(), 0) })
 	s.app = s.newFiber()

@@ -40,6 +40,8 @@ var notices = map[string]string{
 	"passkey_added":      "Your passkey has been added. You can sign in with it, without typing your name.",
 	"passkey_renamed":    "The passkey has been renamed.",
 	"passkey_removed":    "The passkey has been removed. Every other session has been signed out.",
+	"provider_linked":    "The sign-in provider has been linked: you can sign in with it.",
+	"provider_unlinked":  "The sign-in provider has been unlinked. Every other session has been signed out.",
 }
 
 func notice(c *fiber.Ctx) string { return notices[c.Query("done")] }
@@ -126,7 +128,7 @@ func (s *Server) submitLogin(c *fiber.Ctx) error {
 		if account.ErrorCode(err) == account.EMFARequired {
 			// The password was right: the second step, in this
 			// browser only, with no session yet.
-			if err := s.setPending(c, g.User); err != nil {
+			if err := s.setPending(c, g.User, ""); err != nil {
 				return err
 			}
 			return s.secondStep(c, http.StatusOK, next, false, "")
@@ -267,17 +269,7 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 		return err
 	}
 	// This device first, then the others, newest first.
-	views := make([]sessionView, 0, len(list))
-	for _, se := range list {
-		if se.ID == p.Session.ID {
-			views = append(views, sessionView{Session: se, Current: true})
-		}
-	}
-	for _, se := range list {
-		if se.ID != p.Session.ID {
-			views = append(views, sessionView{Session: se})
-		}
-	}
+	views := s.sessionViews(c.UserContext(), list, p.Session.ID)
 	events, err := s.acct.Events(c.UserContext(), p, 20)
 	if err != nil {
 		return err
@@ -290,8 +282,13 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 	if err != nil {
 		return err
 	}
+	identities, err := s.acct.Identities(c.UserContext(), p.User.ID)
+	if err != nil {
+		return err
+	}
 	return s.render(c, status, "profile", page{Title: p.User.Username, Notice: note, Error: errMsg,
-		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left, Apps: apps, PasskeyList: passkeys})
+		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left, Apps: apps, PasskeyList: passkeys,
+		SignIns: signIns(s.providerButtons(c), identities)})
 }
 
 // submitEndSession is POST /profile/sessions/{id}/end.

@@ -26,7 +26,7 @@ var (
 	// ErrTooMany means the account has as many passkeys as it may.
 	ErrTooMany = errors.New("db: too many passkeys")
 	// ErrLastWay means the change would leave the account no way to sign
-	// in: its last passkey, and no password.
+	// in: no password, passkey or linked provider.
 	ErrLastWay = errors.New("db: the last way to sign in")
 )
 
@@ -217,8 +217,9 @@ func (s *Store) RenamePasskey(ctx context.Context, userID int64, id, name string
 
 // RemovePasskey deletes one of the account's passkeys, carries out v and
 // records the event ev makes of it, in one transaction, and returns the
-// passkey and how many sessions ended. It refuses to remove the last
-// passkey of an account without a password (ErrLastWay). With hash set,
+// passkey and how many sessions ended. It refuses to remove the account's
+// last way to sign in (ErrLastWay: no password, no other passkey, no
+// linked provider). With hash set,
 // only while the account's password hash is still *hash (ErrChanged: the
 // password changed since it was checked). ErrNotFound when the account has
 // no passkey id.
@@ -235,13 +236,9 @@ func (s *Store) RemovePasskey(ctx context.Context, userID int64, id string, hash
 		if err != nil {
 			return err
 		}
-		var passwordless bool
-		var n int
-		if err := s.queryRow(ctx, tx, `SELECT password_hash = '', (SELECT COUNT(*) FROM passkeys WHERE user_id = ?) FROM users WHERE id = ?`,
-			userID, userID).Scan(&passwordless, &n); err != nil {
+		if n, err := s.waysIn(ctx, tx, userID); err != nil {
 			return err
-		}
-		if passwordless && n <= 1 {
+		} else if n <= 1 {
 			return ErrLastWay
 		}
 		if _, err := s.exec(ctx, tx, `DELETE FROM passkeys WHERE id = ? AND user_id = ?`, id, userID); err != nil {
@@ -339,4 +336,17 @@ func (s *Store) TakeCeremony(ctx context.Context, id, kind string, userID int64,
 		return nil, ErrNotFound
 	}
 	return state, s.wrap(err)
+}
+
+// waysIn counts the account's ways to sign in, in tx (whose caller holds
+// the account's row): its password, its passkeys, its linked providers.
+func (s *Store) waysIn(ctx context.Context, tx *sql.Tx, userID int64) (int, error) {
+	var n int
+	err := s.queryRow(ctx, tx, `SELECT CASE WHEN password_hash = '' THEN 0 ELSE 1 END
+		+ (SELECT COUNT(*) FROM passkeys WHERE user_id = ?) + (SELECT COUNT(*) FROM identities WHERE user_id = ?)
+		FROM users WHERE id = ?`, userID, userID, userID).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return n, err
 }

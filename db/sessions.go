@@ -32,6 +32,9 @@ type Session struct {
 	ClientID string
 	ParentID string
 	Offline  bool
+	// Via names the provider the person signed in with (sign-in with
+	// another provider), "" for the others.
+	Via string
 	// AuthTime is when the person signed in, for an application's session
 	// (the sign-in of the session it was authorized from); zero for this
 	// service's own sessions, which start at the sign-in (SignedInAt).
@@ -97,10 +100,10 @@ func (s *Store) StartSession(ctx context.Context, ns NewSession) error {
 			}
 		}
 		res, err := s.exec(ctx, tx, `INSERT INTO sessions
-			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr)
-			SELECT ?, id, ?, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
+			(id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr, via)
+			SELECT ?, id, ?, ?, ?, ?, ?, ?, ?, ? FROM users WHERE id = ? AND password_hash = ?`,
 			se.ID, unix(se.CreatedAt), unix(se.ExpiresAt), unix(se.LastUsedAt), se.IP, se.UserAgent, se.Scope, amrOrPwd(se.AMR),
-			se.UserID, ns.PasswordHash)
+			se.Via, se.UserID, ns.PasswordHash)
 		if err := oneRow(res, err); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				return ErrChanged
@@ -196,7 +199,7 @@ func (s *Store) TouchSession(ctx context.Context, id string, t time.Time) error 
 // nor been idle since idleSince, newest first; the sessions applications
 // hold are left out (see ListConnectedApps).
 func (s *Store) ListSessions(ctx context.Context, userID int64, now, idleSince time.Time) ([]Session, error) {
-	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr
+	rows, err := s.query(ctx, s.r, `SELECT id, user_id, created_at, expires_at, last_used_at, ip, user_agent, scope, amr, via
 		FROM sessions WHERE user_id = ? AND expires_at > ? AND last_used_at > ? AND client_id IS NULL ORDER BY created_at DESC, id`,
 		userID, unix(now), unix(idleSince))
 	if err != nil {
@@ -207,7 +210,7 @@ func (s *Store) ListSessions(ctx context.Context, userID int64, now, idleSince t
 	for rows.Next() {
 		var se Session
 		var created, expires, used int64
-		if err := rows.Scan(&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR); err != nil {
+		if err := rows.Scan(&se.ID, &se.UserID, &created, &expires, &used, &se.IP, &se.UserAgent, &se.Scope, &se.AMR, &se.Via); err != nil {
 			return nil, err
 		}
 		se.CreatedAt = fromUnix(created)

@@ -64,6 +64,12 @@ type NewUser struct {
 	// made with a passkey, whose PasswordHash is "").
 	WebAuthnID []byte
 	Passkey    *Passkey
+	// Identity, when set, is the new account's identity at a provider,
+	// linked in the same transaction (an account made by signing in with
+	// another provider); EmailVerified says the provider vouched for the
+	// address.
+	Identity      *Identity
+	EmailVerified bool
 }
 
 // CreateUser inserts an account. A taken username or email gives ErrConflict.
@@ -76,14 +82,23 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 		return User{}, err
 	}
 	u := User{Username: nu.Username, Email: nu.Email, PasswordHash: nu.PasswordHash,
-		CreatedAt: fromUnix(unix(nu.CreatedAt)), Role: nu.Role, Subject: subject, Passwordless: nu.PasswordHash == "", WebAuthnID: nu.WebAuthnID}
+		CreatedAt: fromUnix(unix(nu.CreatedAt)), Role: nu.Role, Subject: subject, Passwordless: nu.PasswordHash == "", WebAuthnID: nu.WebAuthnID,
+		EmailVerified: nu.EmailVerified}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		err := s.queryRow(ctx, tx, `INSERT INTO users
-			(username, username_key, email, email_key, password_hash, created_at, role, subject, webauthn_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt), nu.Role, subject, nullBytes(nu.WebAuthnID)).Scan(&u.ID)
+			(username, username_key, email, email_key, password_hash, created_at, role, subject, webauthn_id, email_verified)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			nu.Username, nu.UsernameKey, nu.Email, nu.EmailKey, nu.PasswordHash, unix(nu.CreatedAt), nu.Role, subject, nullBytes(nu.WebAuthnID),
+			nu.EmailVerified).Scan(&u.ID)
 		if err != nil {
 			return err
+		}
+		if nu.Identity != nil {
+			id := *nu.Identity
+			id.UserID = u.ID
+			if err := s.insertIdentity(ctx, tx, id); err != nil {
+				return err
+			}
 		}
 		if nu.Passkey != nil {
 			pk := *nu.Passkey

@@ -39,6 +39,8 @@ const (
 	ChangePasskeyAdded      Change = "passkey_added"
 	ChangePasskeyRemoved    Change = "passkey_removed"
 	ChangePasskeyByAdmin    Change = "passkey_removed_by_admin"
+	ChangeProviderLinked    Change = "provider_linked"
+	ChangeProviderUnlinked  Change = "provider_unlinked"
 )
 
 // Ends is what a change voids. Sessions end with their refresh tokens;
@@ -104,6 +106,8 @@ var Table = []Rule{
 	{ChangeSecondStepDone, "Signed in at the login page's second step", Ends{SecondSteps: true, Cached: true}},
 	{ChangeAppRevoked, "An application's access revoked", Ends{Sessions: db.AppSessions, Cached: true}},
 	{ChangeCodeReplayed, "Authorization code presented again", Ends{Sessions: db.ThisSession, Cached: true}},
+	{ChangeProviderLinked, "Sign-in provider linked", Ends{}},
+	{ChangeProviderUnlinked, "Sign-in provider unlinked", Ends{Sessions: db.OtherSessions, Ceremonies: true, Cached: true}},
 }
 
 // EndsOf returns the row of a change; it panics for a change that is not

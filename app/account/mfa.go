@@ -51,11 +51,18 @@ const totpPeriod = 30
 
 // sealSecret encrypts a TOTP secret for an account.
 func (s *Service) sealSecret(userID int64, secret string) (string, error) {
-	block, err := aes.NewCipher(s.cfg.MFAKey)
-	if err != nil {
-		return "", err
-	}
-	gcm, err := cipher.NewGCM(block)
+	return s.Seal("totp:"+strconv.FormatInt(userID, 10), secret)
+}
+
+// openSecret decrypts what sealSecret made for the same account.
+func (s *Service) openSecret(userID int64, sealed string) (string, error) {
+	return s.Open("totp:"+strconv.FormatInt(userID, 10), sealed)
+}
+
+// Seal encrypts a secret kept at rest (AES-256-GCM under the key of
+// authenticator secrets), bound to label: it opens only under the same.
+func (s *Service) Seal(label, plain string) (string, error) {
+	gcm, err := s.aead()
 	if err != nil {
 		return "", err
 	}
@@ -63,29 +70,32 @@ func (s *Service) sealSecret(userID int64, secret string) (string, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return "", err
 	}
-	out := gcm.Seal(nonce, nonce, []byte(secret), []byte("totp:"+strconv.FormatInt(userID, 10)))
-	return base64.RawStdEncoding.EncodeToString(out), nil
+	return base64.RawStdEncoding.EncodeToString(gcm.Seal(nonce, nonce, []byte(plain), []byte(label))), nil
 }
 
-// openSecret decrypts what sealSecret made for the same account.
-func (s *Service) openSecret(userID int64, sealed string) (string, error) {
+// Open decrypts what Seal made with the same label.
+func (s *Service) Open(label, sealed string) (string, error) {
 	b, err := base64.RawStdEncoding.DecodeString(sealed)
 	if err != nil {
 		return "", err
 	}
-	block, err := aes.NewCipher(s.cfg.MFAKey)
-	if err != nil {
-		return "", err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := s.aead()
 	if err != nil {
 		return "", err
 	}
 	if len(b) < gcm.NonceSize() {
 		return "", errors.New("sealed secret too short")
 	}
-	plain, err := gcm.Open(nil, b[:gcm.NonceSize()], b[gcm.NonceSize():], []byte("totp:"+strconv.FormatInt(userID, 10)))
+	plain, err := gcm.Open(nil, b[:gcm.NonceSize()], b[gcm.NonceSize():], []byte(label))
 	return string(plain), err
+}
+
+func (s *Service) aead() (cipher.AEAD, error) {
+	block, err := aes.NewCipher(s.cfg.MFAKey)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // totpStep returns the step (within one either side of now) whose code is
@@ -420,7 +430,7 @@ func totpLike(code string) (string, bool) {
 // account as it is now) names the account. The code is checked and
 // counted like a sign-in; a right one starts the session, if the sign-in
 // decision (admit) lets it.
-func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves func(db.User) bool, code string) (Grant, error) {
+func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves func(db.User) bool, code, via string) (Grant, error) {
 	u, err := s.pendingUser(ctx, userID, proves)
 	if err != nil {
 		return Grant{}, err
@@ -450,7 +460,7 @@ func (s *Service) SecondStep(ctx context.Context, c Client, userID int64, proves
 	if s.Hooks.BeforeSecondStepSession != nil {
 		s.Hooks.BeforeSecondStepSession(ctx)
 	}
-	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, amrFor(method), &v, nil)
+	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, amrFor(method, via), sessionWith{Ends: &v, Via: via})
 	if errors.Is(err, db.ErrChanged) {
 		return Grant{}, &Error{Code: EUnauthorized, Message: MsgIncorrectCredentials}
 	}
@@ -471,11 +481,17 @@ func secondOutcome(err error) string {
 }
 
 // amrFor is the session's sign-in methods after a second factor.
-func amrFor(method string) string {
-	if method == "" {
-		return "pwd"
+// amrFor is the amr of a sign-in whose first factor was a password, or
+// a provider (via), and whose second (method) was a code, if any.
+func amrFor(method, via string) string {
+	first := "pwd"
+	if via != "" {
+		first = "fed"
 	}
-	return "pwd otp"
+	if method == "" {
+		return first
+	}
+	return first + " otp"
 }
 
 // mustBase32 decodes a base-32 TOTP secret that this package encoded.

@@ -441,7 +441,7 @@ func (s *Service) passkeySignIn(ctx context.Context, c Client, ceremony string, 
 		return Grant{User: u}, outcome, u.ID, err
 	}
 	s.events.wait()
-	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, "hwk user", nil, use)
+	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, "hwk user", sessionWith{Passkey: use})
 	if errors.Is(err, db.ErrChanged) {
 		// The passkey was removed, or answered again, meanwhile.
 		return Grant{}, metrics.WrongPasskey, u.ID, errPasskeySignIn
@@ -536,7 +536,7 @@ func (s *Service) pendingUser(ctx context.Context, userID int64, proves func(db.
 // when the authenticator verified the person) if admit lets it. Errors:
 // EUnauthorized (the pending step is void), EForbidden (the passkey was
 // not accepted), ECeremony, EThrottled, EUnverified.
-func (s *Service) SecondStepPasskey(ctx context.Context, c Client, userID int64, proves func(db.User) bool, ceremony string, response []byte) (Grant, error) {
+func (s *Service) SecondStepPasskey(ctx context.Context, c Client, userID int64, proves func(db.User) bool, ceremony string, response []byte, via string) (Grant, error) {
 	if !s.PasskeysOn() {
 		return Grant{}, errPasskeysOff
 	}
@@ -581,6 +581,9 @@ func (s *Service) SecondStepPasskey(ctx context.Context, c Client, userID int64,
 	a.end(ctx, succeeded)
 	s.cfg.Metrics.SignIn(c.Browser, metrics.Success)
 	amr := "pwd hwk"
+	if via != "" {
+		amr = "fed hwk"
+	}
 	if verified {
 		amr += " user"
 	}
@@ -591,7 +594,7 @@ func (s *Service) SecondStepPasskey(ctx context.Context, c Client, userID int64,
 	if s.Hooks.BeforeSecondStepSession != nil {
 		s.Hooks.BeforeSecondStepSession(ctx)
 	}
-	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, amr, &v, use)
+	g, err := s.startSessionWith(ctx, c, u, granted, db.EventSignIn, amr, sessionWith{Ends: &v, Passkey: use, Via: via})
 	if errors.Is(err, db.ErrChanged) {
 		return Grant{}, errPasskeyStepUp
 	}
@@ -788,7 +791,7 @@ func (s *Service) PasskeySignUp(ctx context.Context, c Client, ceremony string, 
 	}
 	out := Registered{User: u}
 	if !s.cfg.RequireVerifiedEmail {
-		g, err := s.startSessionWith(ctx, c, u, "", db.EventSignIn, "hwk user", nil, nil)
+		g, err := s.startSessionWith(ctx, c, u, "", db.EventSignIn, "hwk user", sessionWith{})
 		if err != nil {
 			return out, fail(err)
 		}

@@ -284,7 +284,7 @@ func (s *Service) signIn(ctx context.Context, c Client, login, pw, scope, code s
 			}
 			return Grant{}, refusal(err), u.ID, err
 		}
-		amr = amrFor(method)
+		amr = amrFor(method, "")
 	}
 	a.end(ctx, succeeded)
 	hash := u.PasswordHash
@@ -363,16 +363,26 @@ func (s *Service) startSession(ctx context.Context, c Client, u db.User, scope, 
 // startSessionAMR is startSession recording how the person signed in
 // ("pwd", or "pwd otp").
 func (s *Service) startSessionAMR(ctx context.Context, c Client, u db.User, scope, kind, amr string) (Grant, error) {
-	return s.startSessionWith(ctx, c, u, scope, kind, amr, nil, nil)
+	return s.startSessionWith(ctx, c, u, scope, kind, amr, sessionWith{})
 }
 
-// startSessionWith is startSessionAMR that also carries out, in the
-// session's transaction, what the sign-in ends (ends, when set: then the
-// account's stamp must still be u.Stamp, so a pending second step is used
-// once) and the use of the passkey it used (use, when set: the session
-// starts only while the passkey is still the account's and its counter has
-// not moved past). db.ErrChanged when either no longer holds.
-func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, scope, kind, amr string, ends *db.Void, use *db.PasskeyUse) (Grant, error) {
+// sessionWith is what else a sign-in carries out in its session's
+// transaction.
+type sessionWith struct {
+	// Ends, when set, is what the sign-in ends; then the account's stamp
+	// must still be u.Stamp (a pending second step is used once).
+	Ends *db.Void
+	// Passkey, when set, is the passkey used: the session starts only
+	// while it is still the account's and its counter has not moved past.
+	Passkey *db.PasskeyUse
+	// Via names the provider signed in with (sign-in with another
+	// provider).
+	Via string
+}
+
+// startSessionWith is startSessionAMR carrying out w too; db.ErrChanged
+// when what w needs no longer holds.
+func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, scope, kind, amr string, w sessionWith) (Grant, error) {
 	id, err := token.NewSessionID()
 	if err != nil {
 		return Grant{}, err
@@ -388,17 +398,17 @@ func (s *Service) startSessionWith(ctx context.Context, c Client, u db.User, sco
 	}
 	now := s.Now()
 	se := db.Session{ID: id, UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionLifetime), LastUsedAt: now,
-		IP: c.Addr, UserAgent: c.UserAgent, Scope: scope, AMR: amr}
+		IP: c.Addr, UserAgent: c.UserAgent, Scope: scope, AMR: amr, Via: w.Via}
 	err = s.store.StartSession(ctx, db.NewSession{
 		Session:      se,
 		PasswordHash: u.PasswordHash,
-		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent, Detail: signInDetail(kind, amr)},
+		Event:        db.Event{Kind: kind, At: now, IP: c.Addr, UserAgent: c.UserAgent, Detail: s.signInDetail(ctx, kind, amr, w.Via)},
 		KnownClient:  c.knownKey(),
 		RefreshHash:  refreshHash,
-		Void:         ends,
+		Void:         w.Ends,
 		Stamp:        u.Stamp,
-		CheckStamp:   ends != nil && ends.SecondSteps,
-		Passkey:      use,
+		CheckStamp:   w.Ends != nil && w.Ends.SecondSteps,
+		Passkey:      w.Passkey,
 	})
 	if err != nil {
 		return Grant{}, err
@@ -444,9 +454,18 @@ func amrOr(amr string) string {
 
 // signInDetail words a sign-in with a second factor, or with a passkey,
 // for the activity list.
-func signInDetail(kind, amr string) string {
+func (s *Service) signInDetail(ctx context.Context, kind, amr, via string) string {
 	if kind != db.EventSignIn {
 		return ""
+	}
+	if via != "" {
+		with := "Signed in with " + s.ProviderName(ctx, via)
+		if strings.Contains(amr, "otp") {
+			with += " and authenticator code"
+		} else if strings.Contains(amr, "hwk") {
+			with += " and passkey"
+		}
+		return with
 	}
 	switch amr {
 	case "pwd otp":

@@ -117,6 +117,9 @@ type Config struct {
 	// are off: PUBLIC_URL names an IP address (as the default does) and
 	// no id was set; PasskeysOff then says so in words.
 	WebAuthnRPID string
+	// GitHubURL and GitHubAPIURL are GitHub's web and API addresses
+	// (GITHUB_URL, GITHUB_API_URL), for sign-in with GitHub.
+	GitHubURL, GitHubAPIURL string
 	// WebAuthnOrigins are the origins passkey ceremonies may come from
 	// (WEBAUTHN_ORIGINS), each scheme://host[:port]; by default
 	// PUBLIC_URL's origin.
@@ -206,7 +209,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	publicURL := str("public-url", "PUBLIC_URL", "", "where people reach the pages, used in links in mail, such as https://auth.example.com; empty means ISSUER, or http://ADDR")
 	requireVerified := str("require-verified-email", "REQUIRE_VERIFIED_EMAIL", "false", "refuse sign-in to accounts whose email address is not verified (true or false)")
 	totpIssuer := str("totp-issuer", "TOTP_ISSUER", "Fiberauth", "the name authenticator apps and passkey managers show for this service's accounts")
-	rpID := str("webauthn-rp-id", "WEBAUTHN_RP_ID", "", "relying party id of passkeys: the domain they belong to, such as example.com; empty means the host of PUBLIC_URL (passkeys are off when that is an IP address)")
+	rpID := str("webauthn-rp-id", "WEBAUTHN_RP_ID", "", "relying party id of passkeys: the domain they belong to, such as example.com; empty means the host of PUBLIC_URL (localhost for this machine's address; passkeys are off for another IP address)")
+	githubURL := str("github-url", "GITHUB_URL", "https://github.com", "GitHub's web address, for sign-in with GitHub (GitHub Enterprise Server, or a test server)")
+	githubAPIURL := str("github-api-url", "GITHUB_API_URL", "https://api.github.com", "GitHub's API address, for sign-in with GitHub")
 	origins := str("webauthn-origins", "WEBAUTHN_ORIGINS", "", "comma-separated origins passkey sign-ins may come from, such as https://auth.example.com (https, or http on localhost), each within WEBAUTHN_RP_ID; empty means PUBLIC_URL's origin")
 	dev := new(string)
 	*dev = "false"
@@ -412,6 +417,16 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		bad("TOTP_ISSUER %q: must be a non-empty name without ':' or control characters", *totpIssuer)
 	}
 	c.WebAuthnRPID, c.WebAuthnOrigins, c.PasskeysOff = webAuthn(*rpID, *origins, c.PublicURL, bad)
+	for _, gh := range []struct {
+		name string
+		v    *string
+		out  *string
+	}{{"GITHUB_URL", githubURL, &c.GitHubURL}, {"GITHUB_API_URL", githubAPIURL, &c.GitHubAPIURL}} {
+		*gh.out = strings.TrimRight(strings.TrimSpace(*gh.v), "/")
+		if u, err := url.Parse(*gh.out); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("%s %q: must be an http or https URL without query or fragment", gh.name, *gh.v)
+		}
+	}
 	if b, ok := parseBool(*requireVerified); ok {
 		c.RequireVerifiedEmail = b
 	} else {
