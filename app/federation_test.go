@@ -2,8 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"regexp"
@@ -506,4 +510,116 @@ func TestProviderAnswersRefused(t *testing.T) {
 			t.Fatal("an account was made")
 		}
 	})
+}
+
+// fakeGitHub serves the parts of GitHub the preset uses: the OAuth app's
+// authorization (it sends the browser straight back with a code) and
+// token endpoints (client secret and PKCE checked), the user API and the
+// emails API. emails is what /user/emails answers.
+type fakeGitHub struct {
+	t         *testing.T
+	srv       *httptest.Server
+	secret    string
+	challenge string
+	user      string
+	emails    string
+}
+
+func newFakeGitHub(t *testing.T) *fakeGitHub {
+	g := &fakeGitHub{t: t, secret: "gh-s3cret", user: `{"id":583231,"login":"octocat","name":"The Octocat"}`}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /login/oauth/authorize", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("client_id") != "gh-client" || q.Get("code_challenge_method") != "S256" || !strings.Contains(q.Get("scope"), "user:email") {
+			http.Error(w, "bad authorization request: "+r.URL.RawQuery, http.StatusBadRequest)
+			return
+		}
+		g.challenge = q.Get("code_challenge")
+		back, _ := url.Parse(q.Get("redirect_uri"))
+		back.RawQuery = url.Values{"code": {"gh-code"}, "state": {q.Get("state")}}.Encode()
+		http.Redirect(w, r, back.String(), http.StatusFound)
+	})
+	mux.HandleFunc("POST /login/oauth/access_token", func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+		w.Header().Set("Content-Type", "application/json")
+		if r.PostForm.Get("client_id") != "gh-client" || r.PostForm.Get("client_secret") != g.secret || r.PostForm.Get("code") != "gh-code" ||
+			base64.RawURLEncoding.EncodeToString(sum[:]) != g.challenge {
+			// GitHub answers its errors with 200.
+			io.WriteString(w, `{"error":"bad_verification_code","error_description":"The code passed is incorrect or expired."}`)
+			return
+		}
+		io.WriteString(w, `{"access_token":"gho_token","token_type":"bearer","scope":"read:user,user:email"}`)
+	})
+	api := func(body *string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer gho_token" {
+				http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, *body)
+		}
+	}
+	mux.HandleFunc("GET /user", api(&g.user))
+	mux.HandleFunc("GET /user/emails", api(&g.emails))
+	g.srv = httptest.NewServer(mux)
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+// TestSignInWithGitHub: the GitHub preset against a local server that
+// answers as GitHub does: the identity is the numeric user id, the
+// address the primary one, verified only when GitHub says so.
+func TestSignInWithGitHub(t *testing.T) {
+	gh := newFakeGitHub(t)
+	r, rBase := serveOn(t, "localhost", func(base string) []string {
+		return []string{"PUBLIC_URL", base, "GITHUB_URL", gh.srv.URL, "GITHUB_API_URL", gh.srv.URL}
+	})
+	out := r.mustCLI(gh.secret+"\n", "providers", "add", "--name", "github", "--github", "--client-id", "gh-client")
+	if !strings.Contains(out, "Continue with GitHub") {
+		t.Fatalf("providers add: %s", out)
+	}
+	users := func() int {
+		page, err := r.store.ListUsers(context.Background(), "", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Total
+	}
+
+	gh.emails = `[{"email":"octo@users.example","primary":false,"verified":true},{"email":"octocat@example.com","primary":true,"verified":true}]`
+	res, body := newAgent(t, gh.srv.URL, "").open(rBase + "/login/github")
+	wantPage(t, res, body, http.StatusOK, "/profile", "octocat authorized", "with GitHub")
+	u, err := r.store.UserByUsernameKey(context.Background(), "octocat")
+	if err != nil || u.Email != "octocat@example.com" || !u.EmailVerified {
+		t.Fatalf("account: %+v, %v", u, err)
+	}
+	ids, _ := r.store.Identities(context.Background(), u.ID)
+	if len(ids) != 1 || ids[0].Subject != "583231" || ids[0].Issuer != gh.srv.URL || ids[0].Provider != "github" {
+		t.Fatalf("identity: %+v", ids)
+	}
+	// Again: the same account, whatever the login is now.
+	gh.user = `{"id":583231,"login":"octocat-renamed"}`
+	res, body = newAgent(t, gh.srv.URL, "").open(rBase + "/login/github")
+	wantPage(t, res, body, http.StatusOK, "/profile", "octocat authorized")
+
+	// Another GitHub user whose primary address is not verified there.
+	gh.user = `{"id":9,"login":"hubber"}`
+	gh.emails = `[{"email":"hubber@example.com","primary":true,"verified":false}]`
+	res, body = newAgent(t, gh.srv.URL, "").open(rBase + "/login/github")
+	wantPage(t, res, body, http.StatusOK, "/profile", "hubber authorized")
+	if u, _ := r.store.UserByUsernameKey(context.Background(), "hubber"); u.EmailVerified {
+		t.Fatal("an address GitHub does not vouch for is verified here")
+	}
+
+	// A code GitHub does not accept (the secret is wrong): refused, nothing
+	// made.
+	before := users()
+	gh.user, gh.secret = `{"id":10,"login":"nobody"}`, "another secret"
+	res, body = newAgent(t, gh.srv.URL, "").open(rBase + "/login/github")
+	wantPage(t, res, body, http.StatusBadRequest, "/login/github/callback", "GitHub did not sign you in")
+	if users() != before {
+		t.Fatal("an account was made from a refused code")
+	}
 }

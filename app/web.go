@@ -286,9 +286,18 @@ func (s *Server) profile(c *fiber.Ctx, status int, note, errMsg string) error {
 	if err != nil {
 		return err
 	}
+	rows := signIns(s.providerButtons(c), identities)
+	// A "Link" form's submission ends, through its redirects, at the
+	// provider's authorization endpoint: the page's form-action allows it.
+	var unlinked []db.Provider
+	for _, r := range rows {
+		if r.Linked == nil {
+			unlinked = append(unlinked, r.Provider)
+		}
+	}
 	return s.render(c, status, "profile", page{Title: p.User.Username, Notice: note, Error: errMsg,
 		Sessions: views, Events: events, PendingEmail: pending, RecoveryLeft: left, Apps: apps, PasskeyList: passkeys,
-		SignIns: signIns(s.providerButtons(c), identities)})
+		SignIns: rows, FormTargets: s.fed.AuthorizeEndpoints(c.UserContext(), unlinked)})
 }
 
 // submitEndSession is POST /profile/sessions/{id}/end.

@@ -245,6 +245,28 @@ func (e *Engine) oauth(ctx context.Context, prov db.Provider) (*oauth2.Config, *
 	}
 }
 
+// AuthorizeEndpoints are the authorization endpoints of provs, where a
+// page's form that starts a sign-in with one of them ends after its
+// redirects. A provider not discovered yet is asked now, briefly; one
+// that does not answer is left out (its form ends at this service's page
+// that says so).
+func (e *Engine) AuthorizeEndpoints(ctx context.Context, provs []db.Provider) []string {
+	var out []string
+	for _, p := range provs {
+		if p.Kind == db.ProviderGitHub {
+			out = append(out, e.cfg.GitHubURL+"/login/oauth/authorize")
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		d, err := e.discover(ctx, p.Issuer)
+		cancel()
+		if err == nil {
+			out = append(out, d.Endpoint().AuthURL)
+		}
+	}
+	return out
+}
+
 // discover returns an issuer's metadata: cached for DiscoveryTTL, fetched
 // again after, and the cached copy kept in use while the issuer cannot be
 // reached.
