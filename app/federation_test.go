@@ -623,3 +623,83 @@ func TestSignInWithGitHub(t *testing.T) {
 		t.Fatal("an account was made from a refused code")
 	}
 }
+
+// TestProvidersManaged: providers from the command line (the secret from
+// stdin, kept sealed) and the admin page and API, each change audited and
+// seen by the running server's pages at once; bad input is refused with
+// a message that says what to fix.
+func TestProvidersManaged(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, env...)
+		ctx := context.Background()
+		out := ts.mustCLI("the-client-secret\n", "providers", "add", "--name", "acme", "--display-name", "Acme SSO",
+			"--issuer", "https://sso.acme.example/", "--client-id", "fiberauth", "--scope", "groups")
+		if !strings.Contains(out, ts.s.cfg.PublicURL+"/login/acme/callback") || !strings.Contains(out, "warning: ") {
+			t.Fatalf("providers add said:\n%s", out)
+		}
+		p, err := ts.store.ProviderByName(ctx, "acme")
+		if err != nil || p.Issuer != "https://sso.acme.example" || p.Scopes != "groups" || p.SealedSecret == "" ||
+			strings.Contains(p.SealedSecret, "the-client-secret") {
+			t.Fatalf("stored: %+v, %v", p, err)
+		}
+		if got, err := ts.s.acct.Open("provider:acme", p.SealedSecret); err != nil || got != "the-client-secret" {
+			t.Fatalf("the sealed secret opens to %q, %v", got, err)
+		}
+		if !strings.Contains(ts.get("/login").Body, "Continue with Acme SSO") {
+			t.Fatal("the login page does not offer the provider added")
+		}
+		for _, bad := range [][]string{
+			{"--name", "x", "--client-id", "c"},
+			{"--name", "x", "--issuer", "https://a.example", "--github", "--client-id", "c"},
+			{"--name", "Bad Name", "--issuer", "https://a.example", "--client-id", "c"},
+			{"--name", "mfa", "--issuer", "https://a.example", "--client-id", "c"},
+			{"--name", "x", "--issuer", "http://sso.example.com", "--client-id", "c"},
+			{"--name", "x", "--issuer", "https://a.example?x=1", "--client-id", "c"},
+			{"--name", "acme", "--issuer", "https://a.example", "--client-id", "c"},
+		} {
+			if out, err := ts.cli("s\n", append([]string{"providers", "add"}, bad...)...); err == nil {
+				t.Errorf("providers add %v was accepted: %s", bad, out)
+			}
+		}
+		ts.mustCLI("\n", "providers", "add", "--name", "github", "--github", "--client-id", "gh")
+		if out := ts.mustCLI("", "providers", "list"); !strings.Contains(out, "acme") || !strings.Contains(out, "github") ||
+			!strings.Contains(out, "2 providers") {
+			t.Fatalf("providers list:\n%s", out)
+		}
+
+		// The admin page and API.
+		ts.makeAdmin("root")
+		admin := bearer(ts.token("root", pw))
+		res := ts.postJSON("/admin/api/providers", `{"name":"corp","kind":"oidc","issuer":"https://corp.example","client_id":"c","client_secret":"s"}`, admin...)
+		wantStatus(t, res, http.StatusCreated)
+		if m := res.json(t); m["redirect_uri"] != ts.s.cfg.PublicURL+"/login/corp/callback" || m["has_client_secret"] != true {
+			t.Fatalf("POST /admin/api/providers: %s", res.Body)
+		}
+		res = ts.postJSON("/admin/api/providers", `{"name":"corp2","kind":"saml","client_id":"c"}`, admin...)
+		wantStatus(t, res, http.StatusUnprocessableEntity)
+		b := ts.browser()
+		wantStatus(t, b.login("root", pw), http.StatusSeeOther)
+		res = b.submit("/admin/providers", "/admin/providers", url.Values{"kind": {"oidc"}, "name": {"wiki"}, "issuer": {"ftp://wiki"}, "client_id": {"c"}})
+		if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(res.Body, "issuer") {
+			t.Fatalf("a bad issuer on the admin page: %d", res.StatusCode)
+		}
+		res = b.submit("/admin/providers", "/admin/providers/corp/delete", url.Values{})
+		wantStatus(t, res, http.StatusOK)
+		if _, err := ts.store.ProviderByName(ctx, "corp"); err != db.ErrNotFound {
+			t.Fatalf("corp after its deletion on the admin page: %v", err)
+		}
+		ts.mustCLI("", "providers", "delete", "acme")
+		if strings.Contains(ts.get("/login").Body, "Acme SSO") {
+			t.Fatal("the login page offers a deleted provider")
+		}
+		if _, err := ts.cli("", "providers", "delete", "acme"); err == nil {
+			t.Fatal("deleting a provider that is not there succeeded")
+		}
+		audit := ts.get("/admin/api/audit", admin...).Body
+		for _, want := range []string{"provider_add", "provider_delete"} {
+			if !strings.Contains(audit, want) {
+				t.Fatalf("the audit list has no %s: %.500s", want, audit)
+			}
+		}
+	})
+}
