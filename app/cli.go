@@ -253,8 +253,10 @@ func parseCommand(name string, rest []string, nargs int, own []string) (command,
 			continue
 		}
 		if !hasValue {
-			if len(rest) == 0 {
-				return c, usage("%s: --%s needs a value", name, flagName)
+			if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+				// A flag is not a value (--client-id --github); a value
+				// that starts with "-" is written --name=value.
+				return c, usage("%s: --%s needs a value (write --%s=VALUE for one that starts with \"-\")", name, flagName, flagName)
 			}
 			value, rest = rest[0], rest[1:]
 		}

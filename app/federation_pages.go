@@ -128,7 +128,9 @@ func (s *Server) pageFedStart(c *fiber.Ctx) error {
 	if err != nil {
 		return handled(err)
 	}
-	return handled(s.fedBegin(c, prov, federation.Flow{Next: safeNext(c.Query("next"))}))
+	// reauth=1: the person confirms a sensitive action by signing in
+	// again; the provider is asked for a new sign-in too.
+	return handled(s.fedBegin(c, prov, federation.Flow{Next: safeNext(c.Query("next"))}, c.Query("reauth") == "1"))
 }
 
 // submitFedLink is POST /profile/providers/{name}/link: leave for the
@@ -139,13 +141,13 @@ func (s *Server) submitFedLink(c *fiber.Ctx) error {
 		return handled(err)
 	}
 	p := currentUser(c)
-	return handled(s.fedBegin(c, prov, federation.Flow{LinkUser: p.User.ID, LinkSession: p.Session.ID}))
+	return handled(s.fedBegin(c, prov, federation.Flow{LinkUser: p.User.ID, LinkSession: p.Session.ID}, false))
 }
 
 // fedBegin sends the browser to the provider, keeping the flow sealed in
 // a cookie.
-func (s *Server) fedBegin(c *fiber.Ctx, prov db.Provider, keep federation.Flow) error {
-	to, f, err := s.fed.Begin(c.UserContext(), prov)
+func (s *Server) fedBegin(c *fiber.Ctx, prov db.Provider, keep federation.Flow, fresh bool) error {
+	to, f, err := s.fed.Begin(c.UserContext(), prov, fresh)
 	if err != nil {
 		return s.fedFailed(c, prov, err)
 	}
@@ -493,4 +495,34 @@ func signIns(providers []db.Provider, linked []account.LinkedIdentity) []signInV
 		out = append(out, v)
 	}
 	return out
+}
+
+// reauthView is how an account without a password or a passkey confirms
+// a sensitive action: a sign-in with one of its providers in the last
+// minutes (Fresh), or one now (the buttons come back to Next).
+type reauthView struct {
+	Fresh   bool
+	Linked  []account.LinkedIdentity
+	Next    string
+	Minutes int
+}
+
+// reauth is the page's reauthView for an account that signs in only with
+// providers, nil for the others (they confirm with a password or a
+// passkey).
+func (s *Server) reauth(c *fiber.Ctx, u *db.User) *reauthView {
+	p := currentUser(c)
+	if u == nil || !u.Passwordless || p == nil {
+		return nil
+	}
+	ctx := c.UserContext()
+	if keys, err := s.acct.Passkeys(ctx, p); err != nil || len(keys) > 0 {
+		return nil
+	}
+	linked, err := s.acct.Identities(ctx, u.ID)
+	if err != nil || len(linked) == 0 {
+		return nil
+	}
+	return &reauthView{Fresh: s.acct.FreshProviderSignIn(p), Linked: linked, Next: c.Path(),
+		Minutes: int(account.ReauthWindow / time.Minute)}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -346,6 +347,72 @@ func TestSignInWithProvider(t *testing.T) {
 			}
 		})
 
+		t.Run("an account made with someone else's address", func(t *testing.T) {
+			// At the provider, mallory's address is victor's, not verified
+			// there: the account made here is not the address's owner's.
+			rig.person("mallory", "victor@example.com", false)
+			mallory := rig.agent("mallory")
+			res, body := mallory.open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusOK, "/profile", "mallory authorized")
+			if _, ids := rig.here("mallory"); len(ids) != 1 || ids[0].Vouched {
+				t.Fatalf("identities of an account made with an address not vouched for: %+v", ids)
+			}
+			// Victor resets the password by mail: the account is his, and
+			// mallory's way in is not.
+			wantStatus(t, rig.r.postJSON("/password/forgot", `{"login":"victor@example.com"}`), http.StatusAccepted)
+			code := rig.r.mailTo(t, rig.rMail, "victor@example.com").Code()
+			wantStatus(t, rig.r.postJSON("/password/reset", `{"login":"victor@example.com","code":"`+code+`","new_password":"victor's own passphrase"}`),
+				http.StatusNoContent)
+			if _, ids := rig.here("mallory"); len(ids) != 0 {
+				t.Fatalf("the provider that made the account is still linked after its address was proven: %+v", ids)
+			}
+			if res, _ := mallory.get(rig.rBase + "/profile"); res.Request.URL.Path != "/login" {
+				t.Fatalf("the session signed in with the provider lives on: %s", res.Request.URL)
+			}
+			res, body = rig.agent("mallory").open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusConflict, "", "Sign in to link Acme SSO")
+			tok := rig.r.token("mallory", "victor's own passphrase")
+			wantStatus(t, rig.r.get("/users/me", bearer(tok)...), http.StatusOK)
+
+			// The verification link in the mail, followed without signing
+			// in, proves the address as well.
+			rig.person("mallet", "wendy@example.com", false)
+			mallet := rig.agent("mallet")
+			res, body = mallet.open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusOK, "/profile", "mallet authorized")
+			code = rig.r.mailTo(t, rig.rMail, "wendy@example.com").Code()
+			wendy := rig.r.browser()
+			wantStatus(t, wendy.submit("/email/verify", "/email/verify", url.Values{"login": {"wendy@example.com"}, "code": {code}}),
+				http.StatusSeeOther)
+			if _, ids := rig.here("mallet"); len(ids) != 0 {
+				t.Fatalf("the provider is still linked after the mail's link proved the address: %+v", ids)
+			}
+			if res, _ := mallet.get(rig.rBase + "/profile"); res.Request.URL.Path != "/login" {
+				t.Fatalf("the session signed in with the provider lives on: %s", res.Request.URL)
+			}
+		})
+
+		t.Run("an address verified while signed in keeps the provider", func(t *testing.T) {
+			rig.person("ivy", "ivy@example.com", false)
+			a := rig.agent("ivy")
+			res, body := a.open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusOK, "/profile", "ivy authorized", "Verify your email address")
+			code := rig.r.mailTo(t, rig.rMail, "ivy@example.com").Code()
+			m := profileCSRF.FindStringSubmatch(body)
+			res, body = a.postAt(rig.rBase, "/email/verify", url.Values{"csrf_token": {m[1]}, "code": {code}})
+			wantPage(t, res, body, http.StatusOK, "/profile", "ivy authorized")
+			if _, ids := rig.here("ivy"); len(ids) != 1 || !ids[0].Vouched {
+				t.Fatalf("ivy's identities after she verified her address: %+v", ids)
+			}
+			// Her own reset by mail (setting a first password) keeps it.
+			wantStatus(t, rig.r.postJSON("/password/forgot", `{"login":"ivy"}`), http.StatusAccepted)
+			code = rig.r.mailTo(t, rig.rMail, "ivy@example.com").Code()
+			wantStatus(t, rig.r.postJSON("/password/reset", `{"login":"ivy","code":"`+code+`","new_password":"ivy's first passphrase"}`),
+				http.StatusNoContent)
+			res, body = rig.agent("ivy").open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusOK, "/profile", "ivy authorized")
+		})
+
 		t.Run("a username taken here", func(t *testing.T) {
 			rig.r.register("gina", "gina@example.org", pw)
 			rig.person("gina", "gina@example.com", true)
@@ -361,6 +428,60 @@ func TestSignInWithProvider(t *testing.T) {
 			wantPage(t, res, body, http.StatusOK, "/profile", "gina-sso authorized")
 			if u, ids := rig.here("gina-sso"); !u.EmailVerified || len(ids) != 1 {
 				t.Fatalf("gina-sso: verified %v, identities %+v", u.EmailVerified, ids)
+			}
+		})
+
+		t.Run("an account without a password confirms with a fresh sign-in", func(t *testing.T) {
+			defer func() { rig.r.s.acct.Now, rig.p.s.acct.Now = time.Now, time.Now }()
+			rig.person("joan", "joan@example.com", true)
+			a := rig.agent("joan")
+			res, body := a.open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusOK, "/profile", "joan authorized", "it signs in with the providers")
+			if strings.Contains(body, "signs in with passkeys") {
+				t.Fatal("the profile says an account that signs in with a provider signs in with passkeys")
+			}
+			res, body = a.get(rig.rBase + "/profile/password")
+			wantPage(t, res, body, http.StatusOK, "/profile/password", "Set a password", "You signed in with Acme SSO in the last 10 minutes")
+			if strings.Contains(body, "data-passkey-confirm") {
+				t.Fatal("the page asks for a passkey the account does not have")
+			}
+			// Eleven minutes on, the sign-in no longer confirms.
+			later := time.Now().Add(11 * time.Minute)
+			rig.r.clockAt(later)
+			rig.p.clockAt(later)
+			res, body = a.get(rig.rBase + "/profile/password")
+			wantPage(t, res, body, http.StatusOK, "/profile/password", "Sign in again with Acme SSO")
+			f := hidden(body)
+			f.Set("new_password", "jo's first passphrase")
+			res, body = a.postAt(rig.rBase, "/profile/password", f)
+			wantPage(t, res, body, http.StatusForbidden, "/profile/password", "sign in again with your provider")
+			res, body = a.get(rig.rBase + "/profile/delete")
+			wantPage(t, res, body, http.StatusOK, "/profile/delete", "Sign in again with Acme SSO")
+			res, body = a.postAt(rig.rBase, "/profile/delete", hidden(body))
+			wantPage(t, res, body, http.StatusForbidden, "/profile/delete", "sign in again with your provider")
+			if u, _ := rig.here("joan"); u.PasswordHash != "" {
+				t.Fatal("a password was set without a confirmation")
+			}
+			// Signing in again (the provider asked for a new sign-in) comes
+			// back to the page, which then sets the password.
+			stop := a.stopAt("/authorize")
+			_, body = a.get(rig.rBase + "/profile/password")
+			m := regexp.MustCompile(`href="(/login/acme\?reauth=1&amp;next=[^"]+)"`).FindStringSubmatch(body)
+			if m == nil {
+				t.Fatalf("no way to sign in again: %s", body)
+			}
+			a.get(rig.rBase + html.UnescapeString(m[1]))
+			if to := stop(); to == nil || to.Query().Get("prompt") != "login" {
+				t.Fatalf("the provider was not asked for a new sign-in: %v", to)
+			}
+			res, body = a.open(rig.rBase + html.UnescapeString(m[1]))
+			wantPage(t, res, body, http.StatusOK, "/profile/password", "You signed in with Acme SSO in the last 10 minutes")
+			f = hidden(body)
+			f.Set("new_password", "jo's first passphrase")
+			res, body = a.postAt(rig.rBase, "/profile/password", f)
+			wantPage(t, res, body, http.StatusOK, "/profile", "joan authorized")
+			if u, _ := rig.here("joan"); u.PasswordHash == "" {
+				t.Fatal("the password was not set")
 			}
 		})
 

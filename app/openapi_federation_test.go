@@ -66,7 +66,7 @@ func (f *fixture) fedOnly(t *testing.T) string {
 
 func init() {
 	cookieNoToken := func(tok string) []string { return []string{"Cookie", sessionCookie + "=" + tok} }
-	providerBody := `{"name":"%s","display_name":"Acme SSO","issuer":"http://127.0.0.1:9","client_id":"fiberauth","client_secret":"s3cret"}`
+	providerBody := `{"name":"%[1]s","display_name":"Acme SSO","issuer":"http://127.0.0.1:9/%[1]s","client_id":"fiberauth","client_secret":"s3cret"}`
 	add := map[string]provoke{
 		"GET /users/me/providers 200": func(t *testing.T, f *fixture) (*http.Request, response) {
 			return f.send(t, "GET", "/users/me/providers", "", "", bearer(f.linked(t))...)

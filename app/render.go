@@ -77,6 +77,9 @@ type page struct {
 	// Sign-in with other providers: the buttons (Providers), the pages of
 	// a sign-in (Fed), the profile's connected sign-ins (Identities).
 	Providers     []db.Provider
+	// Reauth is how an account that signs in only with providers confirms
+	// the page's action (set a password, change the address, delete).
+	Reauth        *reauthView
 	Fed           *fedView
 	SignIns       []signInView
 	ProviderAdmin *providersView
@@ -193,6 +196,9 @@ func (s *Server) render(c *fiber.Ctx, status int, name string, p page) error {
 	}
 	if (name == "login" && !p.MFA) || name == "register" {
 		p.Providers = s.providerButtons(c)
+	}
+	if name == "password" || name == "delete" || name == "email" {
+		p.Reauth = s.reauth(c, p.User)
 	}
 	p.PasskeysOn = s.acct.PasskeysOn()
 	if p.PasskeysOn && isIP(c.Hostname()) && len(s.cfg.WebAuthnOrigins) > 0 {

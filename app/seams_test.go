@@ -137,6 +137,7 @@ func newScene(t *testing.T, ts, other *testServer, sink *mailtest.Sink, mfa bool
 	wantStatus(t, tok, http.StatusOK)
 	sc.app = pair{Access: tok.json(t)["access_token"].(string)}
 	sc.passkey, _ = sc.pkClient(sc.B).addPasskey("Scene key")
+	sc.unvouched()
 	sc.pending = sc.pkClient(sc.B)
 	sc.options = sc.pending.options("/users/me/passkeys/options", "")
 	// Both instances have both sessions in their caches.
@@ -205,6 +206,9 @@ func (sc *scene) act(ch account.Change) {
 		sc.password = next
 	case account.ChangeEmailVerified:
 		wantStatus(t, ts.postJSON("/users/me/email/verify", `{"code":"`+sc.verify+`"}`, sc.bearer(sc.B)...), http.StatusNoContent)
+	case account.ChangeEmailVerifiedMail:
+		wantStatus(t, ts.browser().submit("/email/verify", "/email/verify", url.Values{"login": {sc.name}, "code": {sc.verify}}),
+			http.StatusSeeOther)
 	case account.ChangeEmail:
 		wantStatus(t, ts.postJSON("/users/me/email/verify", `{"code":"`+sc.change+`"}`, sc.bearer(sc.B)...), http.StatusNoContent)
 	case account.ChangeMFAOn:
@@ -264,6 +268,39 @@ func (sc *scene) act(ch account.Change) {
 	default:
 		t.Fatalf("no way to make the change %s", ch)
 	}
+}
+
+// unvouched links the account, not verified yet, to an identity at the
+// provider "early", as an account made with an address the provider did
+// not vouch for is.
+func (sc *scene) unvouched() {
+	t, ts := sc.t, sc.ts
+	t.Helper()
+	ctx := context.Background()
+	prov, err := ts.s.fed.Provider(ctx, "early")
+	if err != nil {
+		if prov, err = ts.s.fed.Add(ctx, account.CommandLine, federation.ProviderInput{Name: "early",
+			Issuer: "https://early.example.com", ClientID: "fiberauth"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ts.store.LinkIdentity(ctx, db.Identity{Provider: prov.Name, Issuer: prov.Issuer, Subject: "early-" + sc.name, UserID: sc.id,
+		CreatedAt: time.Now()}, db.Void{}, db.Event{}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := ts.store.IdentityOf(ctx, prov.Issuer, "early-"+sc.name); err != nil || id.Vouched {
+		t.Fatalf("an identity linked before the address was verified: %+v, %v", id, err)
+	}
+}
+
+// unvouchedGone says whether the scene's identity at "early" was
+// forgotten.
+func (sc *scene) unvouchedGone() bool {
+	_, err := sc.ts.store.IdentityOf(context.Background(), "https://early.example.com", "early-"+sc.name)
+	if err != nil && err != db.ErrNotFound {
+		sc.t.Fatal(err)
+	}
+	return err == db.ErrNotFound
 }
 
 // link links the account, from session B, to an identity at the
@@ -350,8 +387,9 @@ func (sc *scene) cachesAgree() bool {
 // there fails this test. Ending a session ends what is bound to it.
 var wantEnds = map[account.Change]account.Ends{
 	account.ChangePassword:          {Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
-	account.ChangePasswordReset:     {Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangePasswordReset:     {Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Unvouched: true, Cached: true},
 	account.ChangeEmailVerified:     {VerifyCode: true, Cached: true},
+	account.ChangeEmailVerifiedMail: {VerifyCode: true, Unvouched: true, Cached: true},
 	account.ChangeEmail:             {ResetCode: true, VerifyCode: true, EmailChange: true, Cached: true},
 	account.ChangeMFAOn:             {Sessions: db.OtherSessions, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
 	account.ChangeMFAOff:            {ResetCode: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
@@ -362,7 +400,7 @@ var wantEnds = map[account.Change]account.Ends{
 	account.ChangeRefreshReused:     {Sessions: db.ThisSession, Cached: true},
 	account.ChangeSignOutEverywhere: {Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
 	account.ChangeSessionsByAdmin:   {Sessions: db.AllSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
-	account.ChangeAccountDeleted:    {Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true},
+	account.ChangeAccountDeleted:    {Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Unvouched: true, Cached: true},
 	// A passkey added is one more way in: it ends nothing. One removed
 	// ends the other sessions (whoever held the device may hold one) and
 	// the passkey ceremonies under way; by an admin (a lost or stolen
@@ -448,6 +486,7 @@ func playRule(t *testing.T, sc *scene, rule account.Rule, last string) {
 		}
 	}
 	bAlive := sc.alive(sc.B)
+	check("the sign-in linked before the address was proven", e.Unvouched, sc.unvouchedGone())
 	if last == "reset" {
 		check("session B (the one that made the change)", thisEnds, !bAlive)
 		check("session A (another one)", othersEnd, !sc.alive(sc.A))

@@ -114,14 +114,19 @@ type Identity struct {
 	Email      string
 	CreatedAt  time.Time
 	LastUsedAt time.Time
+	// Vouched: the identity was linked while the account's address was
+	// proven, or the provider vouched for that address. One that is not
+	// is forgotten when the address is proven by mail (Void.Unvouched):
+	// whoever made the account with someone else's address loses it.
+	Vouched bool
 }
 
 // IdentityOf returns the identity of issuer and subject, or ErrNotFound.
 func (s *Store) IdentityOf(ctx context.Context, issuer, subject string) (Identity, error) {
 	id := Identity{Issuer: issuer, Subject: subject}
 	var created, used int64
-	err := s.queryRow(ctx, s.r, `SELECT provider, user_id, email, created_at, last_used_at FROM identities WHERE issuer = ? AND subject = ?`,
-		issuer, subject).Scan(&id.Provider, &id.UserID, &id.Email, &created, &used)
+	err := s.queryRow(ctx, s.r, `SELECT provider, user_id, email, created_at, last_used_at, vouched FROM identities WHERE issuer = ? AND subject = ?`,
+		issuer, subject).Scan(&id.Provider, &id.UserID, &id.Email, &created, &used, &id.Vouched)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Identity{}, ErrNotFound
 	}
@@ -137,7 +142,7 @@ func (s *Store) IdentityOf(ctx context.Context, issuer, subject string) (Identit
 
 // Identities returns the identities of an account, oldest first.
 func (s *Store) Identities(ctx context.Context, userID int64) ([]Identity, error) {
-	rows, err := s.query(ctx, s.r, `SELECT provider, issuer, subject, email, created_at, last_used_at FROM identities WHERE user_id = ?
+	rows, err := s.query(ctx, s.r, `SELECT provider, issuer, subject, email, created_at, last_used_at, vouched FROM identities WHERE user_id = ?
 		ORDER BY created_at, provider`, userID)
 	if err != nil {
 		return nil, err
@@ -147,7 +152,7 @@ func (s *Store) Identities(ctx context.Context, userID int64) ([]Identity, error
 	for rows.Next() {
 		id := Identity{UserID: userID}
 		var created, used int64
-		if err := rows.Scan(&id.Provider, &id.Issuer, &id.Subject, &id.Email, &created, &used); err != nil {
+		if err := rows.Scan(&id.Provider, &id.Issuer, &id.Subject, &id.Email, &created, &used, &id.Vouched); err != nil {
 			return nil, s.wrap(err)
 		}
 		id.CreatedAt = fromUnix(created)
@@ -226,10 +231,26 @@ func (s *Store) TouchIdentity(ctx context.Context, issuer, subject string, at ti
 	return err
 }
 
+// VouchIdentities marks the account's identities vouched for: its
+// address was just proven by its own signed-in owner.
+func (s *Store) VouchIdentities(ctx context.Context, userID int64) error {
+	_, err := s.exec(ctx, s.w, `UPDATE identities SET vouched = ? WHERE user_id = ?`, true, userID)
+	return err
+}
+
 // insertIdentity links an identity in tx; ErrConflict when it is linked
-// already, or the account has one at that provider.
+// already, or the account has one at that provider. It is vouched for
+// when id says so or the account's address is verified now.
 func (s *Store) insertIdentity(ctx context.Context, tx *sql.Tx, id Identity) error {
-	_, err := s.exec(ctx, tx, `INSERT INTO identities (provider, issuer, subject, user_id, email, created_at, last_used_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, id.Provider, id.Issuer, id.Subject, id.UserID, id.Email, unix(id.CreatedAt), unix(id.LastUsedAt))
+	var verified bool
+	if err := s.queryRow(ctx, tx, `SELECT email_verified FROM users WHERE id = ?`, id.UserID).Scan(&verified); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	}
+	_, err := s.exec(ctx, tx, `INSERT INTO identities (provider, issuer, subject, user_id, email, created_at, last_used_at, vouched)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id.Provider, id.Issuer, id.Subject, id.UserID, id.Email, unix(id.CreatedAt), unix(id.LastUsedAt),
+		id.Vouched || verified)
 	return err
 }

@@ -47,6 +47,10 @@ type Void struct {
 	// SecondSteps voids pending second-step sign-ins (the account's stamp
 	// moves on, and their signatures cover it).
 	SecondSteps bool
+	// Unvouched forgets the account's identities at providers that were
+	// linked before its address was proven (Identity.Vouched), and ends
+	// the sessions signed in with them.
+	Unvouched bool
 	// Cached drops the account's cached sessions on every instance once
 	// the transaction commits.
 	Cached bool
@@ -56,6 +60,17 @@ type Void struct {
 // ended. The caller drops the cache entries after the commit (see done).
 func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (int64, error) {
 	var ended int64
+	if v.Unvouched {
+		n, err := s.endSessions(ctx, tx, `user_id = ? AND via IN (SELECT provider FROM identities WHERE user_id = ? AND NOT vouched)`,
+			userID, userID)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM identities WHERE user_id = ? AND NOT vouched`, userID); err != nil {
+			return 0, err
+		}
+		ended += n
+	}
 	var where string
 	var args []any
 	switch v.Sessions {
@@ -72,10 +87,11 @@ func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (in
 		where, args = `user_id = ? AND client_id = ?`, []any{userID, v.Client}
 	}
 	if where != "" {
-		var err error
-		if ended, err = s.endSessions(ctx, tx, where, args...); err != nil {
+		n, err := s.endSessions(ctx, tx, where, args...)
+		if err != nil {
 			return 0, err
 		}
+		ended += n
 	}
 	if len(v.Codes) > 0 {
 		args := []any{userID}
@@ -115,7 +131,7 @@ func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (in
 // done drops this instance's cached entries of userID after the change's
 // transaction (deferred by the caller, so that it runs whatever happened).
 func (v Void) done(s *Store, userID int64) {
-	if v.Cached || v.Sessions != KeepSessions {
+	if v.Cached || v.Sessions != KeepSessions || v.Unvouched {
 		s.cache.invalidateUser(userID)
 	}
 }

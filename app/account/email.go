@@ -379,7 +379,15 @@ func (s *Service) VerifyEmail(ctx context.Context, c Client, p *Principal, code 
 	case okChange:
 		return s.confirmEmail(ctx, a, c, u, change, p.Session.ID, voids(ChangeEmail, p.Session.ID))
 	case okOwn:
-		return s.confirmEmail(ctx, a, c, u, own, "", voids(ChangeEmailVerified, p.Session.ID))
+		if err := s.confirmEmail(ctx, a, c, u, own, "", voids(ChangeEmailVerified, p.Session.ID)); err != nil {
+			return err
+		}
+		// The owner, signed in, proved the address: the providers linked
+		// before are theirs.
+		if err := s.store.VouchIdentities(ctx, u.ID); err != nil {
+			s.log.Warn("identities not marked vouched for", "user_id", u.ID, "error", err.Error())
+		}
+		return nil
 	}
 	change.Purpose, own.Purpose = db.CodeEmailChange, db.CodeVerify
 	return s.wrongCode(ctx, a, u, true, change, own)
@@ -403,7 +411,7 @@ func (s *Service) VerifyEmailByLogin(ctx context.Context, c Client, login, code 
 		row.Purpose = db.CodeVerify
 		return s.wrongCode(ctx, a, u, found, row)
 	}
-	return s.confirmEmail(ctx, a, c, u, row, "", voids(ChangeEmailVerified, ""))
+	return s.confirmEmail(ctx, a, c, u, row, "", voids(ChangeEmailVerifiedMail, ""))
 }
 
 // confirmEmail spends a right code (of a change of address bound to

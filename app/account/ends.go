@@ -22,6 +22,7 @@ const (
 	ChangePassword          Change = "password_changed"
 	ChangePasswordReset     Change = "password_reset"
 	ChangeEmailVerified     Change = "email_verified"
+	ChangeEmailVerifiedMail Change = "email_verified_by_mail"
 	ChangeEmail             Change = "email_changed"
 	ChangeMFAOn             Change = "mfa_on"
 	ChangeMFAOff            Change = "mfa_off"
@@ -71,6 +72,13 @@ type Ends struct {
 	// SecondSteps voids pending second-step sign-ins (a right password
 	// waiting for its code, in some browser).
 	SecondSteps bool
+	// Unvouched forgets the sign-ins with other providers that were linked
+	// before the account's address was proven (made with an address the
+	// provider did not vouch for, or linked while the address was not
+	// verified), and ends the sessions signed in with them: whoever made
+	// an account with someone else's address keeps no way into it once
+	// the address's owner proves it by mail.
+	Unvouched bool
 	// Cached drops the account's cached sessions and grants on every
 	// instance as the change commits, so that it takes effect at once.
 	Cached bool
@@ -87,8 +95,9 @@ type Rule struct {
 // Table is what ends what.
 var Table = []Rule{
 	{ChangePassword, "Password changed (or set where there was none)", Ends{Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
-	{ChangePasswordReset, "Password reset with a mailed code", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
-	{ChangeEmailVerified, "Email address verified", Ends{VerifyCode: true, Cached: true}},
+	{ChangePasswordReset, "Password reset with a mailed code", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Unvouched: true, Cached: true}},
+	{ChangeEmailVerified, "Email address verified (signed in)", Ends{VerifyCode: true, Cached: true}},
+	{ChangeEmailVerifiedMail, "Email address verified from the mail, not signed in", Ends{VerifyCode: true, Unvouched: true, Cached: true}},
 	{ChangeEmail, "Email address changed", Ends{ResetCode: true, VerifyCode: true, EmailChange: true, Cached: true}},
 	{ChangeMFAOn, "Two-factor turned on", Ends{Sessions: db.OtherSessions, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
 	{ChangeMFAOff, "Two-factor turned off", Ends{ResetCode: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
@@ -99,7 +108,7 @@ var Table = []Rule{
 	{ChangeRefreshReused, "Spent refresh token presented again", Ends{Sessions: db.ThisSession, Cached: true}},
 	{ChangeSignOutEverywhere, "Signed out everywhere else", Ends{Sessions: db.OtherSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
 	{ChangeSessionsByAdmin, "Every session ended by an admin", Ends{Sessions: db.AllSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
-	{ChangeAccountDeleted, "Account deleted", Ends{Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
+	{ChangeAccountDeleted, "Account deleted", Ends{Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Unvouched: true, Cached: true}},
 	{ChangePasskeyAdded, "Passkey added", Ends{}},
 	{ChangePasskeyRemoved, "Passkey removed", Ends{Sessions: db.OtherSessions, Ceremonies: true, Cached: true}},
 	{ChangePasskeyByAdmin, "Passkey removed by an admin", Ends{Sessions: db.AllSessions, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
@@ -131,7 +140,7 @@ func Voids(ch Change, session string) db.Void { return voids(ch, session) }
 func voids(ch Change, session string) db.Void {
 	e := EndsOf(ch)
 	v := db.Void{Sessions: e.Sessions, Session: session, Enrolment: e.Enrolment, Ceremonies: e.Ceremonies, SecondSteps: e.SecondSteps,
-		Cached: e.Cached}
+		Unvouched: e.Unvouched, Cached: e.Cached}
 	if e.ResetCode {
 		v.Codes = append(v.Codes, db.CodeReset)
 	}
@@ -147,8 +156,8 @@ func voids(ch Change, session string) db.Void {
 // TableMarkdown renders the table for the README.
 func TableMarkdown() string {
 	var b strings.Builder
-	b.WriteString("| Change | Sessions | Reset code | Verification code | Pending change of address | Pending authenticator set-up | Pending passkey ceremony | Pending second step | Cached sessions and grants |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| Change | Sessions | Reset code | Verification code | Pending change of address | Pending authenticator set-up | Pending passkey ceremony | Pending second step | Provider sign-ins linked before the address was proven | Cached sessions and grants |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	mark := func(on bool) string {
 		if on {
 			return "ends"
@@ -159,7 +168,7 @@ func TableMarkdown() string {
 		sessions := map[db.Sessions]string{db.KeepSessions: "–", db.ThisSession: "that one", db.OtherSessions: "all others",
 			db.AllSessions: "all", db.AppSessions: "the application's"}[r.Sessions]
 		b.WriteString("| " + r.Label + " | " + sessions + " | " + mark(r.ResetCode) + " | " + mark(r.VerifyCode) + " | " +
-			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.Ceremonies) + " | " + mark(r.SecondSteps) + " | " +
+			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.Ceremonies) + " | " + mark(r.SecondSteps) + " | " + mark(r.Unvouched) + " | " +
 			map[bool]string{true: "dropped", false: "–"}[r.Cached] + " |\n")
 	}
 	return b.String()

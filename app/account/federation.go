@@ -177,7 +177,8 @@ func (s *Service) CreateWithIdentity(ctx context.Context, c Client, prov db.Prov
 	now := s.Now()
 	u, err := s.store.CreateUser(ctx, db.NewUser{
 		Username: name, UsernameKey: nameKey, Email: addr, EmailKey: addrKey, CreatedAt: now, EmailVerified: verified,
-		Identity: &db.Identity{Provider: prov.Name, Issuer: id.Issuer, Subject: id.Subject, Email: id.Email, CreatedAt: now, LastUsedAt: now},
+		Identity: &db.Identity{Provider: prov.Name, Issuer: id.Issuer, Subject: id.Subject, Email: id.Email, CreatedAt: now, LastUsedAt: now,
+			Vouched: verified},
 		Event: db.Event{Kind: db.EventAccountCreated, At: now, IP: c.Addr, UserAgent: c.UserAgent,
 			Detail: "Account created with " + displayName(prov)},
 	})
@@ -231,8 +232,12 @@ func (s *Service) LinkIdentity(ctx context.Context, c Client, p *Principal, prov
 	now := s.Now()
 	ev := s.event(c, db.EventProviderLinked)
 	ev.Detail = "Sign-in with " + displayName(prov) + " linked"
+		// Vouched for when the provider vouches for the account's own address;
+	// otherwise when the account's address is verified (the store reads
+	// it in the link's transaction).
+	vouched := id.EmailVerified && strings.EqualFold(strings.TrimSpace(id.Email), p.User.Email)
 	err := s.store.LinkIdentity(ctx, db.Identity{Provider: prov.Name, Issuer: id.Issuer, Subject: id.Subject, UserID: p.User.ID,
-		Email: id.Email, CreatedAt: now}, voids(ChangeProviderLinked, p.Session.ID), ev)
+		Email: id.Email, CreatedAt: now, Vouched: vouched}, voids(ChangeProviderLinked, p.Session.ID), ev)
 	if errors.Is(err, db.ErrConflict) {
 		if known, err := s.store.IdentityOf(ctx, id.Issuer, id.Subject); err == nil && known.UserID != p.User.ID {
 			return &Error{Code: EConflict, Message: fmtProvider(MsgIdentityElsewhere, prov)}

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -320,6 +321,26 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Client, p *Principal, pw, c
 // returns the password hash that matched ("" for an account without one),
 // for the change's conditional write.
 func (s *Service) stepUp(ctx context.Context, c Client, p *Principal, proof Proof) (string, error) {
+	if p.User.Passwordless && len(proof.Passkey) == 0 {
+		// Without a passkey answer: a sign-in with a provider a moment ago
+		// confirms (an account that signs in only with providers has
+		// nothing else to confirm with).
+		u, err := s.store.UserByID(ctx, p.User.ID)
+		if err != nil {
+			return "", fail(err)
+		}
+		if !u.Passwordless {
+			return "", &Error{Code: EForbidden, Message: MsgIncorrectPassword}
+		}
+		if s.FreshProviderSignIn(p) {
+			return "", nil
+		}
+		if list, err := s.store.Passkeys(ctx, u.ID); err != nil {
+			return "", fail(err)
+		} else if len(list) == 0 {
+			return "", &Error{Code: EForbidden, Message: MsgReauthProvider}
+		}
+	}
 	if p.User.Passwordless {
 		u, err := s.checkPasskey(ctx, c, p, proof)
 		if err != nil {
@@ -351,6 +372,25 @@ func (s *Service) stepUp(ctx context.Context, c Client, p *Principal, proof Proo
 	}
 	a.end(ctx, succeeded)
 	return hash, nil
+}
+
+// ReauthWindow is how recent a sign-in with a provider must be to confirm
+// a sensitive action of an account without a password.
+const ReauthWindow = 10 * time.Minute
+
+// MsgReauthProvider says how an account that signs in only with providers
+// confirms a sensitive action.
+const MsgReauthProvider = "Confirm by signing in again with your provider: a sign-in with it in the last 10 minutes confirms."
+
+// FreshProviderSignIn says whether p's session of this service was signed
+// in with a provider within ReauthWindow.
+func (s *Service) FreshProviderSignIn(p *Principal) bool {
+	se := p.Session
+	if se.ClientID != "" || !slices.Contains(strings.Fields(se.AMR), "fed") {
+		return false
+	}
+	age := s.Now().Sub(se.SignedInAt())
+	return age >= -time.Minute && age <= ReauthWindow
 }
 
 // DisableTOTP turns two-factor off, with the password and a current code.

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -130,8 +131,10 @@ type Flow struct {
 const FlowLifetime = 10 * time.Minute
 
 // Begin starts a sign-in with prov: the provider's authorization address
-// to send the browser to, and the flow to keep.
-func (e *Engine) Begin(ctx context.Context, prov db.Provider) (string, Flow, error) {
+// to send the browser to, and the flow to keep. With fresh, an OpenID
+// Connect provider is asked to have the person sign in again
+// (prompt=login), not to answer from a session it has.
+func (e *Engine) Begin(ctx context.Context, prov db.Provider, fresh bool) (string, Flow, error) {
 	cfg, _, err := e.oauth(ctx, prov)
 	if err != nil {
 		return "", Flow{}, err
@@ -140,6 +143,9 @@ func (e *Engine) Begin(ctx context.Context, prov db.Provider) (string, Flow, err
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(f.Verifier)}
 	if prov.Kind == db.ProviderOIDC {
 		opts = append(opts, oidc.Nonce(f.Nonce))
+		if fresh {
+			opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
+		}
 	}
 	return cfg.AuthCodeURL(f.State, opts...), f, nil
 }
@@ -170,6 +176,11 @@ func (e *Engine) Finish(ctx context.Context, prov db.Provider, f Flow, code stri
 	if idt.Nonce != f.Nonce {
 		return account.Identity{}, fmt.Errorf("%w: the ID token's nonce is not this sign-in's", ErrInvalid)
 	}
+	// The subject names the person there (OpenID Connect Core 2: at most
+	// 255 ASCII characters); without one, nobody is named.
+	if idt.Subject == "" || len(idt.Subject) > 255 {
+		return account.Identity{}, fmt.Errorf("%w: the ID token names no subject (or one longer than 255 characters)", ErrInvalid)
+	}
 	var c claims
 	if err := idt.Claims(&c); err != nil {
 		return account.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -185,8 +196,31 @@ func (e *Engine) Finish(ctx context.Context, prov db.Provider, f Flow, code stri
 			}
 		}
 	}
-	return account.Identity{Issuer: idt.Issuer, Subject: idt.Subject, Email: strings.TrimSpace(c.Email),
-		EmailVerified: bool(c.EmailVerified), Username: c.Username, Name: c.Name}, nil
+	return bounded(account.Identity{Issuer: idt.Issuer, Subject: idt.Subject, Email: strings.TrimSpace(c.Email),
+		EmailVerified: bool(c.EmailVerified), Username: c.Username, Name: c.Name}), nil
+}
+
+// bounded keeps what a provider says of a person within what is stored
+// and shown here: an address longer than any address is dropped (and
+// with it the provider's word on it), a name cut.
+func bounded(id account.Identity) account.Identity {
+	if len(id.Email) > 254 {
+		id.Email, id.EmailVerified = "", false
+	}
+	id.Username = cut(id.Username, 64)
+	id.Name = cut(id.Name, 128)
+	return id
+}
+
+// cut shortens s to at most n bytes, on a character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // claims are the ID token's (or userinfo's) claims about the person.
@@ -342,7 +376,7 @@ func (e *Engine) github(ctx context.Context, tok *oauth2.Token) (account.Identit
 			id.Email, id.EmailVerified = strings.TrimSpace(m.Email), m.Verified
 		}
 	}
-	return id, nil
+	return bounded(id), nil
 }
 
 func (e *Engine) githubGet(ctx context.Context, tok *oauth2.Token, path string, v any) error {
@@ -478,6 +512,19 @@ func (e *Engine) Add(ctx context.Context, by account.Admin, in ProviderInput) (d
 		if p.SealedSecret, err = e.acct.Seal("provider:"+p.Name, in.ClientSecret); err != nil {
 			return db.Provider{}, err
 		}
+	}
+	if other, err := e.store.ListProviders(ctx); err != nil {
+		return db.Provider{}, account.Fail(err)
+	} else if i := slices.IndexFunc(other, func(o db.Provider) bool { return strings.EqualFold(o.Issuer, p.Issuer) }); i >= 0 {
+		// Identities are the issuer's: two providers of one issuer would
+		// share them.
+		msg := fmt.Sprintf("The provider %q has this issuer already.", other[i].Name)
+		field := "issuer"
+		if p.Kind == db.ProviderGitHub {
+			msg = fmt.Sprintf("The provider %q is GitHub already.", other[i].Name)
+			field = "github"
+		}
+		return db.Provider{}, &account.Error{Code: account.EConflict, Message: msg, Fields: []account.FieldError{{Field: field, Message: msg}}}
 	}
 	err := e.store.AddProvider(ctx, p)
 	if errors.Is(err, db.ErrConflict) {

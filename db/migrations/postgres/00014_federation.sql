@@ -10,6 +10,7 @@ CREATE TABLE providers (
     scopes        TEXT   NOT NULL DEFAULT '',
     created_at    BIGINT NOT NULL
 );
+CREATE UNIQUE INDEX providers_issuer ON providers(issuer);
 
 CREATE TABLE identities (
     provider     TEXT   NOT NULL REFERENCES providers(name) ON DELETE CASCADE,
@@ -19,6 +20,7 @@ CREATE TABLE identities (
     email        TEXT   NOT NULL DEFAULT '',
     created_at   BIGINT NOT NULL,
     last_used_at BIGINT NOT NULL DEFAULT 0,
+    vouched      BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (issuer, subject)
 );
 CREATE INDEX identities_user_id ON identities(user_id);

@@ -16,9 +16,14 @@ CREATE TABLE providers (
     scopes        TEXT    NOT NULL DEFAULT '',
     created_at    INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Two providers with one issuer would share its identities.
+CREATE UNIQUE INDEX providers_issuer ON providers(issuer);
 
 -- An account's identity at a provider: the provider's issuer and subject
 -- (never reused there) name it; an identity belongs to one account.
+-- vouched: linked while the account's address was proven (verified here,
+-- or vouched for by the provider); an identity that is not is forgotten
+-- when the address is proven by mail (see "What ends what").
 CREATE TABLE identities (
     provider     TEXT    NOT NULL REFERENCES providers(name) ON DELETE CASCADE,
     issuer       TEXT    NOT NULL,
@@ -27,6 +32,7 @@ CREATE TABLE identities (
     email        TEXT    NOT NULL DEFAULT '',
     created_at   INTEGER NOT NULL,
     last_used_at INTEGER NOT NULL DEFAULT 0,
+    vouched      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (issuer, subject)
 ) WITHOUT ROWID;
 CREATE INDEX identities_user_id ON identities(user_id);
