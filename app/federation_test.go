@@ -777,6 +777,10 @@ func TestProvidersManaged(t *testing.T) {
 			{"--name", "x", "--issuer", "http://sso.example.com", "--client-id", "c"},
 			{"--name", "x", "--issuer", "https://a.example?x=1", "--client-id", "c"},
 			{"--name", "acme", "--issuer", "https://a.example", "--client-id", "c"},
+			// One issuer, one provider: its identities would be shared.
+			{"--name", "acme2", "--issuer", "https://SSO.acme.example", "--client-id", "c"},
+			// A flag is not a value.
+			{"--name", "gh", "--github", "--client-id", "--scope"},
 		} {
 			if out, err := ts.cli("s\n", append([]string{"providers", "add"}, bad...)...); err == nil {
 				t.Errorf("providers add %v was accepted: %s", bad, out)
@@ -798,6 +802,13 @@ func TestProvidersManaged(t *testing.T) {
 		}
 		res = ts.postJSON("/admin/api/providers", `{"name":"corp2","kind":"saml","client_id":"c"}`, admin...)
 		wantStatus(t, res, http.StatusUnprocessableEntity)
+		res = ts.postJSON("/admin/api/providers", `{"name":"corp2","kind":"oidc","issuer":"https://corp.example","client_id":"c"}`, admin...)
+		wantStatus(t, res, http.StatusConflict)
+		if !strings.Contains(res.Body, `provider \"corp\" has this issuer`) {
+			t.Fatalf("a second provider of one issuer: %s", res.Body)
+		}
+		res = ts.postJSON("/admin/api/providers", `{"name":"github2","kind":"github","client_id":"c"}`, admin...)
+		wantStatus(t, res, http.StatusConflict)
 		b := ts.browser()
 		wantStatus(t, b.login("root", pw), http.StatusSeeOther)
 		res = b.submit("/admin/providers", "/admin/providers", url.Values{"kind": {"oidc"}, "name": {"wiki"}, "issuer": {"ftp://wiki"}, "client_id": {"c"}})
