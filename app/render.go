@@ -76,7 +76,7 @@ type page struct {
 
 	// Sign-in with other providers: the buttons (Providers), the pages of
 	// a sign-in (Fed), the profile's connected sign-ins (Identities).
-	Providers     []db.Provider
+	Providers []db.Provider
 	// Reauth is how an account that signs in only with providers confirms
 	// the page's action (set a password, change the address, delete).
 	Reauth        *reauthView

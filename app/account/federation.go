@@ -232,7 +232,7 @@ func (s *Service) LinkIdentity(ctx context.Context, c Client, p *Principal, prov
 	now := s.Now()
 	ev := s.event(c, db.EventProviderLinked)
 	ev.Detail = "Sign-in with " + displayName(prov) + " linked"
-		// Vouched for when the provider vouches for the account's own address;
+	// Vouched for when the provider vouches for the account's own address;
 	// otherwise when the account's address is verified (the store reads
 	// it in the link's transaction).
 	vouched := id.EmailVerified && strings.EqualFold(strings.TrimSpace(id.Email), p.User.Email)
