@@ -53,6 +53,9 @@ type runOptions struct {
 	signals <-chan os.Signal
 	// beforePrune, when set, runs at the start of each housekeeping round.
 	beforePrune func(ctx context.Context)
+	// beforeServe, when set, runs just before the server starts serving;
+	// afterShutdown just after a graceful stop has stopped the server.
+	beforeServe, afterShutdown func()
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, o runOptions) error {
@@ -155,7 +158,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.App().Listener(ln) }()
+	go func() {
+		if o.beforeServe != nil {
+			o.beforeServe()
+		}
+		serveErr <- srv.App().Listener(ln)
+	}()
 	log.Info("listening", slog.String("addr", "http://"+ln.Addr().String()), slog.String("database", store.Name()))
 	if cfg.PasskeysOff != "" {
 		log.Info("passkeys are off: " + cfg.PasskeysOff)
@@ -184,6 +192,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err := srv.App().ShutdownWithTimeout(shutdownGrace); err != nil {
 			log.Warn("shutdown", slog.String("error", err.Error()))
 		}
+		if o.afterShutdown != nil {
+			o.afterShutdown()
+		}
+		// A stop that came before the server began serving found nothing
+		// to stop: closing the listener makes the server return at once,
+		// whenever it starts.
+		ln.Close()
 		<-serveErr
 		stopJanitor()
 		<-janitorDone

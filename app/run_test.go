@@ -88,6 +88,26 @@ func TestShutdownWaitsForHousekeeping(t *testing.T) {
 	}
 }
 
+// A stop that comes before the server has begun serving still stops it
+// (the server would otherwise start afterwards and serve for ever).
+func TestStopBeforeServing(t *testing.T) {
+	stopped := make(chan struct{})
+	var log syncBuffer
+	cancel, done := startRun(t, runOptions{
+		beforeServe:   func() { <-stopped }, // serving starts only after the stop
+		afterShutdown: func() { close(stopped) },
+	}, &log)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a stop that came before serving began did not stop the server:\n%s", log.String())
+	}
+}
+
 // A second signal during a graceful stop stops the program at once.
 func TestSecondSignalStopsAtOnce(t *testing.T) {
 	sigs := make(chan os.Signal, 2)
