@@ -245,6 +245,7 @@ func TestLogs(t *testing.T) {
 	const resetPassword = "a reset passphrase 99"
 	wantStatus(t, ts.postJSON("/password/reset", `{"login":"alice","code":"`+resetCode+`","new_password":"`+resetPassword+`"}`), http.StatusNoContent)
 	ts.s.acct.FlushEvents()
+	ts.s.FlushLog()
 
 	log := buf.String()
 	secrets := []string{pw, newPassword, "a wrong guess 1234", "another wrong guess", "typed-password-here",

@@ -1,18 +1,21 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -39,57 +42,83 @@ func currentUser(c *fiber.Ctx) *account.Principal {
 	return p
 }
 
-// requestID returns the request's id, set by the requestID middleware.
+// requestState is what the envelope keeps for one request, in one
+// allocation: its id and its context.
+type requestState struct {
+	ctx requestContext
+	id  [64]byte
+	n   int // length of id
+}
+
+// requestID returns the request's id, set by the envelope.
 func requestID(c *fiber.Ctx) string {
-	id, _ := c.Locals(requestIDKey).(string)
-	return id
-}
-
-// requestID gives every request an id, sent back in X-Request-Id and
-// written in its log lines. A client's own X-Request-Id is kept when it is
-// a short token of safe characters (so that a proxy's id carries through);
-// anything else is replaced, so that no client can put arbitrary text in
-// the logs.
-func (s *Server) requestID(c *fiber.Ctx) error {
-	id := c.Get(fiber.HeaderXRequestID)
-	if !safeRequestID(id) {
-		b := make([]byte, 12)
-		rand.Read(b)
-		id = hex.EncodeToString(b)
+	if st, ok := c.Locals(requestIDKey).(*requestState); ok {
+		return string(st.id[:st.n])
 	}
-	c.Locals(requestIDKey, id)
-	c.Set(fiber.HeaderXRequestID, id)
-	return c.Next()
+	return ""
 }
 
-// safeRequestID accepts 1 to 64 letters, digits, '-', '_', '.' and ':'.
-func safeRequestID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
+// Names and values of the headers every answer carries, ready for
+// fasthttp (already in canonical form).
+var (
+	hdrRequestID     = []byte(fiber.HeaderXRequestID)
+	hdrAuthorization = []byte(fiber.HeaderAuthorization)
+	hdrCacheCtl      = []byte(fiber.HeaderCacheControl)
+	valNoStore       = []byte("no-store")
+	hdrHSTS          = []byte("Strict-Transport-Security")
+	valHSTS          = []byte("max-age=31536000")
+	securityFixed    = [][2][]byte{
+		{[]byte("Content-Security-Policy"), []byte(cspPages)},
+		{[]byte("X-Content-Type-Options"), []byte("nosniff")},
+		{[]byte("X-Frame-Options"), []byte("DENY")},
+		{[]byte("Referrer-Policy"), []byte("same-origin")},
+		{[]byte("Cross-Origin-Opener-Policy"), []byte("same-origin")},
+		{[]byte("Permissions-Policy"), []byte("camera=(), microphone=(), geolocation=()")},
 	}
-	for i := 0; i < len(id); i++ {
-		b := id[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.' || b == ':') {
-			return false
-		}
-	}
-	return true
-}
+	staticPrefix = []byte("/static/")
+)
 
-// deadline bounds the work of every request: store and hashing calls take
-// their context from c.UserContext(). It does not derive from the server's
-// context, so that a graceful shutdown lets requests in flight finish.
-func (s *Server) deadline(c *fiber.Ctx) error {
-	ctx := newRequestContext(requestTimeout)
-	defer ctx.stop()
-	c.SetUserContext(ctx)
-	return c.Next()
-}
+// linePool holds the buffers request lines are written in.
+var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// logRequests logs one line per request.
-func (s *Server) logRequests(c *fiber.Ctx) error {
+// envelope is the first handler of every request, and all it costs when a
+// request needs nothing else:
+//   - an id, sent back in X-Request-Id and written in its log line. A
+//     client's own X-Request-Id is kept when it is a short token of safe
+//     characters (so that a proxy's id carries through); anything else is
+//     replaced, so that no client can put arbitrary text in the logs;
+//   - the security headers every answer carries;
+//   - a deadline for its work: store and hashing calls take their context
+//     from c.UserContext(). It does not derive from the server's context,
+//     so that a graceful shutdown lets requests in flight finish;
+//   - a panic becomes an error answer;
+//   - errors are answered by the error handler, then the request is
+//     counted in the metrics and logged in one line.
+func (s *Server) envelope(c *fiber.Ctx) error {
 	start := time.Now()
-	err := c.Next()
+	st := &requestState{}
+	st.ctx.deadline = start.Add(requestTimeout)
+	if id := c.Request().Header.PeekBytes(hdrRequestID); safeRequestID(id) {
+		st.n = copy(st.id[:], id)
+	} else {
+		st.n = newRequestID(&st.id)
+	}
+	c.Locals(requestIDKey, st)
+	h := &c.Response().Header
+	h.SetCanonical(hdrRequestID, st.id[:st.n])
+	for _, kv := range securityFixed {
+		h.SetCanonical(kv[0], kv[1])
+	}
+	if s.secure(c) {
+		h.SetCanonical(hdrHSTS, valHSTS)
+	}
+	if !bytes.HasPrefix(c.Request().URI().Path(), staticPrefix) {
+		h.SetCanonical(hdrCacheCtl, valNoStore)
+	}
+	c.SetUserContext(&st.ctx)
+
+	err := nextRecovered(c)
+	st.ctx.stop()
 	if err != nil {
 		if herr := s.app.ErrorHandler(c, err); herr != nil {
 			_ = c.SendStatus(fiber.StatusInternalServerError)
@@ -104,21 +133,79 @@ func (s *Server) logRequests(c *fiber.Ctx) error {
 		level = slog.LevelError
 	}
 	if s.log.Enabled(context.Background(), level) {
-		attrs := []slog.Attr{
-			slog.String("request_id", requestID(c)),
-			slog.String("method", c.Method()),
-			slog.String("route", route),
-			slog.String("path", c.Path()),
-			slog.Int("status", status),
-			slog.Duration("duration", elapsed),
-			slog.String("ip", s.clientIP(c)),
-		}
-		if p := currentUser(c); p != nil {
-			attrs = append(attrs, slog.Int64("user_id", p.User.ID))
-		}
-		s.log.LogAttrs(context.Background(), level, "request", attrs...)
+		s.logRequest(c, &requestLine{Time: start.Add(elapsed), Level: level, ID: st.id[:st.n], Method: c.Method(),
+			Route: route, Path: c.Path(), Status: status, Duration: elapsed})
 	}
 	return nil
+}
+
+// nextRecovered runs the rest of the chain; a panic there is returned as
+// an error.
+func nextRecovered(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var ok bool
+			if err, ok = r.(error); !ok {
+				err = fmt.Errorf("%v", r)
+			}
+		}
+	}()
+	return c.Next()
+}
+
+// logRequest writes the request's line: straight into the log's batch of
+// request lines when the log is JSON made by newLogger, else through slog.
+func (s *Server) logRequest(c *fiber.Ctx, r *requestLine) {
+	if p := currentUser(c); p != nil {
+		r.UserID = p.User.ID
+	}
+	if s.logSink == nil {
+		r.IP = s.clientIP(c)
+		logRequestSlow(s.log, r)
+		return
+	}
+	if len(s.cfg.TrustedProxies) == 0 {
+		r.Addr = remoteAddr(c)
+	} else {
+		r.IP = s.clientIP(c)
+	}
+	buf := linePool.Get().(*[]byte)
+	*buf = appendRequestLine((*buf)[:0], r)
+	s.logSink.request(*buf)
+	linePool.Put(buf)
+}
+
+// newRequestID writes a new id in id: 24 hexadecimal digits of the
+// runtime's fast random source (an id tells requests apart in the logs; it
+// is no secret).
+func newRequestID(id *[64]byte) int {
+	a, b := rand.Uint64(), rand.Uint32()
+	for i := 0; i < 16; i++ {
+		id[i] = hexDigits[a>>(60-4*i)&0xf]
+	}
+	for i := 0; i < 8; i++ {
+		id[16+i] = hexDigits[b>>(28-4*i)&0xf]
+	}
+	return 24
+}
+
+// safeRequestID accepts 1 to 64 letters, digits, '-', '_', '.' and ':'.
+func safeRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, b := range id {
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.' || b == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// remoteAddr is the address of the request's peer.
+func remoteAddr(c *fiber.Ctx) netip.Addr {
+	addr, _ := netip.AddrFromSlice(c.Context().RemoteIP())
+	return addr.Unmap()
 }
 
 // routePattern is the pattern of the route a request matched, never its
@@ -138,28 +225,14 @@ func routePattern(c *fiber.Ctx) string {
 const cspPages = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
-// securityHeaders sets the headers every response carries.
-func (s *Server) securityHeaders(c *fiber.Ctx) error {
-	h := &c.Response().Header
-	h.Set("Content-Security-Policy", cspPages)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-	if s.secure(c) {
-		h.Set("Strict-Transport-Security", "max-age=31536000")
-	}
-	if !strings.HasPrefix(c.Path(), "/static/") {
-		h.Set(fiber.HeaderCacheControl, "no-store")
-	}
-	return c.Next()
-}
-
 // credentials returns the raw token of a request: the Authorization header
 // first, then the session cookie. present is false when neither was sent.
+//
+// A token from the Authorization header is not copied: raw is good only
+// until the request ends (the token cache copies the tokens it keeps).
 func (s *Server) credentials(c *fiber.Ctx) (raw string, viaCookie, present bool) {
-	if h := c.Get(fiber.HeaderAuthorization); h != "" {
+	if b := c.Request().Header.PeekBytes(hdrAuthorization); len(b) > 0 {
+		h := unsafe.String(unsafe.SliceData(b), len(b))
 		scheme, rest, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "bearer") {
 			return "", false, false
@@ -326,6 +399,12 @@ func (s *Server) secure(c *fiber.Ctx) bool {
 	case "false":
 		return false
 	}
+	if c.Context().IsTLS() {
+		return true
+	}
+	if len(s.cfg.TrustedProxies) == 0 {
+		return false // no proxy says the scheme
+	}
 	return c.Protocol() == "https"
 }
 
@@ -406,6 +485,9 @@ func (s *Server) deviceMAC(id string) string {
 // address is taken as the client: it was written by whoever is untrusted.
 // Without TRUSTED_PROXIES the headers are ignored.
 func (s *Server) clientIP(c *fiber.Ctx) string {
+	if len(s.cfg.TrustedProxies) == 0 {
+		return remoteAddr(c).String()
+	}
 	remote := c.Context().RemoteIP()
 	addr, ok := netip.AddrFromSlice(remote)
 	if !ok {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
-	"github.com/gofiber/fiber/v2/middleware/recover"
 
 	"fiberauth/static"
 )
@@ -35,11 +34,7 @@ type route struct {
 // routes lists every route of the service.
 func (s *Server) routes() {
 	a := s.app
-	a.Use(s.requestID)
-	a.Use(s.logRequests)
-	a.Use(recover.New())
-	a.Use(s.securityHeaders)
-	a.Use(s.deadline)
+	a.Use(s.envelope)
 
 	a.Use("/static", filesystem.New(filesystem.Config{
 		Root:   static.FS(),

@@ -74,6 +74,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	if sink := sinkFromLogger(log); sink != nil {
+		defer sink.Flush()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -228,7 +231,9 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		}
 	}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		// The server writes its request lines to the sink itself.
+		sink := newLogSink(w)
+		return slog.New(&sinkHandler{JSONHandler: slog.NewJSONHandler(sink, opts), sink: sink})
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -55,6 +55,9 @@ type Server struct {
 	hasher *password.Hasher
 	outbox *mail.Outbox
 	log    *slog.Logger
+	// logSink is the log's sink when the server writes its request lines
+	// there itself (a JSON log made by newLogger), else nil.
+	logSink *logSink
 
 	// csrfKey signs CSRF tokens and deviceKey device cookies; both are
 	// derived from the signing key, so every instance agrees.
@@ -172,6 +175,7 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		outbox:         outbox,
 		hasher:         hasher,
 		log:            log,
+		logSink:        sinkFromLogger(log),
 		metrics:        m,
 		metricsHandler: adaptor.HTTPHandler(m.Handler()),
 		csrfKey:        derive(key, "fiberauth csrf v1"),
@@ -205,11 +209,19 @@ func (s *Server) App() *fiber.App { return s.app }
 // seconds for the mail being sent; mail not sent yet stays in the outbox
 // for another instance or the next start.
 func (s *Server) Close() {
+	defer s.FlushLog()
 	s.acct.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s.oidc.Close(ctx)
 	s.outbox.Close(ctx)
+}
+
+// FlushLog writes the request lines waiting in the log's batch.
+func (s *Server) FlushLog() {
+	if s.logSink != nil {
+		s.logSink.Flush()
+	}
 }
 
 func (s *Server) newFiber() *fiber.App {

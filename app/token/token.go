@@ -416,11 +416,12 @@ func (m *Manager) Issue(g Grant, issuedAt time.Time) (string, time.Time, error) 
 // shared and must not be modified.
 func (m *Manager) Verify(raw string) (*Claims, error) {
 	if c, ok := m.verified.Get(raw); ok {
-		if err := m.timely(c); err != nil {
+		now := m.cfg.Now()
+		if err := timely(c, now); err != nil {
 			return nil, err
 		}
 		if c.kid != "" {
-			if _, ok := m.keys.Load().verifies(c.kid, m.cfg.Now()); !ok {
+			if _, ok := m.keys.Load().verifies(c.kid, now); !ok {
 				return nil, ErrSignature
 			}
 		}
@@ -430,14 +431,14 @@ func (m *Manager) Verify(raw string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.verified.Put(raw, c)
+	// raw may be a view of a request's buffer: the cache keeps a copy.
+	m.verified.Put(strings.Clone(raw), c)
 	return c, nil
 }
 
 // timely repeats, for a cached token, the time checks of the parser: not
 // expired and already valid, with the same leeway.
-func (m *Manager) timely(c *Claims) error {
-	now := m.cfg.Now()
+func timely(c *Claims, now time.Time) error {
 	if c.ExpiresAt == nil || !now.Before(c.ExpiresAt.Add(leeway)) {
 		return ErrExpired
 	}
