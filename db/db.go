@@ -203,6 +203,11 @@ func (s *Store) exec(ctx context.Context, on execer, query string, args ...any) 
 
 func (s *Store) queryRow(ctx context.Context, on execer, query string, args ...any) *sql.Row {
 	s.count(query)
+	if on == execer(s.r) {
+		if st, err := s.stmt(ctx, query); err == nil {
+			return st.QueryRowContext(ctx, args...)
+		}
+	}
 	return on.QueryRowContext(ctx, s.q(query), args...)
 }
 
@@ -223,8 +228,17 @@ func (s *Store) Writes() int64 { return s.writes.Load() }
 // readRow runs a hot read query as a statement prepared once on the read
 // pool (SQLite otherwise compiles the SQL on every call).
 func (s *Store) readRow(ctx context.Context, query string, args ...any) (*sql.Row, error) {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(ctx, args...), nil
+}
+
+// stmt returns query prepared once on the read pool.
+func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if v, ok := s.prepared.Load(query); ok {
-		return v.(*sql.Stmt).QueryRowContext(ctx, args...), nil
+		return v.(*sql.Stmt), nil
 	}
 	st, err := s.r.PrepareContext(ctx, s.q(query))
 	if err != nil {
@@ -234,10 +248,20 @@ func (s *Store) readRow(ctx context.Context, query string, args ...any) (*sql.Ro
 		st.Close()
 		st = v.(*sql.Stmt)
 	}
-	return st.QueryRowContext(ctx, args...), nil
+	return st, nil
 }
 
+// query runs a query; on the read pool, as a statement prepared once (the
+// queries are the package's own, a bounded set).
 func (s *Store) query(ctx context.Context, on execer, query string, args ...any) (*sql.Rows, error) {
+	if on == execer(s.r) {
+		st, err := s.stmt(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := st.QueryContext(ctx, args...)
+		return rows, s.wrap(err)
+	}
 	rows, err := on.QueryContext(ctx, s.q(query), args...)
 	return rows, s.wrap(err)
 }

@@ -1,25 +1,44 @@
 #!/usr/bin/env bash
 # Load test of the whole server with wrk, next to baselines measured in the
-# same run: a bare Fiber plain-text server, and this machine's bcrypt rate.
+# same run on the same machine:
+#   - a bare Fiber server answering "Hello, World!" (for GET /users/me and
+#     the pages), measured in alternating rounds with the app (the ratio is
+#     the median of the rounds' ratios, as the machine's speed drifts);
+#   - this machine's bcrypt rate on all cores (for the password grant);
+#   - a bare refresh server doing only a refresh grant's unavoidable work:
+#     one durable conditional update of one row, one Ed25519 signature, the
+#     JSON answer (for the refresh grant), on each engine;
+# then the introspection and code exchange rates, the server's resident
+# size after LOAD_SESSIONS sessions were each signed in and used once, and
+# a few runs under attack. It prints a Markdown table; with LOAD_README=1 it
+# also writes it into README.md's "Performance" section.
 #
-#   bash app/loadtest/run.sh            # 10 s per run, BCRYPT_COST=12, SQLite
-#   LOAD_DURATION=30s BCRYPT_COST=10 bash app/loadtest/run.sh
+#   bash app/loadtest/run.sh                     # 5 s rounds, 3 rounds, BCRYPT_COST=12
 #   LOAD_DATABASE_URL=postgres://user:pw@127.0.0.1:5432/db bash app/loadtest/run.sh
+#   LOAD_README=1 LOAD_DATABASE_URL=… bash app/loadtest/run.sh
 #
 # With LOAD_DATABASE_URL the same binary is also measured on PostgreSQL, in
 # a schema of its own that is dropped at the end (psql must be installed).
 # Needs wrk (apt-get install -y wrk) and curl. Every server it starts listens
-# on loopback and is stopped at the end.
+# on loopback and is stopped at the end. The app runs with its default
+# settings (request lines logged, at info) except for the sign-in limits,
+# which a load from one address would reach.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-DUR=${LOAD_DURATION:-10s}
+DUR=${LOAD_DURATION:-5s}
+ROUNDS=${LOAD_ROUNDS:-3}
 COST=${BCRYPT_COST:-12}
 CONNS=${LOAD_CONNECTIONS:-32}
+SESSIONS=${LOAD_SESSIONS:-100000}
+CODES=${LOAD_CODES:-10000}
+COLD_RATE=${LOAD_COLD_RATE:-2000}
+REFRESH_CHAINS=${LOAD_REFRESH_CHAINS:-8}
 APP_ADDR=${LOAD_APP_ADDR:-127.0.0.1:8098}
 BASE_ADDR=${LOAD_BASELINE_ADDR:-127.0.0.1:8099}
-COLD_SESSIONS=${LOAD_COLD_SESSIONS:-20000}
-COLD_RATE=${LOAD_COLD_RATE:-2000}
+REFRESH_ADDR=${LOAD_REFRESH_ADDR:-127.0.0.1:8097}
+INTROSPECTION=load-introspection-secret-0123456789
+REDIRECT=http://127.0.0.1:9/callback
 HERE=app/loadtest
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
@@ -30,29 +49,32 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ -n "$schema" ]; then psql -q "$LOAD_DATABASE_URL" -c "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1 || true; fi
-  rm -rf "$tmp"
+  if [ -n "${LOAD_KEEP:-}" ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 
-echo "building…"
+echo "building…" >&2
 go build -o "$tmp/fiberauth" .
 go build -o "$tmp/baseline" ./$HERE/baseline
 go build -o "$tmp/sessions" ./$HERE/sessions
 
 "$tmp/baseline" -addr "$BASE_ADDR" & pids+=($!)
 
-export LOAD_USER=loaduser LOAD_PASSWORD='correct horse battery'
+export LOAD_USER=loaduser LOAD_PASSWORD='correct horse battery' LOAD_INTROSPECTION=$INTROSPECTION
+LIMITS=(LOGIN_FAILURES_PER_IP=1000000 LOGIN_FAILURES_PER_ACCOUNT=1000000 LOGIN_FAILURES_ACCOUNT_WIDE=1000000
+  REGISTRATIONS_PER_IP=1000000)
 
-# start_app ADDR COST VAR=VALUE…: starts the app with a fresh database named
-# by the settings, waits until it is ready, and sets app_pid.
+# start_app ADDR COST VAR=VALUE…: starts the app with the database the
+# settings name, waits until it is ready, and sets app_pid.
 start_app() {
   local addr=$1 cost=$2; shift 2
-  env "$@" ADDR="$addr" BCRYPT_COST="$cost" LOG_LEVEL=error \
-    LOGIN_FAILURES_PER_IP=100000000 REGISTRATIONS_PER_IP=100000000 "$tmp/fiberauth" & app_pid=$!
+  env "$@" ADDR="$addr" PUBLIC_URL="http://$addr" BCRYPT_COST="$cost" INTROSPECTION_TOKENS="$INTROSPECTION" "$tmp/fiberauth" 2>>"$tmp/app.log" &
+  app_pid=$!
   pids+=($app_pid)
   for _ in $(seq 300); do curl -fs "http://$addr/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "the app did not start on $addr" >&2; exit 1
 }
+stop_app() { kill "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; }
 
 # sign_in ADDR: registers the load user and sets LOAD_TOKEN.
 sign_in() {
@@ -63,119 +85,179 @@ sign_in() {
   export LOAD_TOKEN
 }
 
-stop_app() { kill "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; }
+# new_client VAR=VALUE…: registers a first-party client on the database the
+# settings name and sets CLIENT_ID and CLIENT_SECRET.
+new_client() {
+  local out
+  out=$(env "$@" "$tmp/fiberauth" clients create --name "Load test" --redirect-uri "$REDIRECT" --first-party)
+  CLIENT_ID=$(echo "$out" | awk '/^client_id:/ {print $2}')
+  CLIENT_SECRET=$(echo "$out" | awk '/^client_secret:/ {print $2}')
+}
 
-# wrk_run NAME ARGS…: runs wrk and prints "NAME rps p99 errors".
+# wrk_run ARGS…: runs wrk and prints "rps p99_ms errors".
 wrk_run() {
-  local name=$1; shift
   local out
   out=$(wrk --latency "$@")
-  echo "$out" > "$tmp/$name.txt"
   local rps p99 non2xx sock
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ {print $5}')
   sock=$(echo "$out" | awk '/Socket errors:/ {gsub(",", ""); print $4+$6+$8+$10}')
-  echo "$name ${rps:-0} ${p99:-?} $(( ${non2xx:-0} + ${sock:-0} ))"
+  echo "${rps:-0} $(ms "${p99:-0us}") $(( ${non2xx:-0} + ${sock:-0} ))"
 }
 
 # ms VALUE: wrk's latency (850.00us, 1.20ms, 2.00s) in milliseconds.
 ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; }
+fmt() { awk -v v="$1" 'BEGIN { printf "%\047.0f", v }'; }
 
-# refresh_run NAME: POST /token grant_type=refresh_token on the running app,
-# REFRESH_CHAINS connections each following its own chain of tokens.
-REFRESH_CHAINS=${LOAD_REFRESH_CHAINS:-8}
+# rows of the table: "work|engine|rps|p99|baseline|baseline rps|ratio|target"
+rows=()
+row() { rows+=("$1|$2|$3|$4|$5|$6|$7|$8"); echo "  $1 ($2): $3 req/s, p99 $4 ms, ratio $7" >&2; }
+errors=0
+count_errors() { if [ "$1" != 0 ]; then echo "  ($1 errors in that run)" >&2; errors=$(( errors + $1 )); fi; }
+
+# rounds NAME URL LUA ENGINE TARGET: alternates the bare server and the app for ROUNDS
+# rounds and adds a row with the medians.
+rounds() {
+  local name=$1 url=$2 lua=$3 engine=$4 target=$5 r b a
+  local ratios=() rps=() p99s=() bases=()
+  for r in $(seq "$ROUNDS"); do
+    set -- $(wrk_run -t2 -c"$CONNS" -d"$DUR" "http://$BASE_ADDR/")
+    b=$1
+    set -- $(wrk_run -t2 -c"$CONNS" -d"$DUR" ${lua:+-s $HERE/$lua} "$url")
+    a=$1; count_errors "$3"
+    rps+=("$a"); p99s+=("$2"); bases+=("$b"); ratios+=("$(ratio "$a" "$b")")
+  done
+  row "$name" "$engine" "$(printf '%s\n' "${rps[@]}" | median)" "$(printf '%s\n' "${p99s[@]}" | median)" \
+    "bare Fiber, plain text" "$(printf '%s\n' "${bases[@]}" | median)" "$(printf '%s\n' "${ratios[@]}" | median)" "$target"
+}
+
+# refresh_run ENGINE TARGET: the refresh grant on the running app, then the
+# bare refresh server on TARGET, each with REFRESH_CHAINS connections
+# following their own chains.
 refresh_run() {
-  "$tmp/sessions" -base "http://$APP_ADDR" -user "$LOAD_USER" -password "$LOAD_PASSWORD" -n "$REFRESH_CHAINS" \
-    -refresh -out "$tmp/refresh.txt" >/dev/null
-  LOAD_REFRESH="$tmp/refresh.txt" wrk_run "$1" -t"$REFRESH_CHAINS" -c"$REFRESH_CHAINS" -d"$DUR" -s $HERE/refresh.lua "http://$APP_ADDR/token"
+  local engine=$1 target=$2 app base
+  "$tmp/sessions" -base "http://$APP_ADDR" -n "$REFRESH_CHAINS" -refresh -out "$tmp/refresh.txt" >/dev/null
+  app=$(LOAD_REFRESH="$tmp/refresh.txt" wrk_run -t"$REFRESH_CHAINS" -c"$REFRESH_CHAINS" -d"$DUR" -s $HERE/refresh.lua "http://$APP_ADDR/token")
+  "$tmp/baseline" -addr "$REFRESH_ADDR" -refresh "$target" -chains "$REFRESH_CHAINS" -out "$tmp/chains.txt" &
+  local bpid=$!
+  pids+=($bpid)
+  for _ in $(seq 100); do [ -s "$tmp/chains.txt" ] && curl -s -o /dev/null "http://$REFRESH_ADDR/" && break; sleep 0.1; done
+  base=$(LOAD_REFRESH="$tmp/chains.txt" wrk_run -t"$REFRESH_CHAINS" -c"$REFRESH_CHAINS" -d"$DUR" -s $HERE/refresh.lua "http://$REFRESH_ADDR/token")
+  kill "$bpid"; wait "$bpid" 2>/dev/null || true
+  rm -f "$tmp/chains.txt"
+  set -- $app; local a=$1 p=$2; count_errors "$3"
+  set -- $base; count_errors "$3"
+  row "refresh grant (\`POST /token\`)" "$engine" "$a" "$p" "bare refresh: one conditional update, one Ed25519 signature" "$1" "$(ratio "$a" "$1")" "≥ 0.70"
 }
 
-# cold_run NAME VAR=VALUE…: GET /users/me over more sessions than the
-# server caches, on a server of bcrypt cost 4 (the sessions are made fast).
-cold_run() {
-  local name=$1; shift
-  start_app "$APP_ADDR" 4 "$@"
-  sign_in "$APP_ADDR"
-  "$tmp/sessions" -base "http://$APP_ADDR" -user "$LOAD_USER" -password "$LOAD_PASSWORD" -n "$COLD_SESSIONS" -out "$tmp/tokens.txt"
-  LOAD_TOKENS="$tmp/tokens.txt" wrk_run "$name" -t2 -c"$CONNS" -d"$DUR" -s $HERE/cold.lua "http://$APP_ADDR/users/me"
-  "$tmp/sessions" -base "http://$APP_ADDR" -out "$tmp/tokens.txt" -measure "$COLD_RATE" -conns "$CONNS" \
-    -duration "$DUR" > "$tmp/$name.paced"
-  stop_app
+introspect_run() {
+  set -- $(wrk_run -t2 -c"$CONNS" -d"$DUR" -s $HERE/introspect.lua "http://$APP_ADDR/introspect")
+  count_errors "$3"
+  row "\`POST /introspect\` (revocation checked)" "$engine" "$1" "$2" "Hydra's published figure (in-memory store, 2 CPUs)" 7934 "$(ratio "$1" 7934)" "> 7,934/s"
 }
 
-echo "measuring (each run $DUR, $CONNS connections)…"
-results=()
-results+=("$(wrk_run baseline-plaintext -t2 -c"$CONNS" -d"$DUR" "http://$BASE_ADDR/")")
+codes_run() {
+  set -- $("$tmp/sessions" -base "http://$APP_ADDR" -codes "$CODES" -conns 16 -client-id "$CLIENT_ID" \
+    -client-secret "$CLIENT_SECRET" -redirect-uri "$REDIRECT")
+  count_errors "$3"
+  row "code exchange (\`POST /token\`, PKCE, ID token)" "$engine" "$1" "$2" "–" "–" "–" "report"
+}
 
-start_app "$APP_ADDR" "$COST" DATABASE_PATH="$tmp/app.db"
+echo "bcrypt rate at cost $COST…" >&2
+bcrypt_rate=$("$tmp/baseline" -bcrypt-cost "$COST" -duration 5s)
+
+echo "SQLite, $ROUNDS rounds of $DUR, $CONNS connections…" >&2
+engine=SQLite
+new_client DATABASE_PATH="$tmp/app.db"
+start_app "$APP_ADDR" "$COST" DATABASE_PATH="$tmp/app.db" "${LIMITS[@]}"
 sign_in "$APP_ADDR"
-results+=("$(wrk_run sqlite-users-me -t2 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me")")
-results+=("$(wrk_run sqlite-login-page -t2 -c"$CONNS" -d"$DUR" "http://$APP_ADDR/login")")
-results+=("$(wrk_run sqlite-profile-cookie -t2 -c"$CONNS" -d"$DUR" -s $HERE/cookie.lua "http://$APP_ADDR/profile")")
-# Four connections keep both bcrypt workers busy and stay under the five
-# sign-ins one account may have in flight at once.
-results+=("$(wrk_run sqlite-token -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token")")
+rounds "\`GET /users/me\`, bearer token" "http://$APP_ADDR/users/me" bearer.lua "$engine" "≥ 0.80"
+rounds "\`GET /users/me\`, session cookie" "http://$APP_ADDR/users/me" cookie.lua "$engine" "≥ 0.80"
+rounds "\`GET /profile\` page, session cookie" "http://$APP_ADDR/profile" cookie.lua "$engine" "report"
+set -- $(wrk_run -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token"); count_errors "$3"
+row "password grant (\`POST /token\`, bcrypt cost $COST)" "$engine" "$1" "$2" "bcrypt verifications on all cores" "$bcrypt_rate" "$(ratio "$1" "$bcrypt_rate")" "≥ 0.95"
+refresh_run "$engine" "$tmp/bare-refresh.db"
+introspect_run
+codes_run
 # Flood POST /token with wrong passwords for many accounts while a signed-in
 # user reads /users/me.
 wrk -t1 -c64 -d"$DUR" --timeout 10s -s $HERE/flood.lua "http://$APP_ADDR/token" > "$tmp/flood.txt" &
 flood_pid=$!
 sleep 1
-results+=("$(wrk_run sqlite-users-me-in-flood -t1 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me")")
+set -- $(wrk_run -t1 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me"); count_errors "$3"
+in_flood="$1 req/s (p99 $2 ms)"
 wait $flood_pid || true
 flood_rps=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/flood.txt")
-rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$app_pid/status)
-results+=("$(refresh_run sqlite-refresh)")
 stop_app
-results+=("$(cold_run sqlite-users-me-cold DATABASE_PATH="$tmp/cold.db")")
-durable_sqlite=$("$tmp/baseline" -durable "$tmp/durable.db" -duration 5s)
+
+# Many sessions, each signed in once and used once: the resident size, and
+# cold reads (every lookup a cache miss) at a steady rate.
+echo "$SESSIONS sessions…" >&2
+start_app "$APP_ADDR" 4 DATABASE_PATH="$tmp/many.db" "${LIMITS[@]}"
+sign_in "$APP_ADDR"
+"$tmp/sessions" -base "http://$APP_ADDR" -n "$SESSIONS" -accounts 8 -out "$tmp/tokens.txt"
+LOAD_TOKENS="$tmp/tokens.txt" wrk -t2 -c"$CONNS" -d"$(( SESSIONS / 5000 + 5 ))s" -s $HERE/cold.lua "http://$APP_ADDR/users/me" >/dev/null
+rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$app_pid/status)
+paced=$("$tmp/sessions" -base "http://$APP_ADDR" -out "$tmp/tokens.txt" -measure "$COLD_RATE" -conns "$CONNS" -duration "$DUR")
+stop_app
 
 if [ -n "${LOAD_DATABASE_URL:-}" ]; then
+  echo "PostgreSQL…" >&2
+  engine=PostgreSQL
   schema="load_$$"
   psql -q "$LOAD_DATABASE_URL" -c "CREATE SCHEMA $schema" >/dev/null
   case "$LOAD_DATABASE_URL" in *\?*) pg_url="$LOAD_DATABASE_URL&search_path=$schema" ;; *) pg_url="$LOAD_DATABASE_URL?search_path=$schema" ;; esac
-  start_app "$APP_ADDR" "$COST" DATABASE_URL="$pg_url"
+  new_client DATABASE_URL="$pg_url"
+  start_app "$APP_ADDR" "$COST" DATABASE_URL="$pg_url" "${LIMITS[@]}"
   sign_in "$APP_ADDR"
-  results+=("$(wrk_run postgres-users-me -t2 -c"$CONNS" -d"$DUR" -s $HERE/bearer.lua "http://$APP_ADDR/users/me")")
-  results+=("$(wrk_run postgres-token -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token")")
-  results+=("$(refresh_run postgres-refresh)")
+  rounds "\`GET /users/me\`, bearer token" "http://$APP_ADDR/users/me" bearer.lua "$engine" "≥ 0.80"
+  set -- $(wrk_run -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token"); count_errors "$3"
+  row "password grant (\`POST /token\`, bcrypt cost $COST)" "$engine" "$1" "$2" "bcrypt verifications on all cores" "$bcrypt_rate" "$(ratio "$1" "$bcrypt_rate")" "≥ 0.95"
+  refresh_run "$engine" "$pg_url"
+  introspect_run
+  codes_run
   stop_app
-  durable_pg=$("$tmp/baseline" -durable "$pg_url" -conns "$REFRESH_CHAINS" -duration 5s)
-  psql -q "$LOAD_DATABASE_URL" -c "DROP SCHEMA $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
-  results+=("$(cold_run postgres-users-me-cold DATABASE_URL="$pg_url")")
 fi
-
-bcrypt_rate=$("$tmp/baseline" -bcrypt-cost "$COST" -duration 5s)
 
 # A flood of new 900-byte login names from one address against a server
 # with the default limits: the throttle must not grow with it.
-DATABASE_PATH="$tmp/flood.db" ADDR="$APP_ADDR" BCRYPT_COST="$COST" LOG_LEVEL=error "$tmp/fiberauth" & app_pid=$!
-pids+=($app_pid)
-for _ in $(seq 100); do curl -fs "http://$APP_ADDR/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+start_app "$APP_ADDR" "$COST" DATABASE_PATH="$tmp/flood.db"
 rss_before=$(awk '/^VmRSS:/ {print $2}' /proc/$app_pid/status)
 unique_rps=$(wrk -t2 -c64 -d"$DUR" --timeout 10s -s $HERE/unique.lua "http://$APP_ADDR/token" | awk '/^Requests\/sec:/ {print $2}')
 rss_after=$(awk '/^VmRSS:/ {print $2}' /proc/$app_pid/status)
 stop_app
 
-base_rps=$(echo "${results[0]}" | awk '{print $2}')
-printf '\n%-26s %12s %10s %8s %10s\n' "run" "req/s" "p99 (ms)" "errors" "vs bare"
-for r in "${results[@]}"; do
-  set -- $r
-  printf '%-26s %12.1f %10s %8s %9.1f%%\n' "$1" "$2" "$(ms "$3")" "$4" "$(awk -v a="$2" -v b="$base_rps" 'BEGIN { printf "%.1f", 100 * a / b }')"
-done
-rate_of() { printf '%s\n' "${results[@]}" | awk -v n="$1" '$1 == n {print $2}'; }
-echo
-echo "bcrypt cost $COST on $(nproc) CPUs: $bcrypt_rate verifications/s; POST /token reached $(awk -v a="$(rate_of sqlite-token)" -v b="$bcrypt_rate" 'BEGIN { printf "%.1f", 100 * a / b }')% of it on SQLite"
-if [ -n "${LOAD_DATABASE_URL:-}" ]; then
-  echo "PostgreSQL: POST /token reached $(awk -v a="$(rate_of postgres-token)" -v b="$bcrypt_rate" 'BEGIN { printf "%.1f", 100 * a / b }')% of the bcrypt rate; GET /users/me at $(awk -v a="$(rate_of postgres-users-me)" -v b="$(rate_of sqlite-users-me)" 'BEGIN { printf "%.2f", a / b }') x its SQLite figure"
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+{
+  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) CPUs ($cpu), $(go version | awk '{print $3}'), wrk -t2 -c$CONNS,"
+  echo "$ROUNDS rounds of $DUR where a ratio is the median of rounds against the bare server; bcrypt cost $COST;"
+  echo "the app with its defaults (JSON request log at info) but the sign-in limits raised."
+  echo
+  echo "| Work | Engine | Requests/s | p99 (ms) | Baseline | Baseline/s | Ratio | Target |"
+  echo "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |"
+  for r in "${rows[@]}"; do
+    IFS='|' read -r w e a p b br ra t <<< "$r"
+    [ "$br" != "–" ] && br=$(fmt "$br")
+    echo "| $w | $e | $(fmt "$a") | $p | $b | $br | $ra | $t |"
+  done
+  echo
+  echo "- Resident size after $(fmt "$SESSIONS") sessions were each signed in and used once (SQLite): **$(( rss_kb / 1024 )) MiB** (target: under 128 MiB)."
+  echo "- Cold reads of those sessions (every lookup misses the caches) at a steady $COLD_RATE/s over $CONNS connections: $paced."
+  echo "- \`GET /users/me\` while 64 connections flood \`POST /token\` with wrong passwords for many accounts: $in_flood; the flood got $flood_rps answers/s (\`401\` or \`503\`)."
+  echo "- New 900-byte login names from one address, default limits: $unique_rps req/s; resident size $(( rss_before / 1024 )) → $(( rss_after / 1024 )) MiB."
+  echo "- Failed or refused requests in the measured runs: $errors."
+} > "$tmp/table.md"
+
+cat "$tmp/table.md"
+if [ "${LOAD_README:-}" = 1 ]; then
+  awk -v table="$tmp/table.md" '
+    /<!-- loadtest:begin -->/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
+    /<!-- loadtest:end -->/ { skip = 0 }
+    !skip { print }' README.md > "$tmp/README.md"
+  grep -q '<!-- loadtest:begin -->' "$tmp/README.md" || { echo "README.md has no loadtest markers" >&2; exit 1; }
+  cp "$tmp/README.md" README.md
+  echo "README.md updated" >&2
 fi
-echo "refresh grant on SQLite: $(rate_of sqlite-refresh) req/s; bare one-row durable transactions: $durable_sqlite/s ($(awk -v a="$(rate_of sqlite-refresh)" -v b="$durable_sqlite" 'BEGIN { printf "%.2f", a / b }') x)"
-if [ -n "${LOAD_DATABASE_URL:-}" ]; then
-  echo "refresh grant on PostgreSQL: $(rate_of postgres-refresh) req/s; bare one-row durable transactions ($REFRESH_CHAINS writers): $durable_pg/s ($(awk -v a="$(rate_of postgres-refresh)" -v b="$durable_pg" 'BEGIN { printf "%.2f", a / b }') x)"
-fi
-echo "cold runs cycle through $COLD_SESSIONS sessions, more than the caches hold; at a steady $COLD_RATE req/s over $CONNS connections:"
-for f in "$tmp"/*.paced; do echo "  $(basename "$f" .paced): $(cat "$f")"; done
-echo "flood of POST /token (64 connections, wrong passwords): $flood_rps req/s answered (401 or 503)"
-echo "server resident size after the SQLite runs: $(( rss_kb / 1024 )) MiB ($rss_kb KiB)"
-echo "new 900-byte login names from one address, default limits: $unique_rps req/s; resident size $(( rss_before / 1024 )) -> $(( rss_after / 1024 )) MiB"
-if [ "${LOAD_KEEP:-}" = 1 ]; then trap - EXIT; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; echo "kept $tmp"; fi

@@ -1,17 +1,16 @@
 // Command baseline gives the load script its reference points, measured on
 // the same machine in the same run: a bare Fiber server answering plain
 // text, the rate at which this machine verifies bcrypt hashes on all of its
-// cores, and the rate of bare one-row durable transactions on a database
-// engine set up as the service sets it up.
+// cores, the rate of bare one-row durable transactions on a database
+// engine set up as the service sets it up, and a server that does only
+// the unavoidable work of a refresh grant (refresh.go).
 package main
 
 import (
-	"database/sql"
 	"flag"
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +28,17 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "how long to measure the bcrypt or transaction rate")
 	durable := flag.String("durable", "", "instead of serving, print how many one-row transactions per second commit durably on this database (a SQLite file path, or a postgres:// URL)")
 	conns := flag.Int("conns", 8, "concurrent writers for -durable (SQLite always has one, as in the service)")
+	refresh := flag.String("refresh", "", "instead, serve a bare refresh grant at POST /token on -addr, storing its chains in this database (a SQLite file path, or a postgres:// URL)")
+	chains := flag.Int("chains", 8, "chains the -refresh server makes")
+	out := flag.String("out", "chains.txt", "file the -refresh server writes its chains' first tokens to")
 	flag.Parse()
+	if *refresh != "" {
+		if err := refreshServer(*addr, *refresh, *chains, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "baseline:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *durable != "" {
 		rate, err := durableRate(*durable, *conns, *dur)
 		if err != nil {
@@ -85,19 +94,14 @@ func bcryptRate(cost int, d time.Duration) (float64, error) {
 // returns commits per second. SQLite gets the service's pragmas
 // (synchronous=FULL, WAL) and, like the service, one writing connection.
 func durableRate(target string, conns int, d time.Duration) (float64, error) {
-	var db *sql.DB
-	var err error
-	if strings.HasPrefix(target, "postgres://") || strings.HasPrefix(target, "postgresql://") {
-		db, err = sql.Open("pgx", target)
-	} else {
-		db, err = sql.Open("sqlite3", "file:"+target+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate")
-		conns = 1
-	}
+	db, pg, err := openDurable(target, conns)
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(conns)
+	if !pg {
+		conns = 1
+	}
 	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS baseline_commits (id BIGINT PRIMARY KEY, at BIGINT NOT NULL)`); err != nil {
 		return 0, err
 	}
@@ -114,7 +118,7 @@ func durableRate(target string, conns int, d time.Duration) (float64, error) {
 			for time.Now().Before(deadline) {
 				id := next.Add(1)
 				q := `INSERT INTO baseline_commits (id, at) VALUES (?, ?)`
-				if strings.HasPrefix(target, "postgres") {
+				if pg {
 					q = `INSERT INTO baseline_commits (id, at) VALUES ($1, $2)`
 				}
 				if _, err := db.Exec(q, id, time.Now().UnixNano()); err != nil {

@@ -3,7 +3,8 @@
 // through more sessions than the server caches makes every lookup a miss.
 // With -measure it reads such a file and calls GET /users/me with each
 // token in turn, at a steady rate from many connections, and prints the
-// latency percentiles: the cold read's own cost, not a queue's.
+// latency percentiles: the cold read's own cost, not a queue's. With
+// -codes it measures the OpenID Connect code exchange (codes.go).
 package main
 
 import (
@@ -26,13 +27,25 @@ func main() {
 	user := flag.String("user", "loaduser", "username")
 	pw := flag.String("password", "correct horse battery", "password")
 	n := flag.Int("n", 20000, "sessions to start")
-	workers := flag.Int("workers", 4, "sign-ins at once (one account may have five in flight)")
+	workers := flag.Int("workers", 4, "sign-ins at once per account (one account may have five in flight)")
+	accounts := flag.Int("accounts", 1, "accounts to sign in, in turn: the user and, past one, USER-2, USER-3… (registered here with the same password)")
 	out := flag.String("out", "tokens.txt", "file to write the tokens to (read with -measure)")
 	measureRate := flag.Int("measure", 0, "instead, read the tokens and call GET /users/me this many times a second")
 	refresh := flag.Bool("refresh", false, "write the refresh tokens instead of the access tokens")
 	conns := flag.Int("conns", 32, "connections for -measure")
 	dur := flag.Duration("duration", 10*time.Second, "how long to measure")
+	codes := flag.Int("codes", 0, "instead, exchange this many authorization codes of -client-id and print exchanges per second, p99 (ms) and failures")
+	clientID := flag.String("client-id", "", "first-party client for -codes")
+	secret := flag.String("client-secret", "", "its secret")
+	redirect := flag.String("redirect-uri", "", "its redirect URI")
 	flag.Parse()
+	if *codes > 0 {
+		if err := exchangeCodes(*base, *user, *pw, *clientID, *secret, *redirect, *codes, *conns); err != nil {
+			fmt.Fprintln(os.Stderr, "sessions:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *measureRate > 0 {
 		if err := measure(*base, *out, *measureRate, *conns, *dur); err != nil {
 			fmt.Fprintln(os.Stderr, "sessions:", err)
@@ -41,17 +54,30 @@ func main() {
 		return
 	}
 
+	names := []string{*user}
+	for i := 2; i <= *accounts; i++ {
+		name := fmt.Sprintf("%s-%d", *user, i)
+		body := fmt.Sprintf(`{"username":%q,"email":"%s@example.com","password":%q}`, name, name, *pw)
+		res, err := http.Post(*base+"/register/user", "application/json", strings.NewReader(body))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sessions:", err)
+			os.Exit(1)
+		}
+		res.Body.Close()
+		names = append(names, name)
+	}
 	tokens := make([]string, *n)
 	var wg sync.WaitGroup
 	next := make(chan int)
 	var failed sync.Once
 	var failure error
-	for w := 0; w < *workers; w++ {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *workers * len(names)}}
+	for w := 0; w < *workers*len(names); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				res, err := http.PostForm(*base+"/token", url.Values{"username": {*user}, "password": {*pw}})
+				res, err := client.PostForm(*base+"/token", url.Values{"username": {names[i%len(names)]}, "password": {*pw}})
 				if err != nil {
 					failed.Do(func() { failure = err })
 					continue
