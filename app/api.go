@@ -91,13 +91,14 @@ func (s *Server) apiToken(c *fiber.Ctx) error {
 		// and gets a new ID token too. The recipe's refresh grant reads no
 		// client authentication, as it never has.
 		auth := func() (oidc.ClientAuth, error) { return clientAuth(c, f) }
-		if r, handled, err := s.oidc.Refresh(c.UserContext(), s.client(c, false), auth, raw, f.get("scope")); handled {
+		ctx := db.WithRefreshLookup(c.UserContext()) // the token is read once for both
+		if r, handled, err := s.oidc.Refresh(ctx, s.client(c, false), auth, raw, f.get("scope")); handled {
 			if err != nil {
 				return oauthAnswer(err)
 			}
 			return tokenAnswer(c, r)
 		}
-		g, err = s.acct.Refresh(c.UserContext(), s.client(c, false), raw, f.get("scope"))
+		g, err = s.acct.Refresh(ctx, s.client(c, false), raw, f.get("scope"))
 		switch account.ErrorCode(err) {
 		case account.EUnauthorized:
 			return oauthError(http.StatusBadRequest, "invalid_grant", account.MsgInvalidRefresh)

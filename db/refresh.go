@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -191,10 +192,45 @@ func (s *Store) respend(ctx context.Context, r Refresh, se Session) (RefreshOutc
 	return out, nil
 }
 
+// refreshLookup is a context's note of one SessionByRefresh answer
+// (WithRefreshLookup).
+type refreshLookup struct {
+	hash  []byte
+	se    Session
+	u     User
+	spent bool
+	held  bool
+}
+
+type refreshLookupKey struct{}
+
+// WithRefreshLookup returns a context in which the answer of a
+// SessionByRefresh is kept for the next call with the same token, once: a
+// refresh grant that first asks whose token it is (an application's or
+// the service's own) then reads it once, not twice. The refresh's
+// conditional update still decides whether the token was spent meanwhile.
+func WithRefreshLookup(ctx context.Context) context.Context {
+	return context.WithValue(ctx, refreshLookupKey{}, &refreshLookup{})
+}
+
 // SessionByRefresh returns the session a refresh token belongs to, with
 // its account, and whether the token has been spent; ErrNotFound when
-// there is none. One query.
+// there is none. One query (none for the second call in a context of
+// WithRefreshLookup).
 func (s *Store) SessionByRefresh(ctx context.Context, hash []byte) (Session, User, bool, error) {
+	memo, _ := ctx.Value(refreshLookupKey{}).(*refreshLookup)
+	if memo != nil && memo.held && bytes.Equal(memo.hash, hash) {
+		memo.held = false
+		return memo.se, memo.u, memo.spent, nil
+	}
+	se, u, spent, err := s.sessionByRefresh(ctx, hash)
+	if memo != nil && err == nil {
+		*memo = refreshLookup{hash: hash, se: se, u: u, spent: spent, held: true}
+	}
+	return se, u, spent, err
+}
+
+func (s *Store) sessionByRefresh(ctx context.Context, hash []byte) (Session, User, bool, error) {
 	var se Session
 	var u User
 	var spent sql.NullInt64

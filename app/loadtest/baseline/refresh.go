@@ -19,8 +19,9 @@ import (
 
 // refreshServer serves POST /token doing what a refresh grant cannot do
 // without, and nothing else: it reads the presented token, replaces its
-// hash by the next one's in one durable conditional update of one row (a
-// token already replaced changes nothing and is refused), signs a new
+// hash by the next one's in one durable conditional update of one row,
+// found by its key (a token already replaced changes nothing and is
+// refused), signs a new
 // access token with Ed25519, and answers JSON. It first makes chains rows
 // and writes their tokens to out, one per line, for the load script.
 func refreshServer(addr, target string, chains int, out string) error {
@@ -32,7 +33,7 @@ func refreshServer(addr, target string, chains int, out string) error {
 	if _, err := db.Exec(`DROP TABLE IF EXISTS baseline_chains`); err != nil {
 		return err
 	}
-	if _, err := db.Exec(`CREATE TABLE baseline_chains (id BIGINT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, used_at BIGINT NOT NULL)`); err != nil {
+	if _, err := db.Exec(`CREATE TABLE baseline_chains (id BIGINT PRIMARY KEY, token_hash TEXT NOT NULL, used_at BIGINT NOT NULL)`); err != nil {
 		return err
 	}
 	defer db.Exec(`DROP TABLE baseline_chains`)
@@ -46,14 +47,14 @@ func refreshServer(addr, target string, chains int, out string) error {
 		return s
 	}
 	insert, update := q(`INSERT INTO baseline_chains (id, token_hash, used_at) VALUES (?, ?, ?)`),
-		q(`UPDATE baseline_chains SET token_hash = ?, used_at = ? WHERE token_hash = ?`)
+		q(`UPDATE baseline_chains SET token_hash = ?, used_at = ? WHERE id = ? AND token_hash = ?`)
 	f, err := os.Create(out)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(f)
 	for i := 0; i < chains; i++ {
-		tok := newToken()
+		tok := newToken(int64(i))
 		if _, err := db.Exec(insert, i, hash(tok), time.Now().Unix()); err != nil {
 			return err
 		}
@@ -72,9 +73,14 @@ func refreshServer(addr, target string, chains int, out string) error {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Post("/token", func(c *fiber.Ctx) error {
 		presented := c.FormValue("refresh_token")
-		next := newToken()
+		idPart, _, _ := strings.Cut(presented, ".")
+		id, err := strconv.ParseInt(idPart, 10, 64)
+		if err != nil {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "invalid_grant"})
+		}
+		next := newToken(id)
 		now := time.Now()
-		res, err := db.ExecContext(c.UserContext(), update, hash(next), now.Unix(), hash(presented))
+		res, err := db.ExecContext(c.UserContext(), update, hash(next), now.Unix(), id, hash(presented))
 		if err != nil {
 			return err
 		}
@@ -82,7 +88,7 @@ func refreshServer(addr, target string, chains int, out string) error {
 			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "invalid_grant"})
 		}
 		claims := fmt.Sprintf(`{"iss":"http://baseline","sub":"loaduser","sid":"%s","scope":"basic","iat":%d,"exp":%d}`,
-			next[:16], now.Unix(), now.Add(30*time.Minute).Unix())
+			next[len(next)-16:], now.Unix(), now.Add(30*time.Minute).Unix())
 		signing := header + "." + base64.RawURLEncoding.EncodeToString([]byte(claims))
 		access := signing + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(signing)))
 		return c.JSON(fiber.Map{"access_token": access, "token_type": "bearer", "expires_in": 1800,
@@ -91,10 +97,11 @@ func refreshServer(addr, target string, chains int, out string) error {
 	return app.Listen(addr)
 }
 
-func newToken() string {
+// newToken is a new token of chain id: its id, a dot, 32 random bytes.
+func newToken(id int64) string {
 	b := make([]byte, 32)
 	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return strconv.FormatInt(id, 10) + "." + base64.RawURLEncoding.EncodeToString(b)
 }
 
 func hash(tok string) string {
@@ -119,5 +126,6 @@ func openDurable(target string, conns int) (*sql.DB, bool, error) {
 		return nil, false, err
 	}
 	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
 	return db, pg, nil
 }
