@@ -61,7 +61,7 @@ func requestID(c *fiber.Ctx) string {
 // Names and values of the headers every answer carries, ready for
 // fasthttp (already in canonical form).
 var (
-	hdrRequestID     = []byte(fiber.HeaderXRequestID)
+	hdrRequestID     = []byte("X-Request-Id")
 	hdrAuthorization = []byte(fiber.HeaderAuthorization)
 	hdrCacheCtl      = []byte(fiber.HeaderCacheControl)
 	valNoStore       = []byte("no-store")
