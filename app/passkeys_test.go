@@ -428,6 +428,10 @@ func TestPasskeyOnlyAccount(t *testing.T) {
 		if !u.Passwordless || u.PasswordHash != "" {
 			t.Fatalf("account %+v has a password", u)
 		}
+		// Its passkey's user handle is random, never the name or address.
+		if len(u.WebAuthnID) != 32 || strings.Contains(string(u.WebAuthnID), "dora") {
+			t.Fatalf("user handle %q of an account made with a passkey", u.WebAuthnID)
+		}
 		wantStatus(t, b.signUpAgain("dora"), http.StatusConflict)
 
 		// No password matches, and trying costs a bcrypt comparison, as a
