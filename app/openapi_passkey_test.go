@@ -203,6 +203,11 @@ func init() {
 		"POST /passkeys/login/options 403": func(t *testing.T, f *fixture) (*http.Request, response) {
 			return f.send(t, "POST", "/passkeys/login/options", "", "", cross, "cross-site")
 		},
+		"POST /passkeys/login/options 429": func(t *testing.T, f *fixture) (*http.Request, response) {
+			limited := &fixture{ts: newTestServer(t, append([]string{"PASSKEY_CEREMONIES_PER_IP", "1"}, passkeyEnv...)...)}
+			limited.send(t, "POST", "/passkeys/login/options", "", "")
+			return limited.send(t, "POST", "/passkeys/login/options", "", "")
+		},
 		"POST /passkeys/login 200": func(t *testing.T, f *fixture) (*http.Request, response) {
 			b, _, _ := f.pkUser(t)
 			return jsonReq("POST", "/passkeys/login", ""), f.on(t).pkBrowser(b.auth).signIn("/profile")

@@ -290,7 +290,7 @@ func (s *Server) apiConfirmOptions(c *fiber.Ctx) error {
 // apiPasskeyLoginOptions is POST /passkeys/login/options: begin a
 // username-less sign-in.
 func (s *Server) apiPasskeyLoginOptions(c *fiber.Ctx) error {
-	o, err := s.acct.BeginPasskeySignIn(c.UserContext())
+	o, err := s.acct.BeginPasskeySignIn(c.UserContext(), s.client(c, true))
 	if err != nil {
 		return err
 	}

@@ -778,3 +778,47 @@ func TestPasskeysAtLocalhost(t *testing.T) {
 		}
 	}
 }
+
+// TestPasskeyCeremoniesThrottled: the ceremonies one client address may
+// begin without a session (sign-in and sign-up options together) are
+// limited, as each is a row until it is taken or expires; another
+// address, and a signed-in person adding a passkey, are not held back.
+func TestPasskeyCeremoniesThrottled(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, append(append([]string{"PASSKEY_CEREMONIES_PER_IP", "3", "TRUSTED_PROXIES", "0.0.0.0"}, passkeyEnv...), env...)...)
+		owner := ts.pkBrowser(nil)
+		owner.register("alice")
+		from := func(addr, path, body string) response {
+			req := httptest.NewRequest("POST", path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			req.Header.Set("X-Forwarded-For", addr)
+			return ts.do(req)
+		}
+		const signup = `{"username":"newcomer","email":"newcomer@example.com"}`
+		for i, path := range []string{"/passkeys/login/options", "/register/passkey/options", "/passkeys/login/options"} {
+			body := ""
+			if strings.HasPrefix(path, "/register") {
+				body = signup
+			}
+			res := from("203.0.113.5", path, body)
+			wantStatus(t, res, http.StatusOK)
+			if res.cookie(ceremonyCookie) == nil {
+				t.Fatalf("ceremony %d began without its cookie", i+1)
+			}
+		}
+		for _, path := range []string{"/passkeys/login/options", "/register/passkey/options"} {
+			body := ""
+			if strings.HasPrefix(path, "/register") {
+				body = signup
+			}
+			res := from("203.0.113.5", path, body)
+			wantStatus(t, res, http.StatusTooManyRequests)
+			if res.Header.Get("Retry-After") == "" || res.cookie(ceremonyCookie) != nil {
+				t.Errorf("%s past the limit: Retry-After %q, cookie %v", path, res.Header.Get("Retry-After"), res.cookie(ceremonyCookie))
+			}
+		}
+		wantStatus(t, from("203.0.113.6", "/passkeys/login/options", ""), http.StatusOK)
+		owner.options("/users/me/passkeys/options", "")
+	})
+}

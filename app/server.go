@@ -157,6 +157,7 @@ func New(ctx context.Context, cfg config.Config, store *db.Store, log *slog.Logg
 		Address:         throttle.Rule{Limit: cfg.LoginFailuresPerIP, Window: cfg.LoginWindow, Base: time.Minute},
 		Account:         throttle.Rule{Limit: cfg.LoginFailuresAccountWide, Window: cfg.LoginWindow, Base: time.Minute},
 		Registration:    throttle.Rule{Limit: cfg.RegistrationsPerIP, Window: time.Hour, Base: time.Hour},
+		Ceremonies:      throttle.Rule{Limit: cfg.CeremoniesPerIP, Window: cfg.LoginWindow, Base: 30 * time.Second},
 		KnownFor:        30 * 24 * time.Hour,
 		Metrics:         m,
 		CodeKey:         derive(key, "fiberauth one-time codes v1"),

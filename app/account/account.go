@@ -50,6 +50,10 @@ type Config struct {
 	Account throttle.Rule
 	// Registration limits registrations from one client address.
 	Registration throttle.Rule
+	// Ceremonies limits the passkey ceremonies one client address begins
+	// without a session (sign-in and sign-up options): each is a row in
+	// the database until it is taken or expires.
+	Ceremonies throttle.Rule
 	// KnownFor is how long after a successful sign-in a client counts as
 	// known to the account.
 	KnownFor time.Duration
@@ -192,6 +196,9 @@ func New(cfg Config, store *db.Store, hasher Hasher, tokens *token.Manager, limi
 	}
 	if cfg.Recovery.Limit <= 0 {
 		cfg.Recovery = throttle.Rule{Limit: 20, Window: time.Hour, Base: 15 * time.Minute}
+	}
+	if cfg.Ceremonies.Limit <= 0 {
+		cfg.Ceremonies = throttle.Rule{Limit: 300, Window: 15 * time.Minute, Base: 30 * time.Second}
 	}
 	if len(cfg.CodeKey) == 0 || len(cfg.MFAKey) != 32 {
 		panic("account: CodeKey and a 32-byte MFAKey are required")

@@ -13,6 +13,7 @@ import (
 
 	"fiberauth/app/metrics"
 	"fiberauth/app/passkey"
+	"fiberauth/app/throttle"
 	"fiberauth/app/token"
 	"fiberauth/app/valid"
 	"fiberauth/db"
@@ -113,6 +114,22 @@ func (s *Service) begin(ctx context.Context, kind string, userID int64, session 
 		return Options{}, fail(err)
 	}
 	return Options{JSON: options, Ceremony: id}, nil
+}
+
+// countCeremony counts a ceremony begun without a session against the
+// client address (Ceremonies): each one is a row until it is taken or
+// expires, so an address may not begin them without end. Every ceremony
+// counts, finished or not.
+func (s *Service) countCeremony(ctx context.Context, c Client) error {
+	key, now := "c:"+throttle.AddressKey(c.Addr), s.Now()
+	w, err := s.limits.Take(ctx, key, s.cfg.Ceremonies, now)
+	if err != nil {
+		return fail(err)
+	}
+	if w > 0 {
+		return throttled(w)
+	}
+	return fail(s.limits.Fail(ctx, now, key))
 }
 
 // take takes a ceremony's state, once.
@@ -356,9 +373,12 @@ func (s *Service) RemovePasskey(ctx context.Context, c Client, p *Principal, id 
 
 // BeginPasskeySignIn begins a username-less sign-in: any discoverable
 // passkey of this service may answer, with the person's verification.
-func (s *Service) BeginPasskeySignIn(ctx context.Context) (Options, error) {
+func (s *Service) BeginPasskeySignIn(ctx context.Context, c Client) (Options, error) {
 	if !s.PasskeysOn() {
 		return Options{}, errPasskeysOff
+	}
+	if err := s.countCeremony(ctx, c); err != nil {
+		return Options{}, err
 	}
 	options, state, err := s.cfg.Passkeys.BeginAssertion(nil, passkey.Required)
 	if err != nil {
@@ -703,6 +723,9 @@ func (s *Service) BeginPasskeySignUp(ctx context.Context, c Client, username, em
 		return Options{}, throttled(w)
 	}
 	if err := s.taken(ctx, nameKey, addrKey); err != nil {
+		return Options{}, err
+	}
+	if err := s.countCeremony(ctx, c); err != nil {
 		return Options{}, err
 	}
 	handle, err := randomHandle()

@@ -93,6 +93,10 @@ type Config struct {
 	// RegistrationsPerIP is how many accounts one client address may
 	// register per hour.
 	RegistrationsPerIP int
+	// CeremoniesPerIP is how many passkey ceremonies one client address
+	// may begin without a session (sign-in and sign-up options) within
+	// LoginWindow; each one is a row kept for 5 minutes.
+	CeremoniesPerIP int
 	// HashWorkers is how many bcrypt computations run at once.
 	HashWorkers int
 	// HashQueue is how many more may wait for a worker before requests
@@ -202,6 +206,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	perIP := str("login-failures-per-ip", "LOGIN_FAILURES_PER_IP", "50", "failed sign-ins per client address within the login window before it is throttled")
 	window := str("login-window", "LOGIN_WINDOW", "15m", "period over which failed sign-ins are counted")
 	regs := str("registrations-per-ip", "REGISTRATIONS_PER_IP", "300", "accounts one client address may register per hour")
+	ceremonies := str("passkey-ceremonies-per-ip", "PASSKEY_CEREMONIES_PER_IP", "300", "passkey sign-ins and sign-ups one client address may begin within the login window")
 	workers := str("hash-workers", "HASH_WORKERS", "0", "bcrypt computations run at once; 0 means one per CPU")
 	queue := str("hash-queue", "HASH_QUEUE", "0", "sign-ins that may wait for a bcrypt worker before more are refused with 503 (none waits longer than 5s); 0 means 128 per worker")
 	smtpURL := str("smtp-url", "SMTP_URL", "", "mail server, smtp://user:password@host:port (STARTTLS when offered) or smtps://... (TLS from the start), ?insecure_skip_verify=1 for development only; empty: each message is written to the log instead; prefer the variable")
@@ -386,6 +391,11 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 		bad("REGISTRATIONS_PER_IP %q: %v", *regs, err)
 	} else {
 		c.RegistrationsPerIP = n
+	}
+	if n, err := intIn(*ceremonies, 1, 100000000); err != nil {
+		bad("PASSKEY_CEREMONIES_PER_IP %q: %v", *ceremonies, err)
+	} else {
+		c.CeremoniesPerIP = n
 	}
 	if n, err := intIn(*workers, 0, 1024); err != nil {
 		bad("HASH_WORKERS %q: %v", *workers, err)

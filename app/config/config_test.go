@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	if c.Addr != "127.0.0.1:8000" || c.DatabasePath != "app.db" || c.TokenLifetime != 30*time.Minute ||
 		c.BcryptCost != 12 || c.SecretKey != nil || c.CookieSecure != "auto" || len(c.TrustedProxies) != 0 ||
 		c.LoginFailuresPerAccount != 5 || c.LoginWindow != 15*time.Minute || c.LoginFailuresAccountWide != 100 ||
-		c.DatabaseURL != "" || c.DatabaseMaxConns != 16 {
+		c.DatabaseURL != "" || c.DatabaseMaxConns != 16 || c.CeremoniesPerIP != 300 {
 		t.Errorf("defaults: %+v", c)
 	}
 }
@@ -58,6 +58,7 @@ func TestBadValues(t *testing.T) {
 		{"cookie secure", map[string]string{"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE"},
 		{"trusted proxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.1,not-an-ip"}, "TRUSTED_PROXIES"},
 		{"window", map[string]string{"LOGIN_WINDOW": "forever"}, "LOGIN_WINDOW"},
+		{"ceremonies", map[string]string{"PASSKEY_CEREMONIES_PER_IP": "0"}, "PASSKEY_CEREMONIES_PER_IP"},
 		{"account-wide", map[string]string{"LOGIN_FAILURES_ACCOUNT_WIDE": "0"}, "LOGIN_FAILURES_ACCOUNT_WIDE"},
 		{"database URL of another kind", map[string]string{"DATABASE_URL": "mysql://root:hunter2@db/app"}, "DATABASE_URL must be a PostgreSQL URL"},
 		{"database URL as a path", map[string]string{"DATABASE_URL": "app.db"}, "DATABASE_URL must be a PostgreSQL URL"},
