@@ -822,3 +822,60 @@ func TestPasskeyCeremoniesThrottled(t *testing.T) {
 		owner.options("/users/me/passkeys/options", "")
 	})
 }
+
+// TestPasskeyRegisteredTwice: a credential belongs to one account. A
+// client that answers a creation ceremony with a credential id already
+// registered (its own account's, or another's) gets 409 and changes
+// nothing; the credential still signs its owner in.
+func TestPasskeyRegisteredTwice(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := passkeyServer(t, env...)
+		alice := ts.pkBrowser(nil)
+		alice.register("alice")
+		_, c := alice.addPasskey("Phone")
+		taken := func(b *pkBrowser, options []byte, path string, extra ...string) {
+			t.Helper()
+			// A client of its own: the owner's authenticator keeps to the
+			// options' excludeCredentials.
+			cred, _, err := passkeytest.New(pkOrigin).Create(options, passkeytest.Tamper{Credential: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := b.call("POST", path, answer(cred, extra...))
+			wantStatus(t, res, http.StatusConflict)
+			if d, _ := res.json(t)["detail"].(string); d != account.MsgPasskeyExists {
+				t.Errorf("POST %s: detail %q", path, d)
+			}
+		}
+		mallory := ts.pkBrowser(nil)
+		mallory.register("mallory")
+		taken(mallory, mallory.options("/users/me/passkeys/options", ""), "/users/me/passkeys", "name", "Stolen")
+		options := alice.options("/users/me/passkeys/options", "")
+		if _, _, err := alice.auth.Create(options); err != passkeytest.ErrInvalidState {
+			t.Errorf("the creation options do not exclude the account's passkey: %v", err)
+		}
+		taken(alice, alice.options("/users/me/passkeys/options", ""), "/users/me/passkeys", "name", "Again")
+		newcomer := ts.pkBrowser(nil)
+		newcomer.page("/register")
+		taken(newcomer, newcomer.options("/register/passkey/options", `{"username":"newcomer","email":"newcomer@example.com"}`), "/register/passkey")
+
+		count := func(b *pkBrowser) int {
+			var list []map[string]any
+			res := b.get("/users/me/passkeys")
+			wantStatus(t, res, http.StatusOK)
+			json.Unmarshal([]byte(res.Body), &list)
+			return len(list)
+		}
+		if n, m := count(alice), count(mallory); n != 1 || m != 0 {
+			t.Errorf("passkeys after the refusals: alice %d, mallory %d", n, m)
+		}
+		if _, err := ts.store.UserByUsernameKey(context.Background(), "newcomer"); err == nil {
+			t.Error("an account was made with a credential that was taken")
+		}
+		again := ts.pkBrowser(alice.auth)
+		wantStatus(t, again.signIn(""), http.StatusOK)
+		if me := again.me().json(t); me["username"] != "alice" {
+			t.Errorf("the credential signs in %v", me["username"])
+		}
+	})
+}

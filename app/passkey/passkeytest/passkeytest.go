@@ -73,7 +73,9 @@ type Tamper struct {
 	NoUV bool
 	// Counter reports this counter instead of the next one.
 	Counter *uint32
-	// Credential answers with this credential, whatever the options ask.
+	// Credential answers with this credential, whatever the options ask
+	// (at creation: registers its id and key again, as a tampered client
+	// would, instead of making a new one).
 	Credential *Credential
 	// BadSignature spoils the signature.
 	BadSignature bool
@@ -231,12 +233,17 @@ func (a *Authenticator) Create(options []byte, tamper ...Tamper) ([]byte, *Crede
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
+	var key *ecdsa.PrivateKey
+	var id []byte
+	if t.Credential != nil {
+		key, id = t.Credential.Key, t.Credential.ID
+	} else {
+		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			return nil, nil, err
+		}
+		id = make([]byte, 32)
+		rand.Read(id)
 	}
-	id := make([]byte, 32)
-	rand.Read(id)
 	c := &Credential{ID: id, Key: key, RPID: pk.RP.ID, UserHandle: append([]byte(nil), pk.User.ID...), UserName: pk.User.Name}
 	x, y := make([]byte, 32), make([]byte, 32)
 	key.PublicKey.X.FillBytes(x)
@@ -279,6 +286,9 @@ func (a *Authenticator) Create(options []byte, tamper ...Tamper) ([]byte, *Crede
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if t.Credential != nil {
+		return resp, t.Credential, nil
 	}
 	a.mu.Lock()
 	a.creds = append(a.creds, c)
