@@ -133,7 +133,8 @@ func forgotFields(login, errMsg string) []fieldView {
 
 // pageForgot is GET /password/forgot.
 func (s *Server) pageForgot(c *fiber.Ctx) error {
-	return s.render(c, http.StatusOK, "forgot", page{Title: "Forgot your password?", Fields: forgotFields("", "")})
+	return s.render(c, http.StatusOK, "forgot", page{Title: "Forgot your password?", Notice: notice(c),
+		Fields: forgotFields(shown(c.Query("login")), "")})
 }
 
 // submitForgot is POST /password/forgot from the page: it answers with the
@@ -240,10 +241,18 @@ func (s *Server) submitVerifyEmail(c *fiber.Ctx) error {
 	login, code := f.get("login"), f.get("code")
 	p := s.signedIn(c)
 	var err error
+	var done account.Verified
+	answer := map[string]account.Ownership{"mine": account.Mine, "not-mine": account.NotMine}[f.get("keep")]
 	if p != nil {
 		err = s.acct.VerifyEmail(c.UserContext(), s.client(c, true), p, code)
 	} else {
-		err = s.acct.VerifyEmailByLogin(c.UserContext(), s.client(c, true), login, code)
+		done, err = s.acct.VerifyEmailByLogin(c.UserContext(), s.client(c, true), login, code, answer, f.get("unproven"))
+	}
+	if done.Ask != nil {
+		// The code is right: its owner says whether what the account had
+		// before is theirs.
+		return s.render(c, http.StatusOK, "verify", page{Title: "Verify your email address", Login: shown(login), Code: code,
+			Unproven: done.Ask})
 	}
 	if err != nil {
 		status, msg, _, ok := pageError(c, err)
@@ -258,6 +267,9 @@ func (s *Server) submitVerifyEmail(c *fiber.Ctx) error {
 	}
 	if p != nil {
 		return c.Redirect("/profile?done=email_verified", fiber.StatusSeeOther)
+	}
+	if done.Disowned {
+		return c.Redirect("/password/forgot?"+url.Values{"done": {"email_disowned"}, "login": {login}}.Encode(), fiber.StatusSeeOther)
 	}
 	return c.Redirect("/login?done=email_verified", fiber.StatusSeeOther)
 }

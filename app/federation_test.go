@@ -375,20 +375,69 @@ func TestSignInWithProvider(t *testing.T) {
 			wantStatus(t, rig.r.get("/users/me", bearer(tok)...), http.StatusOK)
 
 			// The verification link in the mail, followed without signing
-			// in, proves the address as well.
+			// in, proves the address but not who made the account: its
+			// owner is asked, and disowns the provider.
 			rig.person("mallet", "wendy@example.com", false)
 			mallet := rig.agent("mallet")
 			res, body = mallet.open(rig.rBase + "/login/acme")
 			wantPage(t, res, body, http.StatusOK, "/profile", "mallet authorized")
 			code = rig.r.mailTo(t, rig.rMail, "wendy@example.com").Code()
 			wendy := rig.r.browser()
-			wantStatus(t, wendy.submit("/email/verify", "/email/verify", url.Values{"login": {"wendy@example.com"}, "code": {code}}),
-				http.StatusSeeOther)
-			if _, ids := rig.here("mallet"); len(ids) != 0 {
-				t.Fatalf("the provider is still linked after the mail's link proved the address: %+v", ids)
+			asked := wendy.submit("/email/verify", "/email/verify", url.Values{"login": {"wendy@example.com"}, "code": {code}})
+			wantStatus(t, asked, http.StatusOK)
+			if !strings.Contains(asked.Body, "sign-in with Acme SSO") || !strings.Contains(asked.Body, "Did you set them up?") {
+				t.Fatalf("the owner of the address is not asked: %s", asked.Body)
+			}
+			if u, ids := rig.here("mallet"); u.EmailVerified || len(ids) != 1 {
+				t.Fatalf("before the owner answers: verified %v, identities %+v", u.EmailVerified, ids)
+			}
+			f := hidden(asked.Body)
+			f.Set("keep", "not-mine")
+			res2 := wendy.submit("/email/verify", "/email/verify", f)
+			wantStatus(t, res2, http.StatusSeeOther)
+			if loc := res2.Header.Get("Location"); !strings.HasPrefix(loc, "/password/forgot?") {
+				t.Errorf("after disowning, the owner is sent to %q, not to set a password", loc)
+			}
+			if u, ids := rig.here("mallet"); len(ids) != 0 || !u.EmailVerified {
+				t.Fatalf("the provider is still linked after its owner disowned it: %+v (verified %v)", ids, u.EmailVerified)
 			}
 			if res, _ := mallet.get(rig.rBase + "/profile"); res.Request.URL.Path != "/login" {
 				t.Fatalf("the session signed in with the provider lives on: %s", res.Request.URL)
+			}
+		})
+
+		t.Run("the verification link opened elsewhere by the one who made the account", func(t *testing.T) {
+			// Made with an address the provider does not vouch for; the
+			// mail's link opened in another browser, not signed in.
+			rig.person("maya", "maya@example.com", false)
+			maya := rig.agent("maya")
+			res, body := maya.open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusOK, "/profile", "maya authorized")
+			code := rig.r.mailTo(t, rig.rMail, "maya@example.com").Code()
+			phone := rig.r.browser()
+			asked := phone.submit("/email/verify", "/email/verify", url.Values{"login": {"maya"}, "code": {code}})
+			wantStatus(t, asked, http.StatusOK)
+			f := hidden(asked.Body)
+			// An answer whose list no longer holds is asked again.
+			stale := hidden(asked.Body)
+			stale.Set("unproven", "AAAAAAAAAAAAAAAAAAAAAAAA")
+			stale.Set("keep", "not-mine")
+			wantStatus(t, phone.submit("/email/verify", "/email/verify", stale), http.StatusOK)
+			f.Set("keep", "mine")
+			wantStatus(t, phone.submit("/email/verify", "/email/verify", f), http.StatusSeeOther)
+			u, ids := rig.here("maya")
+			if !u.EmailVerified || len(ids) != 1 || !ids[0].Vouched {
+				t.Fatalf("after the owner said the provider is theirs: verified %v, identities %+v", u.EmailVerified, ids)
+			}
+			res, body = maya.get(rig.rBase + "/profile")
+			wantPage(t, res, body, http.StatusOK, "/profile", "maya authorized")
+			// Vouched for now: a reset by mail keeps it.
+			wantStatus(t, rig.r.postJSON("/password/forgot", `{"login":"maya"}`), http.StatusAccepted)
+			code = rig.r.mailTo(t, rig.rMail, "maya@example.com").Code()
+			wantStatus(t, rig.r.postJSON("/password/reset", `{"login":"maya","code":"`+code+`","new_password":"maya's own passphrase"}`),
+				http.StatusNoContent)
+			if _, ids := rig.here("maya"); len(ids) != 1 {
+				t.Fatalf("a provider vouched for was forgotten at a reset: %+v", ids)
 			}
 		})
 

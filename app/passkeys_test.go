@@ -879,3 +879,143 @@ func TestPasskeyRegisteredTwice(t *testing.T) {
 		}
 	})
 }
+
+// TestPasskeyBeforeTheAddress: a passkey added while the account's
+// address was not proven is not trusted once its owner proves it. The
+// owner's reset by mail removes it (with every session); the mail's
+// verification link, opened without a session, asks the owner, who
+// disowns it with the password and two-factor set up then, or claims it.
+// A passkey the signed-in owner vouched for (verifying the address, or
+// added since) survives a reset.
+func TestPasskeyBeforeTheAddress(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts, sink := newMailServer(t, append(append([]string{"LOGIN_FAILURES_PER_IP", "1000000"}, passkeyEnv...), env...)...)
+		ctx := context.Background()
+		// squat makes an account with someone else's address: a password,
+		// a passkey and two-factor, all before the address is proven.
+		squat := func(name, addr string) (*pkBrowser, string) {
+			b := ts.pkBrowser(nil)
+			res := b.submit("/register", "/register", url.Values{"username": {name}, "email": {addr}, "password": {pw}})
+			if res.StatusCode != http.StatusSeeOther {
+				t.Fatalf("register %s: %d %s", name, res.StatusCode, res.Body)
+			}
+			b.page("/profile")
+			b.addPasskey("Squatter's key")
+			secret, _ := ts.enrolled(t, ts.token(name, pw))
+			if keys, _, _ := ts.store.Unproven(ctx, ts.userID(name)); len(keys) != 1 {
+				t.Fatalf("a passkey added before the address was proven: %+v", keys)
+			}
+			return b, secret
+		}
+		// verifyCode is the code of the newest "Confirm your email
+		// address" to addr (notices of new ways in follow it).
+		verifyCode := func(addr string) string {
+			t.Helper()
+			ts.flushMail()
+			msgs := sink.To(addr)
+			for i := len(msgs) - 1; i >= 0; i-- {
+				if msgs[i].Header.Get("Subject") == "Confirm your email address" {
+					return msgs[i].Code()
+				}
+			}
+			t.Fatalf("no verification mail to %s", addr)
+			return ""
+		}
+		passkeyRefused := func(b *pkBrowser) {
+			t.Helper()
+			fresh := ts.pkBrowser(b.auth)
+			fresh.page("/login")
+			cred, err := fresh.auth.Get(fresh.options("/passkeys/login/options", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantStatus(t, fresh.call("POST", "/passkeys/login", answer(cred)), http.StatusUnauthorized)
+		}
+
+		t.Run("disowned from the verification link", func(t *testing.T) {
+			sq, secret := squat("squatter", "victim@example.com")
+			code := verifyCode("victim@example.com")
+			victim := ts.browser()
+			asked := victim.submit("/email/verify", "/email/verify", url.Values{"login": {"victim@example.com"}, "code": {code}})
+			wantStatus(t, asked, http.StatusOK)
+			for _, says := range []string{"a password", "two-factor sign-in", "a passkey named “Squatter&#39;s key”", "Did you set them up?"} {
+				if !strings.Contains(asked.Body, says) {
+					t.Errorf("the question does not list %q: %s", says, asked.Body)
+				}
+			}
+			f := hidden(asked.Body)
+			f.Set("keep", "not-mine")
+			res := victim.submit("/email/verify", "/email/verify", f)
+			wantStatus(t, res, http.StatusSeeOther)
+			u, _ := ts.store.UserByUsernameKey(ctx, "squatter")
+			if !u.EmailVerified || u.PasswordHash != "" || u.MFAEnabled {
+				t.Fatalf("after the owner disowned them: verified %v, password %v, two-factor %v", u.EmailVerified, u.PasswordHash != "", u.MFAEnabled)
+			}
+			passkeyRefused(sq)
+			wantStatus(t, sq.me(), http.StatusUnauthorized)
+			wantStatus(t, ts.postForm("/token", url.Values{"username": {"squatter"}, "password": {pw}, "otp": {totpAt(t, secret, ts.s.acct.Now())}}),
+				http.StatusUnauthorized)
+			// The owner sets a password by mail and signs in with it alone.
+			wantStatus(t, ts.postJSON("/password/forgot", `{"login":"victim@example.com"}`), http.StatusAccepted)
+			code = ts.mailTo(t, sink, "victim@example.com").Code()
+			wantStatus(t, ts.postJSON("/password/reset", `{"login":"victim@example.com","code":"`+code+`","new_password":"the victim's passphrase"}`),
+				http.StatusNoContent)
+			wantStatus(t, ts.postForm("/token", url.Values{"username": {"victim@example.com"}, "password": {"the victim's passphrase"}}), http.StatusOK)
+		})
+
+		t.Run("removed by the owner's reset", func(t *testing.T) {
+			sq := ts.pkBrowser(nil)
+			sq.page("/register")
+			cred, _, err := sq.auth.Create(sq.options("/register/passkey/options", `{"username":"squatter2","email":"victim2@example.com"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantStatus(t, sq.call("POST", "/register/passkey", answer(cred)), http.StatusCreated)
+			sq.page("/profile")
+			wantStatus(t, ts.postJSON("/password/forgot", `{"login":"victim2@example.com"}`), http.StatusAccepted)
+			code := ts.mailTo(t, sink, "victim2@example.com").Code()
+			wantStatus(t, ts.postJSON("/password/reset", `{"login":"victim2@example.com","code":"`+code+`","new_password":"the victim's passphrase"}`),
+				http.StatusNoContent)
+			passkeyRefused(sq)
+			wantStatus(t, sq.me(), http.StatusUnauthorized)
+			if keys, _ := ts.store.Passkeys(ctx, ts.userID("squatter2")); len(keys) != 0 {
+				t.Fatalf("passkeys after the owner's reset: %+v", keys)
+			}
+		})
+
+		t.Run("claimed, or vouched for while signed in", func(t *testing.T) {
+			// Made with a passkey; the mail's link opened in another
+			// browser: the owner says it is theirs.
+			own := ts.pkBrowser(nil)
+			wantStatus(t, own.signUp("owner"), http.StatusCreated)
+			code := verifyCode("owner@example.com")
+			phone := ts.browser()
+			asked := phone.submit("/email/verify", "/email/verify", url.Values{"login": {"owner"}, "code": {code}})
+			wantStatus(t, asked, http.StatusOK)
+			f := hidden(asked.Body)
+			f.Set("keep", "mine")
+			wantStatus(t, phone.submit("/email/verify", "/email/verify", f), http.StatusSeeOther)
+			wantStatus(t, own.me(), http.StatusOK)
+			// Verified while signed in: the passkey added before is vouched
+			// for too.
+			other := ts.pkBrowser(nil)
+			other.register("signedin")
+			other.addPasskey("Laptop")
+			code = verifyCode("signedin@example.com")
+			wantStatus(t, other.submit("/profile", "/email/verify", url.Values{"code": {code}}), http.StatusSeeOther)
+			for _, name := range []string{"owner", "signedin"} {
+				if keys, _, _ := ts.store.Unproven(ctx, ts.userID(name)); len(keys) != 0 {
+					t.Fatalf("%s: passkeys not vouched for: %+v", name, keys)
+				}
+				wantStatus(t, ts.postJSON("/password/forgot", `{"login":"`+name+`"}`), http.StatusAccepted)
+				code := ts.mailTo(t, sink, name+"@example.com").Code()
+				wantStatus(t, ts.postJSON("/password/reset", `{"login":"`+name+`","code":"`+code+`","new_password":"a fresh passphrase 1"}`),
+					http.StatusNoContent)
+			}
+			for _, b := range []*pkBrowser{own, other} {
+				again := ts.pkBrowser(b.auth)
+				wantStatus(t, again.signIn(""), http.StatusOK)
+			}
+		})
+	})
+}

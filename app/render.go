@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"fiberauth/app/account"
 	"fiberauth/db"
 )
 
@@ -39,6 +40,11 @@ type page struct {
 	// marks a sign-in refused for an unverified address.
 	Login      string
 	Unverified bool
+	// Unproven is what an account had set up before its address was
+	// proven, which the address's owner says is theirs or not; Code is
+	// the code that proved it, sent again with the answer.
+	Unproven *account.Unproven
+	Code     string
 
 	// Two-factor: MFA marks the login page's second step, Recovery its
 	// recovery-code form; QR and Secret are a pending set-up; Codes are

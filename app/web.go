@@ -29,6 +29,7 @@ var notices = map[string]string{
 	"account_deleted":    "Your account has been deleted.",
 	"password_reset":     "Your password was changed.",
 	"email_verified":     "Your email address is verified.",
+	"email_disowned":     "Your email address is verified, and what was set up on the account without you is gone: it has no password now. Ask for a code below to set one.",
 	"mfa_expired":        "Your sign-in took too long. Please enter your password again.",
 	"mfa_off":            "Two-factor sign-in is off.",
 	"password_reset_mfa": "Your password was changed. Sign in with it and a code from your authenticator app.",

@@ -231,13 +231,6 @@ func (s *Store) TouchIdentity(ctx context.Context, issuer, subject string, at ti
 	return err
 }
 
-// VouchIdentities marks the account's identities vouched for: its
-// address was just proven by its own signed-in owner.
-func (s *Store) VouchIdentities(ctx context.Context, userID int64) error {
-	_, err := s.exec(ctx, s.w, `UPDATE identities SET vouched = ? WHERE user_id = ?`, true, userID)
-	return err
-}
-
 // insertIdentity links an identity in tx; ErrConflict when it is linked
 // already, or the account has one at that provider. It is vouched for
 // when id says so or the account's address is verified now.

@@ -56,17 +56,21 @@ type Passkey struct {
 	CreatedAt   time.Time
 	// LastUsedAt is zero for a passkey never used to sign in.
 	LastUsedAt time.Time
+	// Vouched: added while the account's address was proven, or claimed
+	// since by the address's owner. One that is not is removed when the
+	// address is proven by mail without it (Void.Unvouched).
+	Vouched bool
 }
 
 const passkeyColumns = `id, user_id, credential_id, public_key, sign_count, transports, backup_eligible, backed_up,
-	user_verified, aaguid, attestation, name, created_at, last_used_at`
+	user_verified, aaguid, attestation, name, created_at, last_used_at, vouched`
 
 func scanPasskey(row scanner) (Passkey, error) {
 	var p Passkey
 	var transports string
 	var count, created, used int64
 	if err := row.Scan(&p.ID, &p.UserID, &p.CredentialID, &p.PublicKey, &count, &transports, &p.BackupEligible,
-		&p.BackedUp, &p.UserVerified, &p.AAGUID, &p.Attestation, &p.Name, &created, &used); err != nil {
+		&p.BackedUp, &p.UserVerified, &p.AAGUID, &p.Attestation, &p.Name, &created, &used, &p.Vouched); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Passkey{}, ErrNotFound
 		}
@@ -101,10 +105,19 @@ func nullable[T comparable](v T) any {
 	return v
 }
 
+// insertPasskey stores p in tx; it is vouched for when p says so or the
+// account's address is verified now.
 func (s *Store) insertPasskey(ctx context.Context, tx *sql.Tx, p Passkey) error {
-	_, err := s.exec(ctx, tx, `INSERT INTO passkeys (`+passkeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	var verified bool
+	if err := s.queryRow(ctx, tx, `SELECT email_verified FROM users WHERE id = ?`, p.UserID).Scan(&verified); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	}
+	_, err := s.exec(ctx, tx, `INSERT INTO passkeys (`+passkeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.UserID, p.CredentialID, p.PublicKey, int64(p.SignCount), strings.Join(p.Transports, ","), p.BackupEligible,
-		p.BackedUp, p.UserVerified, p.AAGUID, p.Attestation, p.Name, unix(p.CreatedAt), 0)
+		p.BackedUp, p.UserVerified, p.AAGUID, p.Attestation, p.Name, unix(p.CreatedAt), 0, p.Vouched || verified)
 	return err
 }
 
@@ -349,4 +362,31 @@ func (s *Store) waysIn(ctx context.Context, tx *sql.Tx, userID int64) (int, erro
 		return 0, ErrNotFound
 	}
 	return n, err
+}
+
+// Unproven returns the account's ways in added before its address was
+// proven and not claimed since: its passkeys and identities at providers
+// that are not vouched for, oldest first.
+func (s *Store) Unproven(ctx context.Context, userID int64) ([]Passkey, []Identity, error) {
+	keys, err := s.Passkeys(ctx, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := s.Identities(ctx, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var pk []Passkey
+	for _, k := range keys {
+		if !k.Vouched {
+			pk = append(pk, k)
+		}
+	}
+	var out []Identity
+	for _, id := range ids {
+		if !id.Vouched {
+			out = append(out, id)
+		}
+	}
+	return pk, out, nil
 }

@@ -48,12 +48,28 @@ type Void struct {
 	// moves on, and their signatures cover it).
 	SecondSteps bool
 	// Unvouched forgets the account's identities at providers that were
-	// linked before its address was proven (Identity.Vouched), and ends
-	// the sessions signed in with them.
+	// linked before its address was proven (Identity.Vouched) and ends the
+	// sessions signed in with them, and removes its passkeys added before
+	// then (Passkey.Vouched), ending every session if there was one.
 	Unvouched bool
+	// Disown takes from the account what was set up before its address
+	// was proven, as its owner disowned it: the password and two-factor
+	// (its secret and recovery codes).
+	Disown bool
+	// Vouch marks ways in as vouched for, their owner having proven the
+	// address: All of them, or the passkeys and providers named (those
+	// the owner was shown).
+	Vouch *Vouching
 	// Cached drops the account's cached sessions on every instance once
 	// the transaction commits.
 	Cached bool
+}
+
+// Vouching names the ways in a proof of the address vouches for.
+type Vouching struct {
+	All       bool
+	Passkeys  []string
+	Providers []string
 }
 
 // apply carries out v for userID in tx and returns how many sessions
@@ -70,6 +86,35 @@ func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (in
 			return 0, err
 		}
 		ended += n
+		res, err := s.exec(ctx, tx, `DELETE FROM passkeys WHERE user_id = ? AND NOT vouched`, userID)
+		if err != nil {
+			return 0, err
+		}
+		// A session does not say which passkey signed it in: all end.
+		if gone, err := res.RowsAffected(); err != nil {
+			return 0, err
+		} else if gone > 0 && v.Sessions != AllSessions {
+			n, err := s.endSessions(ctx, tx, `user_id = ?`, userID)
+			if err != nil {
+				return 0, err
+			}
+			ended += n
+		}
+	}
+	if v.Disown {
+		if _, err := s.exec(ctx, tx, `UPDATE users SET password_hash = '', mfa_enabled = ? WHERE id = ?`, false, userID); err != nil {
+			return 0, err
+		}
+		for _, q := range []string{`DELETE FROM mfa_totp WHERE user_id = ?`, `DELETE FROM recovery_codes WHERE user_id = ?`} {
+			if _, err := s.exec(ctx, tx, q, userID); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if v.Vouch != nil {
+		if err := v.Vouch.apply(ctx, s, tx, userID); err != nil {
+			return 0, err
+		}
 	}
 	var where string
 	var args []any
@@ -118,7 +163,7 @@ func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (in
 			return 0, err
 		}
 	}
-	if v.Cached || ended > 0 {
+	if v.Cached || v.Disown || ended > 0 {
 		// Other instances drop the account's cached sessions when this
 		// commits.
 		if err := s.notify(ctx, tx, userPayload(userID)); err != nil {
@@ -128,10 +173,32 @@ func (v Void) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) (in
 	return ended, nil
 }
 
+func (w *Vouching) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64) error {
+	if w.All {
+		for _, q := range []string{`UPDATE identities SET vouched = ? WHERE user_id = ?`, `UPDATE passkeys SET vouched = ? WHERE user_id = ?`} {
+			if _, err := s.exec(ctx, tx, q, true, userID); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, id := range w.Passkeys {
+		if _, err := s.exec(ctx, tx, `UPDATE passkeys SET vouched = ? WHERE user_id = ? AND id = ?`, true, userID, id); err != nil {
+			return err
+		}
+	}
+	for _, name := range w.Providers {
+		if _, err := s.exec(ctx, tx, `UPDATE identities SET vouched = ? WHERE user_id = ? AND provider = ?`, true, userID, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // done drops this instance's cached entries of userID after the change's
 // transaction (deferred by the caller, so that it runs whatever happened).
 func (v Void) done(s *Store, userID int64) {
-	if v.Cached || v.Sessions != KeepSessions || v.Unvouched {
+	if v.Cached || v.Sessions != KeepSessions || v.Unvouched || v.Disown {
 		s.cache.invalidateUser(userID)
 	}
 }

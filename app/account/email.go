@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -379,39 +381,126 @@ func (s *Service) VerifyEmail(ctx context.Context, c Client, p *Principal, code 
 	case okChange:
 		return s.confirmEmail(ctx, a, c, u, change, p.Session.ID, voids(ChangeEmail, p.Session.ID))
 	case okOwn:
-		if err := s.confirmEmail(ctx, a, c, u, own, "", voids(ChangeEmailVerified, p.Session.ID)); err != nil {
-			return err
-		}
-		// The owner, signed in, proved the address: the providers linked
-		// before are theirs.
-		if err := s.store.VouchIdentities(ctx, u.ID); err != nil {
-			s.log.Warn("identities not marked vouched for", "user_id", u.ID, "error", err.Error())
-		}
-		return nil
+		// The owner, signed in, proved the address: the passkeys added and
+		// the providers linked before are theirs.
+		v := voids(ChangeEmailVerified, p.Session.ID)
+		v.Vouch = &db.Vouching{All: true}
+		return s.confirmEmail(ctx, a, c, u, own, "", v)
 	}
 	change.Purpose, own.Purpose = db.CodeEmailChange, db.CodeVerify
 	return s.wrongCode(ctx, a, u, true, change, own)
+}
+
+// Ownership is what the owner of an address, proving it by mail without
+// being signed in, says of the ways into the account that were set up
+// before: nothing yet, "they are mine", or "they are not".
+type Ownership int
+
+// The answers.
+const (
+	Unasked Ownership = iota
+	Mine
+	NotMine
+)
+
+// Unproven is what an account had set up before its address was proven,
+// as its owner is shown it: the passkeys and the providers added while the
+// address was not verified, whether it has a password and two-factor. The
+// owner's answer must carry Digest, which names exactly this state.
+type Unproven struct {
+	Passkeys  []string
+	Providers []string
+	Password  bool
+	MFA       bool
+	Digest    string
+}
+
+// Verified is the outcome of a proof of an address without a session:
+// the question to ask its owner (Ask), or done, disowning what was set
+// up before (Disowned) or not.
+type Verified struct {
+	Ask      *Unproven
+	Disowned bool
+}
+
+// unproven returns what u had set up before its address was proven, or
+// nil when it has no passkey or provider not vouched for.
+func (s *Service) unproven(ctx context.Context, u db.User) (*Unproven, []string, []string, error) {
+	keys, ids, err := s.store.Unproven(ctx, u.ID)
+	if err != nil || len(keys)+len(ids) == 0 {
+		return nil, nil, nil, err
+	}
+	out := &Unproven{Password: u.PasswordHash != "", MFA: u.MFAEnabled}
+	mac := hmac.New(sha256.New, s.cfg.CodeKey)
+	fmt.Fprintf(mac, "unproven\x00%d\x00%d\x00%s", u.ID, u.Stamp, u.PasswordHash)
+	var keyIDs, names []string
+	for _, k := range keys {
+		out.Passkeys = append(out.Passkeys, k.Name)
+		keyIDs = append(keyIDs, k.ID)
+		fmt.Fprintf(mac, "\x00k%s", k.ID)
+	}
+	for _, id := range ids {
+		label := id.Provider
+		if p, err := s.store.ProviderByName(ctx, id.Provider); err == nil {
+			label = displayName(p)
+		}
+		out.Providers = append(out.Providers, label)
+		names = append(names, id.Provider)
+		fmt.Fprintf(mac, "\x00p%s", id.Provider)
+	}
+	out.Digest = base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
+	return out, keyIDs, names, nil
 }
 
 // VerifyEmailByLogin verifies an account's current address for a person
 // who is not signed in (the link in the mail, the login page): the login
 // names the account. A change of address is never confirmed this way. An
 // unknown name is answered as a wrong code.
-func (s *Service) VerifyEmailByLogin(ctx context.Context, c Client, login, code string) error {
+//
+// The person proves they own the address, not that they made the
+// account: when passkeys or providers were added to it before the address
+// was proven, a right code is not spent but answered with what was set up
+// (Unproven), and the person says whether it is theirs (answer, with the
+// digest they were shown; a digest that no longer holds asks again).
+// Mine keeps it all and vouches for what was shown; NotMine takes from the
+// account everything set up before (password, two-factor, those passkeys
+// and providers, every session), leaving it to its owner, who sets a
+// password with a reset by mail.
+func (s *Service) VerifyEmailByLogin(ctx context.Context, c Client, login, code string, answer Ownership, digest string) (Verified, error) {
 	a, u, found, err := s.codeAttempt(ctx, c, login)
 	if err != nil {
-		return err
+		return Verified{}, err
 	}
 	row, ok, err := s.liveCode(ctx, u, db.CodeVerify, code, "")
 	if err != nil {
 		a.end(ctx, abandoned)
-		return err
+		return Verified{}, err
 	}
 	if !ok || !found {
 		row.Purpose = db.CodeVerify
-		return s.wrongCode(ctx, a, u, found, row)
+		return Verified{}, s.wrongCode(ctx, a, u, found, row)
 	}
-	return s.confirmEmail(ctx, a, c, u, row, "", voids(ChangeEmailVerifiedMail, ""))
+	shown, keys, providers, err := s.unproven(ctx, u)
+	if err != nil {
+		a.end(ctx, abandoned)
+		return Verified{}, fail(err)
+	}
+	v, out := voids(ChangeEmailVerifiedMail, ""), Verified{}
+	if shown != nil {
+		if answer == Unasked || !hmac.Equal([]byte(digest), []byte(shown.Digest)) {
+			a.end(ctx, abandoned)
+			return Verified{Ask: shown}, nil
+		}
+		if answer == NotMine {
+			v, out.Disowned = voids(ChangeEmailDisowned, ""), true
+		} else {
+			v.Vouch = &db.Vouching{Passkeys: keys, Providers: providers}
+		}
+	}
+	if err := s.confirmEmail(ctx, a, c, u, row, "", v); err != nil {
+		return Verified{}, err
+	}
+	return out, nil
 }
 
 // confirmEmail spends a right code (of a change of address bound to

@@ -23,6 +23,7 @@ const (
 	ChangePasswordReset     Change = "password_reset"
 	ChangeEmailVerified     Change = "email_verified"
 	ChangeEmailVerifiedMail Change = "email_verified_by_mail"
+	ChangeEmailDisowned     Change = "email_verified_disowning"
 	ChangeEmail             Change = "email_changed"
 	ChangeMFAOn             Change = "mfa_on"
 	ChangeMFAOff            Change = "mfa_off"
@@ -73,12 +74,18 @@ type Ends struct {
 	// waiting for its code, in some browser).
 	SecondSteps bool
 	// Unvouched forgets the sign-ins with other providers that were linked
-	// before the account's address was proven (made with an address the
-	// provider did not vouch for, or linked while the address was not
-	// verified), and ends the sessions signed in with them: whoever made
+	// and removes the passkeys that were added before the account's
+	// address was proven (an account made with an address the provider
+	// did not vouch for, a passkey or a link added while the address was
+	// not verified), and ends the sessions they signed in: whoever made
 	// an account with someone else's address keeps no way into it once
-	// the address's owner proves it by mail.
+	// the address's owner takes it with a reset by mail or disowns them.
+	// The signed-in owner's proof of the address, or their word when the
+	// proof comes without a session, vouches for them instead.
 	Unvouched bool
+	// Disown takes the password and two-factor: they were set up before
+	// the address was proven, and its owner says they are not theirs.
+	Disown bool
 	// Cached drops the account's cached sessions and grants on every
 	// instance as the change commits, so that it takes effect at once.
 	Cached bool
@@ -97,7 +104,8 @@ var Table = []Rule{
 	{ChangePassword, "Password changed (or set where there was none)", Ends{Sessions: db.OtherSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
 	{ChangePasswordReset, "Password reset with a mailed code", Ends{Sessions: db.AllSessions, ResetCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Unvouched: true, Cached: true}},
 	{ChangeEmailVerified, "Email address verified (signed in)", Ends{VerifyCode: true, Cached: true}},
-	{ChangeEmailVerifiedMail, "Email address verified from the mail, not signed in", Ends{VerifyCode: true, Unvouched: true, Cached: true}},
+	{ChangeEmailVerifiedMail, "Email address verified from the mail, not signed in (what was set up before, shown to the address's owner, is theirs)", Ends{VerifyCode: true, Cached: true}},
+	{ChangeEmailDisowned, "Email address verified from the mail, not signed in, its owner disowning what was set up before", Ends{Sessions: db.AllSessions, ResetCode: true, VerifyCode: true, EmailChange: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Unvouched: true, Disown: true, Cached: true}},
 	{ChangeEmail, "Email address changed", Ends{ResetCode: true, VerifyCode: true, EmailChange: true, Cached: true}},
 	{ChangeMFAOn, "Two-factor turned on", Ends{Sessions: db.OtherSessions, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
 	{ChangeMFAOff, "Two-factor turned off", Ends{ResetCode: true, Enrolment: true, Ceremonies: true, SecondSteps: true, Cached: true}},
@@ -140,7 +148,7 @@ func Voids(ch Change, session string) db.Void { return voids(ch, session) }
 func voids(ch Change, session string) db.Void {
 	e := EndsOf(ch)
 	v := db.Void{Sessions: e.Sessions, Session: session, Enrolment: e.Enrolment, Ceremonies: e.Ceremonies, SecondSteps: e.SecondSteps,
-		Unvouched: e.Unvouched, Cached: e.Cached}
+		Unvouched: e.Unvouched, Disown: e.Disown, Cached: e.Cached}
 	if e.ResetCode {
 		v.Codes = append(v.Codes, db.CodeReset)
 	}
@@ -156,8 +164,8 @@ func voids(ch Change, session string) db.Void {
 // TableMarkdown renders the table for the README.
 func TableMarkdown() string {
 	var b strings.Builder
-	b.WriteString("| Change | Sessions | Reset code | Verification code | Pending change of address | Pending authenticator set-up | Pending passkey ceremony | Pending second step | Provider sign-ins linked before the address was proven | Cached sessions and grants |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| Change | Sessions | Reset code | Verification code | Pending change of address | Pending authenticator set-up | Pending passkey ceremony | Pending second step | Passkeys and provider sign-ins added before the address was proven | Password and two-factor | Cached sessions and grants |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	mark := func(on bool) string {
 		if on {
 			return "ends"
@@ -168,7 +176,7 @@ func TableMarkdown() string {
 		sessions := map[db.Sessions]string{db.KeepSessions: "–", db.ThisSession: "that one", db.OtherSessions: "all others",
 			db.AllSessions: "all", db.AppSessions: "the application's"}[r.Sessions]
 		b.WriteString("| " + r.Label + " | " + sessions + " | " + mark(r.ResetCode) + " | " + mark(r.VerifyCode) + " | " +
-			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.Ceremonies) + " | " + mark(r.SecondSteps) + " | " + mark(r.Unvouched) + " | " +
+			mark(r.EmailChange) + " | " + mark(r.Enrolment) + " | " + mark(r.Ceremonies) + " | " + mark(r.SecondSteps) + " | " + mark(r.Unvouched) + " | " + mark(r.Disown) + " | " +
 			map[bool]string{true: "dropped", false: "–"}[r.Cached] + " |\n")
 	}
 	return b.String()
