@@ -92,11 +92,11 @@ func (s *Server) apiAdminAddProvider(c *fiber.Ctx) error {
 // apiAdminDeleteProvider is DELETE /admin/api/providers/{name} → 200 with
 // how many accounts it left without a way to sign in.
 func (s *Server) apiAdminDeleteProvider(c *fiber.Ctx) error {
-	n, err := s.fed.Delete(c.UserContext(), s.admin(c), c.Params("name"))
+	d, err := s.fed.Delete(c.UserContext(), s.admin(c), c.Params("name"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"deleted": c.Params("name"), "accounts_left_without_sign_in": n})
+	return c.JSON(fiber.Map{"deleted": c.Params("name"), "accounts_left_without_sign_in": d.Stranded, "sessions_ended": d.SessionsEnded})
 }
 
 // providersView is what /admin/providers shows.
@@ -162,15 +162,15 @@ func (s *Server) submitAdminAddProvider(c *fiber.Ctx) error {
 
 // submitAdminDeleteProvider is POST /admin/providers/{name}/delete.
 func (s *Server) submitAdminDeleteProvider(c *fiber.Ctx) error {
-	n, err := s.fed.Delete(c.UserContext(), s.admin(c), c.Params("name"))
+	d, err := s.fed.Delete(c.UserContext(), s.admin(c), c.Params("name"))
 	if err != nil {
 		if status, msg, _, ok := pageError(c, err); ok {
 			return s.adminProvidersPage(c, status, "", msg, nil, nil)
 		}
 		return err
 	}
-	note := "The provider has been deleted, with every link to it."
-	if n > 0 {
+	note := "The provider has been deleted, with every link to it; every session signed in with it has ended."
+	if d.Stranded > 0 {
 		note += " Accounts left without a way to sign in can set a password with a reset by mail."
 	}
 	return s.adminProvidersPage(c, http.StatusOK, note, "", nil, nil)

@@ -729,11 +729,13 @@ func providersDelete(ctx context.Context, e *cmdEnv, c command) error {
 	if err != nil {
 		return err
 	}
-	n, err := f.Delete(ctx, account.CommandLine, c.args[0])
+	d, err := f.Delete(ctx, account.CommandLine, c.args[0])
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "deleted provider %s\n", c.args[0])
+	n := d.Stranded
+	fmt.Fprintf(e.stdout, "deleted provider %s; %d %s signed in with it ended\n", c.args[0], d.SessionsEnded,
+		map[bool]string{true: "session", false: "sessions"}[d.SessionsEnded == 1])
 	if n > 0 {
 		fmt.Fprintf(e.stdout, "%d %s no other way to sign in: a password reset by mail gives them one\n", n,
 			map[bool]string{true: "account has", false: "accounts have"}[n == 1])

@@ -555,6 +555,35 @@ func TestSignInWithProvider(t *testing.T) {
 				t.Fatalf("amr %v, want fed and otp", amr)
 			}
 		})
+
+		// Last: it takes the provider away.
+		t.Run("deleting the provider ends the sessions signed in with it", func(t *testing.T) {
+			rig.r.register("lena", "lena@example.com", pw)
+			rig.person("lena", "lena@example.com", true)
+			a := rig.agent("lena")
+			a.open(rig.rBase + "/login/acme")
+			a.base, a.user = rig.rBase, "lena"
+			_, body := a.open(rig.rBase + "/login?next=/login/link")
+			a.post("/login/link", hidden(body))
+			withPassword := rig.r.token("lena", pw)
+			b := rig.agent("lena")
+			res, body := b.open(rig.rBase + "/login/acme")
+			wantPage(t, res, body, http.StatusOK, "/profile", "lena authorized", "with Acme SSO")
+			out := rig.r.mustCLI("", "providers", "delete", "acme")
+			if !strings.Contains(out, "signed in with it ended") || strings.Contains(out, "; 0 sessions") {
+				t.Errorf("providers delete: %s", out)
+			}
+			// The command line is another process: the server sees its
+			// change through the notices.
+			rig.r.seeChange(func() bool {
+				res, _ := b.get(rig.rBase + "/profile")
+				return res.Request.URL.Path == "/login"
+			})
+			wantStatus(t, rig.r.get("/users/me", bearer(withPassword)...), http.StatusOK)
+			if _, ids := rig.here("lena"); len(ids) != 0 {
+				t.Fatalf("links to a deleted provider: %+v", ids)
+			}
+		})
 	})
 }
 

@@ -88,21 +88,55 @@ func (s *Store) ListProviders(ctx context.Context) ([]Provider, error) {
 	return out, s.wrap(rows.Err())
 }
 
-// DeleteProvider removes a provider and every identity at it, and returns
-// how many accounts it leaves without a way to sign in (they may set a
-// password with a reset code by mail).
-func (s *Store) DeleteProvider(ctx context.Context, name string) (int, error) {
-	var stranded int
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+// DeleteProvider deletes a provider and every identity linked at it, and
+// ends every session signed in with it (on every instance, told through
+// the applications' back channels as any ended session is). It returns how
+// many accounts that leaves without a way to sign in, and how many
+// sessions ended. ErrNotFound when there is no such provider.
+func (s *Store) DeleteProvider(ctx context.Context, name string) (stranded int, ended int64, err error) {
+	var users []int64
+	defer func() {
+		for _, id := range users {
+			s.cache.invalidateUser(id)
+		}
+	}()
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM identities i JOIN users u ON u.id = i.user_id
 			WHERE i.provider = ? AND u.password_hash = ''
 			AND NOT EXISTS (SELECT 1 FROM passkeys k WHERE k.user_id = u.id)
 			AND NOT EXISTS (SELECT 1 FROM identities o WHERE o.user_id = u.id AND o.provider <> i.provider)`, name).Scan(&stranded); err != nil {
 			return err
 		}
-		return oneRow(s.exec(ctx, tx, `DELETE FROM providers WHERE name = ?`, name))
+		if err := oneRow(s.exec(ctx, tx, `DELETE FROM providers WHERE name = ?`, name)); err != nil {
+			return err
+		}
+		rows, err := s.query(ctx, tx, `SELECT DISTINCT user_id FROM sessions WHERE via = ?`, name)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			users = append(users, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if ended, err = s.endSessions(ctx, tx, `via = ?`, name); err != nil {
+			return err
+		}
+		for _, id := range users {
+			if err := s.notify(ctx, tx, userPayload(id)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return stranded, err
+	return stranded, ended, err
 }
 
 // Identity is an account's identity at a provider.

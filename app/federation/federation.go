@@ -577,20 +577,29 @@ func (e *Engine) Provider(ctx context.Context, name string) (db.Provider, error)
 	return p, account.Fail(err)
 }
 
-// Delete removes a provider and every identity linked at it, recorded in
-// the audit list; it returns how many accounts that leaves without a way
-// to sign in (they can set a password with a reset by mail). ENotFound.
-func (e *Engine) Delete(ctx context.Context, by account.Admin, name string) (int, error) {
+// Deleted is what deleting a provider did: how many accounts it left
+// without a way to sign in (they can set a password with a reset by
+// mail), and how many sessions signed in with it ended.
+type Deleted struct {
+	Stranded      int
+	SessionsEnded int64
+}
+
+// Delete removes a provider and every identity linked at it, and ends
+// every session signed in with it, recorded in the audit list. ENotFound.
+func (e *Engine) Delete(ctx context.Context, by account.Admin, name string) (Deleted, error) {
 	p, err := e.Provider(ctx, name)
 	if err != nil {
-		return 0, err
+		return Deleted{}, err
 	}
-	n, err := e.store.DeleteProvider(ctx, name)
+	n, ended, err := e.store.DeleteProvider(ctx, name)
 	if errors.Is(err, db.ErrNotFound) {
-		return 0, &account.Error{Code: account.ENotFound, Message: "No sign-in provider is named " + strconv.Quote(name) + "."}
+		return Deleted{}, &account.Error{Code: account.ENotFound, Message: "No sign-in provider is named " + strconv.Quote(name) + "."}
 	}
 	if err != nil {
-		return 0, account.Fail(err)
+		return Deleted{}, account.Fail(err)
 	}
-	return n, e.acct.AuditService(ctx, by, "provider_delete", p.DisplayName, fmt.Sprintf("name %s; %d accounts left without a way to sign in", name, n))
+	d := Deleted{Stranded: n, SessionsEnded: ended}
+	return d, e.acct.AuditService(ctx, by, "provider_delete", p.DisplayName,
+		fmt.Sprintf("name %s; %d accounts left without a way to sign in; %d sessions signed in with it ended", name, n, ended))
 }
