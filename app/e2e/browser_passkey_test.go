@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"fiberauth/app/account/otptest"
+	"fiberauth/app/mail/mailtest"
 )
 
 // Passkeys in a real browser: Chromium's virtual authenticator (the
@@ -329,4 +330,60 @@ func TestBrowserPasskeyAutofill(t *testing.T) {
 		t.Fatalf("the autofill request did not sign in: at %s\n%s", loc, c.text())
 	}
 	c.checkPage()
+}
+
+// TestBrowserDisownFromMail: someone registers with another person's
+// address and adds a passkey; the address's owner opens the verification
+// link in their own browser, is shown what was set up, and says it is not
+// theirs: the squatter is signed out and their passkey no longer signs in,
+// and the owner is led to set a password. Screenshot of the question.
+func TestBrowserDisownFromMail(t *testing.T) {
+	sink := mailtest.Start(t)
+	base := servePasskeys(t, "SMTP_URL="+sink.URL())
+	squatter := newChrome(t)
+	squatter.noAutofill()
+	squatter.authenticator()
+	squatter.registerUser(base, "squatter", "owner@example.com")
+	squatter.do(chromedp.SendKeys(`#passkey-name`, "Squatter's phone"))
+	squatter.clickPasskey("add")
+	if loc := squatter.location(); loc != base+"/profile?done=passkey_added" {
+		t.Fatalf("after Add a passkey: at %s; page says %s", loc, squatter.text())
+	}
+
+	link := sink.WaitFor(t, "owner@example.com", 1).Link()
+	if !strings.HasPrefix(link, base+"/email/verify?") {
+		t.Fatalf("the verification mail's link: %q", link)
+	}
+	owner := newChrome(t)
+	owner.do(chromedp.Navigate(link))
+	owner.do(clickAndWait(`form[action="/email/verify"] button[type="submit"]`))
+	text := owner.text()
+	for _, says := range []string{"Did you set them up?", "a password", "a passkey named “Squatter's phone”"} {
+		if !strings.Contains(text, says) {
+			t.Fatalf("the question does not say %q:\n%s", says, text)
+		}
+	}
+	owner.checkPage()
+	owner.screenshot("email-6-unproven-question")
+	owner.do(clickAndWait(`button[name="keep"][value="not-mine"]`))
+	if loc := owner.location(); !strings.HasPrefix(loc, base+"/password/forgot?") ||
+		!strings.Contains(owner.text(), "it has no password now") || get(owner, chromedp.Value(`#login`)) != "squatter" {
+		t.Fatalf("after disowning: at %s\n%s", loc, owner.text())
+	}
+	owner.checkPage()
+
+	// The squatter's session ended, and the passkey signs in no more.
+	squatter.do(chromedp.Navigate(base + "/profile"))
+	if loc := squatter.location(); !strings.HasPrefix(loc, base+"/login") {
+		t.Fatalf("the squatter's session lives on: at %s", loc)
+	}
+	squatter.do(chromedp.Click(`button[data-passkey="login"]`, chromedp.NodeVisible))
+	msg := get(squatter, chromedp.Poll[string](`(function () { var s = document.querySelector('.passkey-alt .passkey-status.failed'); return s ? s.textContent : false; })()`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if !strings.Contains(msg, "Passkey not accepted") {
+		t.Errorf("the refusal of the disowned passkey says %q", msg)
+	}
+	if loc := squatter.location(); !strings.HasPrefix(loc, base+"/login") {
+		t.Fatalf("the disowned passkey signed in: at %s", loc)
+	}
 }
