@@ -432,6 +432,15 @@ func TestRequireVerifiedEmail(t *testing.T) {
 	wantStatus(t, res, http.StatusOK)
 	code := ts.mailTo(t, sink, "alice@example.com").Code()
 	res = b.submit("/email/verify", "/email/verify", url.Values{"login": {"alice"}, "code": {code}})
+	// Not signed in: the address's owner says the password set before is
+	// theirs.
+	wantStatus(t, res, http.StatusOK)
+	if !strings.Contains(res.Body, "<li>a password</li>") || !strings.Contains(res.Body, "Did you set them up?") {
+		t.Fatalf("the question: %s", res.Body)
+	}
+	f := hidden(res.Body)
+	f.Set("keep", "mine")
+	res = b.submit("/email/verify", "/email/verify", f)
 	wantStatus(t, res, http.StatusSeeOther)
 	if loc := res.Header.Get("Location"); loc != "/login?done=email_verified" {
 		t.Fatalf("after verifying: %s", loc)

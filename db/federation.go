@@ -88,9 +88,11 @@ func (s *Store) ListProviders(ctx context.Context) ([]Provider, error) {
 	return out, s.wrap(rows.Err())
 }
 
-// DeleteProvider deletes a provider and every identity linked at it, and
-// ends every session signed in with it (on every instance, told through
-// the applications' back channels as any ended session is). It returns how
+// DeleteProvider deletes a provider and every identity linked at it, ends
+// every session signed in with it and every application's session
+// authorized from one (offline or not; on every instance, told through the
+// applications' back channels as any ended session is), and voids the
+// pending second steps of the accounts linked to it. It returns how
 // many accounts that leaves without a way to sign in, and how many
 // sessions ended. ErrNotFound when there is no such provider.
 func (s *Store) DeleteProvider(ctx context.Context, name string) (stranded int, ended int64, err error) {
@@ -107,10 +109,11 @@ func (s *Store) DeleteProvider(ctx context.Context, name string) (stranded int, 
 			AND NOT EXISTS (SELECT 1 FROM identities o WHERE o.user_id = u.id AND o.provider <> i.provider)`, name).Scan(&stranded); err != nil {
 			return err
 		}
-		if err := oneRow(s.exec(ctx, tx, `DELETE FROM providers WHERE name = ?`, name)); err != nil {
-			return err
-		}
-		rows, err := s.query(ctx, tx, `SELECT DISTINCT user_id FROM sessions WHERE via = ?`, name)
+		// The accounts it touches: those linked to it (their pending
+		// second steps, begun with it, are voided by the stamp) and those
+		// signed in with it.
+		rows, err := s.query(ctx, tx, `SELECT user_id FROM sessions WHERE via = ? UNION SELECT user_id FROM identities WHERE provider = ?`,
+			name, name)
 		if err != nil {
 			return err
 		}
@@ -126,9 +129,23 @@ func (s *Store) DeleteProvider(ctx context.Context, name string) (stranded int, 
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		if _, err := s.exec(ctx, tx, `UPDATE users SET stamp = stamp + 1 WHERE id IN (SELECT user_id FROM identities WHERE provider = ?)`,
+			name); err != nil {
+			return err
+		}
+		if err := oneRow(s.exec(ctx, tx, `DELETE FROM providers WHERE name = ?`, name)); err != nil {
+			return err
+		}
+		// The applications' sessions authorized from them end too, even
+		// with offline access: nothing the provider vouched for stays.
+		apps, err := s.endSessions(ctx, tx, `parent_id IN (SELECT id FROM sessions WHERE via = ?)`, name)
+		if err != nil {
+			return err
+		}
 		if ended, err = s.endSessions(ctx, tx, `via = ?`, name); err != nil {
 			return err
 		}
+		ended += apps
 		for _, id := range users {
 			if err := s.notify(ctx, tx, userPayload(id)); err != nil {
 				return err

@@ -65,11 +65,13 @@ type Void struct {
 	Cached bool
 }
 
-// Vouching names the ways in a proof of the address vouches for.
+// Vouching names the ways in a proof of the address vouches for: All of
+// them, or the passkeys (by id) and identities (issuer and subject, joined
+// by a NUL) named.
 type Vouching struct {
-	All       bool
-	Passkeys  []string
-	Providers []string
+	All        bool
+	Passkeys   []string
+	Identities []string
 }
 
 // apply carries out v for userID in tx and returns how many sessions
@@ -187,8 +189,10 @@ func (w *Vouching) apply(ctx context.Context, s *Store, tx *sql.Tx, userID int64
 			return err
 		}
 	}
-	for _, name := range w.Providers {
-		if _, err := s.exec(ctx, tx, `UPDATE identities SET vouched = ? WHERE user_id = ? AND provider = ?`, true, userID, name); err != nil {
+	for _, id := range w.Identities {
+		issuer, subject, _ := strings.Cut(id, "\x00")
+		if _, err := s.exec(ctx, tx, `UPDATE identities SET vouched = ? WHERE user_id = ? AND issuer = ? AND subject = ?`,
+			true, userID, issuer, subject); err != nil {
 			return err
 		}
 	}

@@ -198,7 +198,7 @@ func New(cfg Config, store *db.Store, hasher Hasher, tokens *token.Manager, limi
 		cfg.Recovery = throttle.Rule{Limit: 20, Window: time.Hour, Base: 15 * time.Minute}
 	}
 	if cfg.Ceremonies.Limit <= 0 {
-		cfg.Ceremonies = throttle.Rule{Limit: 300, Window: 15 * time.Minute, Base: 30 * time.Second}
+		cfg.Ceremonies = throttle.Rule{Limit: 1000, Window: 15 * time.Minute, Base: 30 * time.Second}
 	}
 	if len(cfg.CodeKey) == 0 || len(cfg.MFAKey) != 32 {
 		panic("account: CodeKey and a 32-byte MFAKey are required")

@@ -423,11 +423,12 @@ type Verified struct {
 	Disowned bool
 }
 
-// unproven returns what u had set up before its address was proven, or
-// nil when it has no passkey or provider not vouched for.
+// unproven returns what u had set up before its address was proven (a
+// password, two-factor, passkeys and providers not vouched for), or nil
+// when it has none of them.
 func (s *Service) unproven(ctx context.Context, u db.User) (*Unproven, []string, []string, error) {
 	keys, ids, err := s.store.Unproven(ctx, u.ID)
-	if err != nil || len(keys)+len(ids) == 0 {
+	if err != nil || (len(keys)+len(ids) == 0 && u.PasswordHash == "" && !u.MFAEnabled) {
 		return nil, nil, nil, err
 	}
 	out := &Unproven{Password: u.PasswordHash != "", MFA: u.MFAEnabled}
@@ -445,8 +446,8 @@ func (s *Service) unproven(ctx context.Context, u db.User) (*Unproven, []string,
 			label = displayName(p)
 		}
 		out.Providers = append(out.Providers, label)
-		names = append(names, id.Provider)
-		fmt.Fprintf(mac, "\x00p%s", id.Provider)
+		names = append(names, id.Issuer+"\x00"+id.Subject)
+		fmt.Fprintf(mac, "\x00p%s\x00%s\x00%s", id.Provider, id.Issuer, id.Subject)
 	}
 	out.Digest = base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
 	return out, keyIDs, names, nil
@@ -458,9 +459,10 @@ func (s *Service) unproven(ctx context.Context, u db.User) (*Unproven, []string,
 // unknown name is answered as a wrong code.
 //
 // The person proves they own the address, not that they made the
-// account: when passkeys or providers were added to it before the address
-// was proven, a right code is not spent but answered with what was set up
-// (Unproven), and the person says whether it is theirs (answer, with the
+// account: when anything was set up on it before the address was proven
+// (a password, two-factor, passkeys or providers not vouched for), a right
+// code is not spent but answered with what was set up (Unproven), and the
+// person says whether it is theirs (answer, with the
 // digest they were shown; a digest that no longer holds asks again).
 // Mine keeps it all and vouches for what was shown; NotMine takes from the
 // account everything set up before (password, two-factor, those passkeys
@@ -486,16 +488,17 @@ func (s *Service) VerifyEmailByLogin(ctx context.Context, c Client, login, code 
 		return Verified{}, fail(err)
 	}
 	v, out := voids(ChangeEmailVerifiedMail, ""), Verified{}
-	if shown != nil {
-		if answer == Unasked || !hmac.Equal([]byte(digest), []byte(shown.Digest)) {
-			a.end(ctx, abandoned)
-			return Verified{Ask: shown}, nil
-		}
-		if answer == NotMine {
-			v, out.Disowned = voids(ChangeEmailDisowned, ""), true
-		} else {
-			v.Vouch = &db.Vouching{Passkeys: keys, Providers: providers}
-		}
+	switch {
+	case shown != nil && (answer == Unasked || !hmac.Equal([]byte(digest), []byte(shown.Digest))):
+		// Not asked yet, or the account changed since: ask (again).
+		a.end(ctx, abandoned)
+		return Verified{Ask: shown}, nil
+	case answer == NotMine:
+		// (With nothing left to list, the owner's word still ends what
+		// the account had.)
+		v, out.Disowned = voids(ChangeEmailDisowned, ""), true
+	case shown != nil:
+		v.Vouch = &db.Vouching{Passkeys: keys, Identities: providers}
 	}
 	if err := s.confirmEmail(ctx, a, c, u, row, "", v); err != nil {
 		return Verified{}, err

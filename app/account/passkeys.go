@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"fiberauth/app/metrics"
@@ -119,15 +121,21 @@ func (s *Service) begin(ctx context.Context, kind string, userID int64, session 
 // countCeremony counts a ceremony begun without a session against the
 // client address (Ceremonies): each one is a row until it is taken or
 // expires, so an address may not begin them without end. Every ceremony
-// counts, finished or not.
+// counts, finished or not (the login page begins one for the username
+// field's autofill at each visit, and most are never answered), in fixed
+// periods of Ceremonies.Window: an address may begin Limit in each.
 func (s *Service) countCeremony(ctx context.Context, c Client) error {
-	key, now := "c:"+throttle.AddressKey(c.Addr), s.Now()
-	w, err := s.limits.Take(ctx, key, s.cfg.Ceremonies, now)
+	r, now := s.cfg.Ceremonies, s.Now()
+	period := now.UnixNano() / int64(r.Window)
+	end := time.Unix(0, (period+1)*int64(r.Window))
+	key := "c:" + throttle.AddressKey(c.Addr) + ":" + strconv.FormatInt(period, 36)
+	r.Base = r.Window // past the limit, refused for the rest of the period
+	w, err := s.limits.Take(ctx, key, r, now)
 	if err != nil {
 		return fail(err)
 	}
 	if w > 0 {
-		return throttled(w)
+		return throttled(min(w, end.Sub(now)))
 	}
 	return fail(s.limits.Fail(ctx, now, key))
 }

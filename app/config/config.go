@@ -206,7 +206,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Config, er
 	perIP := str("login-failures-per-ip", "LOGIN_FAILURES_PER_IP", "50", "failed sign-ins per client address within the login window before it is throttled")
 	window := str("login-window", "LOGIN_WINDOW", "15m", "period over which failed sign-ins are counted")
 	regs := str("registrations-per-ip", "REGISTRATIONS_PER_IP", "300", "accounts one client address may register per hour")
-	ceremonies := str("passkey-ceremonies-per-ip", "PASSKEY_CEREMONIES_PER_IP", "300", "passkey sign-ins and sign-ups one client address may begin within the login window")
+	ceremonies := str("passkey-ceremonies-per-ip", "PASSKEY_CEREMONIES_PER_IP", "1000", "passkey sign-ins and sign-ups one client address may begin in each period of the login window")
 	workers := str("hash-workers", "HASH_WORKERS", "0", "bcrypt computations run at once; 0 means one per CPU")
 	queue := str("hash-queue", "HASH_QUEUE", "0", "sign-ins that may wait for a bcrypt worker before more are refused with 503 (none waits longer than 5s); 0 means 128 per worker")
 	smtpURL := str("smtp-url", "SMTP_URL", "", "mail server, smtp://user:password@host:port (STARTTLS when offered) or smtps://... (TLS from the start), ?insecure_skip_verify=1 for development only; empty: each message is written to the log instead; prefer the variable")

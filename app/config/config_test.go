@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	if c.Addr != "127.0.0.1:8000" || c.DatabasePath != "app.db" || c.TokenLifetime != 30*time.Minute ||
 		c.BcryptCost != 12 || c.SecretKey != nil || c.CookieSecure != "auto" || len(c.TrustedProxies) != 0 ||
 		c.LoginFailuresPerAccount != 5 || c.LoginWindow != 15*time.Minute || c.LoginFailuresAccountWide != 100 ||
-		c.DatabaseURL != "" || c.DatabaseMaxConns != 16 || c.CeremoniesPerIP != 300 {
+		c.DatabaseURL != "" || c.DatabaseMaxConns != 16 || c.CeremoniesPerIP != 1000 {
 		t.Errorf("defaults: %+v", c)
 	}
 }
