@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -543,4 +544,29 @@ func TestOAuth2Client(t *testing.T) {
 	if len(seen) < 3 {
 		t.Errorf("the token source used %d access tokens in 20 s; want it to have refreshed at least twice", len(seen))
 	}
+}
+
+// TestRefreshFromThrottledAddress: an address throttled for its failed
+// sign-ins is refused (429) for a refresh token that does not hold, and
+// such tokens count as failures; a refresh token that holds is not a guess
+// and still works from there.
+func TestRefreshFromThrottledAddress(t *testing.T) {
+	onEngines(t, func(t *testing.T, env ...string) {
+		ts := newTestServer(t, append([]string{"LOGIN_FAILURES_PER_IP", "3"}, env...)...)
+		ts.register("alice", "alice@example.com", pw)
+		p := ts.signIn("alice")
+		// Junk refresh tokens count: three, and the address is throttled.
+		for i := 0; i < 3; i++ {
+			wantOAuthError(t, ts.refresh("not-a-token-"+strconv.Itoa(i)), http.StatusBadRequest, "invalid_grant")
+		}
+		res := ts.postForm("/token", url.Values{"username": {"alice"}, "password": {pw}})
+		wantStatus(t, res, http.StatusTooManyRequests)
+		res = ts.refresh("not-a-token-4")
+		wantStatus(t, res, http.StatusTooManyRequests)
+		if res.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+		next := ts.pairFrom(ts.refresh(p.Refresh))
+		wantStatus(t, ts.get("/users/me", bearer(next.Access)...), http.StatusOK)
+	})
 }

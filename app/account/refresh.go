@@ -41,14 +41,22 @@ func (s *Service) Refresh(ctx context.Context, c Client, raw, scope string) (Gra
 
 func (s *Service) refresh(ctx context.Context, c Client, raw, scope string) (Grant, string, error) {
 	now := s.Now()
-	// A refresh token has 256 random bits: nobody guesses one, so only
-	// failures count against the address (a good refresh writes nothing
-	// to the throttle).
+	// A refresh token has 256 random bits: nobody guesses one. A token
+	// that does not hold counts against the address as a failed sign-in
+	// does, and an address throttled for its failures is refused (429)
+	// for such a token; a token that holds is not a guess and is never
+	// refused for its address (a network shared with someone guessing
+	// passwords keeps its sessions), which spares a read of the throttle
+	// on every good refresh.
 	address := addressKey(c.Addr)
-	if w, err := s.limits.Wait(ctx, address, now); err != nil {
-		return Grant{}, "error", fail(err)
-	} else if w > 0 {
-		return Grant{}, "throttled", throttled(w)
+	refused := func() (string, error) {
+		if w, err := s.limits.Wait(ctx, address, now); err != nil {
+			return "error", fail(err)
+		} else if w > 0 {
+			return "throttled", throttled(w)
+		}
+		s.countFailure(ctx, address, s.cfg.Address, now)
+		return "invalid", &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
 	}
 	next, nextHash, err := token.NewRefresh()
 	if err != nil {
@@ -72,13 +80,13 @@ func (s *Service) refresh(ctx context.Context, c Client, raw, scope string) (Gra
 	})
 	switch {
 	case errors.Is(err, errSessionEnded):
-		s.countFailure(ctx, address, s.cfg.Address, now)
 		if _, err := s.store.Apply(ctx, se.UserID, voids(ChangeSessionEnded, se.ID), db.Event{}); err == nil {
 			s.cfg.Metrics.SessionsEnded(EndedExpired, 1)
 		} else if !errors.Is(err, db.ErrNotFound) {
 			s.log.Warn("end an expired session", "error", err.Error())
 		}
-		return Grant{}, "invalid", &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
+		outcome, err := refused()
+		return Grant{}, outcome, err
 	case scopeErr != nil:
 		return Grant{}, "invalid", scopeErr
 	case err != nil:
@@ -86,8 +94,8 @@ func (s *Service) refresh(ctx context.Context, c Client, raw, scope string) (Gra
 	}
 	switch out {
 	case db.RefreshUnknown:
-		s.countFailure(ctx, address, s.cfg.Address, now)
-		return Grant{}, "invalid", &Error{Code: EUnauthorized, Message: MsgInvalidRefresh}
+		outcome, err := refused()
+		return Grant{}, outcome, err
 	case db.RefreshReused:
 		// A stolen token in use: it counts against the account too.
 		s.countFailure(ctx, address, s.cfg.Address, now)
