@@ -27,6 +27,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DUR=${LOAD_DURATION:-5s}
+# The password grant does a few sign-ins per second: it runs longer, so
+# that the requests cut off at the end of a run do not weigh in its rate.
+SLOW_DUR=${LOAD_SLOW_DURATION:-20s}
 ROUNDS=${LOAD_ROUNDS:-3}
 COST=${BCRYPT_COST:-12}
 CONNS=${LOAD_CONNECTIONS:-32}
@@ -167,7 +170,7 @@ codes_run() {
 }
 
 echo "bcrypt rate at cost $COST…" >&2
-bcrypt_rate=$("$tmp/baseline" -bcrypt-cost "$COST" -duration 5s)
+bcrypt_rate=$("$tmp/baseline" -bcrypt-cost "$COST" -duration "$SLOW_DUR")
 
 echo "SQLite, $ROUNDS rounds of $DUR, $CONNS connections…" >&2
 engine=SQLite
@@ -177,7 +180,7 @@ sign_in "$APP_ADDR"
 rounds "\`GET /users/me\`, bearer token" "http://$APP_ADDR/users/me" bearer.lua "$engine" "≥ 0.80"
 rounds "\`GET /users/me\`, session cookie" "http://$APP_ADDR/users/me" cookie.lua "$engine" "≥ 0.80"
 rounds "\`GET /profile\` page, session cookie" "http://$APP_ADDR/profile" cookie.lua "$engine" "report"
-set -- $(wrk_run -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token"); count_errors "$3"
+set -- $(wrk_run -t2 -c4 -d"$SLOW_DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token"); count_errors "$3"
 row "password grant (\`POST /token\`, bcrypt cost $COST)" "$engine" "$1" "$2" "bcrypt verifications on all cores" "$bcrypt_rate" "$(ratio "$1" "$bcrypt_rate")" "≥ 0.95"
 refresh_run "$engine" "$tmp/bare-refresh.db"
 introspect_run
@@ -214,7 +217,7 @@ if [ -n "${LOAD_DATABASE_URL:-}" ]; then
   start_app "$APP_ADDR" "$COST" DATABASE_URL="$pg_url" "${LIMITS[@]}"
   sign_in "$APP_ADDR"
   rounds "\`GET /users/me\`, bearer token" "http://$APP_ADDR/users/me" bearer.lua "$engine" "≥ 0.80"
-  set -- $(wrk_run -t2 -c4 -d"$DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token"); count_errors "$3"
+  set -- $(wrk_run -t2 -c4 -d"$SLOW_DUR" --timeout 10s -s $HERE/token.lua "http://$APP_ADDR/token"); count_errors "$3"
   row "password grant (\`POST /token\`, bcrypt cost $COST)" "$engine" "$1" "$2" "bcrypt verifications on all cores" "$bcrypt_rate" "$(ratio "$1" "$bcrypt_rate")" "≥ 0.95"
   refresh_run "$engine" "$pg_url"
   introspect_run
@@ -233,7 +236,7 @@ stop_app
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
   echo "Measured $(date -u +%Y-%m-%d) on $(nproc) CPUs ($cpu), $(go version | awk '{print $3}'), wrk -t2 -c$CONNS,"
-  echo "$ROUNDS rounds of $DUR where a ratio is the median of rounds against the bare server; bcrypt cost $COST;"
+  echo "$ROUNDS rounds of $DUR where a ratio is the median of rounds against the bare server; bcrypt cost $COST (the password grant and the bcrypt rate over $SLOW_DUR, 4 connections);"
   echo "the app with its defaults (JSON request log at info) but the sign-in limits raised."
   echo
   echo "| Work | Engine | Requests/s | p99 (ms) | Baseline | Baseline/s | Ratio | Target |"
