@@ -32,6 +32,22 @@ func (ts *testServer) mailTo(t *testing.T, sink *mailtest.Sink, addr string) mai
 	return sink.Last(t, addr)
 }
 
+// verifyCode waits for the mail of the requests so far and returns the
+// code of the newest "Confirm your email address" to addr (notices of new
+// ways in may follow it).
+func (ts *testServer) verifyCode(t *testing.T, sink *mailtest.Sink, addr string) string {
+	t.Helper()
+	ts.flushMail()
+	msgs := sink.To(addr)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Header.Get("Subject") == "Confirm your email address" {
+			return msgs[i].Code()
+		}
+	}
+	t.Fatalf("no verification mail to %s", addr)
+	return ""
+}
+
 // clockAt moves the service's clock to at, for the rest of the test.
 func (ts *testServer) clockAt(at time.Time) {
 	ts.s.acct.Now = func() time.Time { return at }

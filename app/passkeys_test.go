@@ -907,20 +907,6 @@ func TestPasskeyBeforeTheAddress(t *testing.T) {
 			}
 			return b, secret
 		}
-		// verifyCode is the code of the newest "Confirm your email
-		// address" to addr (notices of new ways in follow it).
-		verifyCode := func(addr string) string {
-			t.Helper()
-			ts.flushMail()
-			msgs := sink.To(addr)
-			for i := len(msgs) - 1; i >= 0; i-- {
-				if msgs[i].Header.Get("Subject") == "Confirm your email address" {
-					return msgs[i].Code()
-				}
-			}
-			t.Fatalf("no verification mail to %s", addr)
-			return ""
-		}
 		passkeyRefused := func(b *pkBrowser) {
 			t.Helper()
 			fresh := ts.pkBrowser(b.auth)
@@ -934,7 +920,7 @@ func TestPasskeyBeforeTheAddress(t *testing.T) {
 
 		t.Run("disowned from the verification link", func(t *testing.T) {
 			sq, secret := squat("squatter", "victim@example.com")
-			code := verifyCode("victim@example.com")
+			code := ts.verifyCode(t, sink, "victim@example.com")
 			victim := ts.browser()
 			asked := victim.submit("/email/verify", "/email/verify", url.Values{"login": {"victim@example.com"}, "code": {code}})
 			wantStatus(t, asked, http.StatusOK)
@@ -988,7 +974,7 @@ func TestPasskeyBeforeTheAddress(t *testing.T) {
 			// browser: the owner says it is theirs.
 			own := ts.pkBrowser(nil)
 			wantStatus(t, own.signUp("owner"), http.StatusCreated)
-			code := verifyCode("owner@example.com")
+			code := ts.verifyCode(t, sink, "owner@example.com")
 			phone := ts.browser()
 			asked := phone.submit("/email/verify", "/email/verify", url.Values{"login": {"owner"}, "code": {code}})
 			wantStatus(t, asked, http.StatusOK)
@@ -1001,7 +987,7 @@ func TestPasskeyBeforeTheAddress(t *testing.T) {
 			other := ts.pkBrowser(nil)
 			other.register("signedin")
 			other.addPasskey("Laptop")
-			code = verifyCode("signedin@example.com")
+			code = ts.verifyCode(t, sink, "signedin@example.com")
 			wantStatus(t, other.submit("/profile", "/email/verify", url.Values{"code": {code}}), http.StatusSeeOther)
 			for _, name := range []string{"owner", "signedin"} {
 				if keys, _, _ := ts.store.Unproven(ctx, ts.userID(name)); len(keys) != 0 {

@@ -36,13 +36,7 @@ func TestDisownAfterAChange(t *testing.T) {
 	wantStatus(t, res, http.StatusOK)
 	tok, _ = res.json(t)["access_token"].(string)
 
-	ts.flushMail()
-	var code string
-	for _, m := range sink.To("victim@example.com") {
-		if m.Header.Get("Subject") == "Confirm your email address" {
-			code = m.Code()
-		}
-	}
+	code := ts.verifyCode(t, sink, "victim@example.com")
 	victim := ts.browser()
 	asked := victim.submit("/email/verify", "/email/verify", url.Values{"login": {"victim@example.com"}, "code": {code}})
 	wantStatus(t, asked, http.StatusOK)
@@ -121,13 +115,7 @@ func TestDisownLeavesNothing(t *testing.T) {
 	wantStatus(t, res, http.StatusAccepted)
 	change := ts.mailTo(t, sink, "squatter@evil.example").Code()
 
-	ts.flushMail()
-	var code string
-	for _, m := range sink.To("victim@example.com") {
-		if m.Header.Get("Subject") == "Confirm your email address" {
-			code = m.Code()
-		}
-	}
+	code := ts.verifyCode(t, sink, "victim@example.com")
 	victim := ts.browser()
 	asked := victim.submit("/email/verify", "/email/verify", url.Values{"login": {"victim@example.com"}, "code": {code}})
 	wantStatus(t, asked, http.StatusOK)
